@@ -1,0 +1,184 @@
+"""The one place where layer inputs are validated and output sizes are computed.
+
+Every error names the calling function, what it expected and what it was given, so a
+user sees ``conv_forward_naive: expected x with 4 dimensions (N, C, H, W), got shape
+(3, 32, 32)`` instead of an ``IndexError`` from deep inside a loop.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+def _shape(a: Any) -> tuple[int, ...]:
+    return tuple(getattr(a, "shape", ()))
+
+
+def check_array(fn: str, name: str, a: Any) -> None:
+    """Raise ``TypeError`` unless ``a`` is an array (has ``shape`` and ``dtype``)."""
+    if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+        raise TypeError(f"{fn}: expected {name} to be an array, got {type(a).__name__}")
+
+
+def check_float(fn: str, name: str, a: Any) -> None:
+    """Raise ``TypeError`` unless ``a`` is a floating point array."""
+    check_array(fn, name, a)
+    if a.dtype.kind != "f":
+        raise TypeError(f"{fn}: expected {name} to be a floating point array, got dtype {a.dtype}")
+
+
+def check_ndim(fn: str, name: str, a: Any, ndim: int, layout: str = "") -> None:
+    """Raise ``ValueError`` unless ``a`` has exactly ``ndim`` dimensions."""
+    check_array(fn, name, a)
+    if a.ndim != ndim:
+        what = f" {layout}" if layout else ""
+        raise ValueError(
+            f"{fn}: expected {name} with {ndim} dimensions{what}, got shape {_shape(a)}"
+        )
+
+
+def check_same_shape(fn: str, name_a: str, a: Any, name_b: str, b: Any) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` have the same shape."""
+    if _shape(a) != _shape(b):
+        raise ValueError(
+            f"{fn}: expected {name_b} to have the shape of {name_a} {_shape(a)}, got {_shape(b)}"
+        )
+
+
+def check_vector(fn: str, name: str, a: Any, length: int) -> None:
+    """Raise ``ValueError`` unless ``a`` is a vector of ``length`` entries."""
+    check_array(fn, name, a)
+    if _shape(a) != (length,):
+        raise ValueError(f"{fn}: expected {name} of shape ({length},), got {_shape(a)}")
+
+
+def _get_int(fn: str, params: Mapping[str, Any], pname: str, key: str, minimum: int) -> int:
+    if not isinstance(params, Mapping):
+        raise TypeError(f"{fn}: expected {pname} to be a dict, got {type(params).__name__}")
+    if key not in params:
+        raise ValueError(
+            f"{fn}: {pname} is missing the key '{key}' (expected keys: "
+            f"{sorted(_PARAM_KEYS[pname])}, got {sorted(params)})"
+        )
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{fn}: expected {pname}['{key}'] to be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{fn}: expected {pname}['{key}'] >= {minimum}, got {value}")
+    return int(value)
+
+
+_PARAM_KEYS = {
+    "conv_param": ("stride", "pad"),
+    "pool_param": ("pool_height", "pool_width", "stride"),
+}
+
+
+def output_size(size: int, kernel: int, stride: int, pad: int = 0) -> int | None:
+    """Return ``1 + (size + 2*pad - kernel) / stride`` or ``None`` if it is not whole.
+
+    The single formula for every conv and pool layer; ``None`` also when the kernel
+    is larger than the padded input.
+    """
+    span = size + 2 * pad - kernel
+    if span < 0 or span % stride:
+        return None
+    return 1 + span // stride
+
+
+def conv_shapes(fn: str, x: Any, w: Any, b: Any, conv_param: Mapping[str, Any]):
+    """Validate a convolution's inputs; return ``(stride, pad, H_out, W_out)``."""
+    check_ndim(fn, "x", x, 4, "(N, C, H, W)")
+    check_ndim(fn, "w", w, 4, "(F, C, HH, WW)")
+    check_float(fn, "x", x)
+    check_float(fn, "w", w)
+    F, C, HH, WW = w.shape
+    if x.shape[1] != C:
+        raise ValueError(
+            f"{fn}: channel mismatch, x has {x.shape[1]} channels (shape {_shape(x)}) but "
+            f"w expects {C} (shape {_shape(w)})"
+        )
+    check_vector(fn, "b", b, F)
+    stride = _get_int(fn, conv_param, "conv_param", "stride", 1)
+    pad = _get_int(fn, conv_param, "conv_param", "pad", 0)
+    H, W = x.shape[2:]
+    H_out = output_size(H, HH, stride, pad)
+    W_out = output_size(W, WW, stride, pad)
+    if H_out is None or W_out is None:
+        raise ValueError(
+            f"{fn}: output size is not a whole number: x {_shape(x)}, w {_shape(w)}, "
+            f"stride {stride}, pad {pad} give (H + 2*pad - HH) / stride = "
+            f"({H} + {2 * pad} - {HH}) / {stride} and (W + 2*pad - WW) / stride = "
+            f"({W} + {2 * pad} - {WW}) / {stride}; expected whole non-negative numbers"
+        )
+    return stride, pad, H_out, W_out
+
+
+def pool_shapes(fn: str, x: Any, pool_param: Mapping[str, Any]):
+    """Validate a max pool's inputs; return ``(PH, PW, stride, H_out, W_out)``."""
+    check_ndim(fn, "x", x, 4, "(N, C, H, W)")
+    check_float(fn, "x", x)
+    PH = _get_int(fn, pool_param, "pool_param", "pool_height", 1)
+    PW = _get_int(fn, pool_param, "pool_param", "pool_width", 1)
+    stride = _get_int(fn, pool_param, "pool_param", "stride", 1)
+    H, W = x.shape[2:]
+    if PH > H or PW > W:
+        raise ValueError(
+            f"{fn}: pool window {PH}x{PW} is larger than the input {H}x{W} (x shape {_shape(x)})"
+        )
+    H_out = output_size(H, PH, stride)
+    W_out = output_size(W, PW, stride)
+    if H_out is None or W_out is None:
+        raise ValueError(
+            f"{fn}: output size is not a whole number: x {_shape(x)}, pool {PH}x{PW}, "
+            f"stride {stride} give (H - PH) / stride = ({H} - {PH}) / {stride} and "
+            f"(W - PW) / stride = ({W} - {PW}) / {stride}"
+        )
+    return PH, PW, stride, H_out, W_out
+
+
+def check_labels(fn: str, y: Any, num_rows: int, num_classes: int) -> None:
+    """Raise unless ``y`` holds ``num_rows`` integer labels in ``[0, num_classes)``."""
+    check_array(fn, "y", y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: expected integer labels y, got dtype {y.dtype}")
+    if _shape(y) != (num_rows,):
+        raise ValueError(f"{fn}: expected y of shape ({num_rows},) to match x, got {_shape(y)}")
+    if num_rows and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"{fn}: expected labels in [0, {num_classes}), got values from {int(y.min())} "
+            f"to {int(y.max())}"
+        )
+
+
+BN_MODES = ("train", "test")
+
+
+def check_mode(fn: str, pname: str, params: Mapping[str, Any]) -> str:
+    """Return ``params['mode']`` after checking it is ``'train'`` or ``'test'``."""
+    if not isinstance(params, Mapping):
+        raise TypeError(f"{fn}: expected {pname} to be a dict, got {type(params).__name__}")
+    mode = params.get("mode", "train")
+    if mode not in BN_MODES:
+        raise ValueError(f"{fn}: {pname}['mode'] must be one of {BN_MODES}, got {mode!r}")
+    return mode
+
+
+def check_dropout_p(fn: str, p: Any) -> float:
+    """Return the keep probability ``p`` after checking it lies in (0, 1]."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < p <= 1:
+        raise ValueError(
+            f"{fn}: expected dropout_param['p'] (probability of keeping a unit) in (0, 1], "
+            f"got {p!r}"
+        )
+    return float(p)
+
+
+def as_float_array(fn: str, name: str, a: Any) -> np.ndarray:
+    """Check that ``a`` is a floating array; returns it unchanged."""
+    check_float(fn, name, a)
+    return a

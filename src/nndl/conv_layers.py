@@ -1,0 +1,131 @@
+"""Convolution, max pooling and spatial batch norm in their reference ("naive") form.
+
+The naive layers are the readable definitions: plain loops over output positions that
+say exactly what is computed. :mod:`nndl.fast_layers` holds the fast versions, which the
+tests prove equal to these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from .backend import get_array_module
+from .checks import check_ndim, conv_shapes, pool_shapes
+from .layers import _bn_backward, _bn_forward
+
+
+def conv_forward_naive(x, w, b, conv_param: Mapping[str, Any]):
+    """Convolution (cross-correlation) of x with the filters w.
+
+    Shapes: x (N, C, H, W), w (F, C, HH, WW), b (F,) -> out (N, F, H', W') with
+    ``H' = 1 + (H + 2 * pad - HH) / stride`` (likewise W'). ``conv_param`` holds
+    ``stride`` (>= 1) and ``pad`` (>= 0 zeros on each side of H and W). A size that does
+    not divide evenly raises ``ValueError``.
+    """
+    stride, pad, H_out, W_out = conv_shapes("conv_forward_naive", x, w, b, conv_param)
+    xp = get_array_module(x)
+    N = x.shape[0]
+    F, _, HH, WW = w.shape
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = xp.zeros((N, F, H_out, W_out), dtype=x.dtype)
+    for n in range(N):
+        for f in range(F):
+            for i in range(H_out):
+                for j in range(W_out):
+                    window = x_pad[n, :, i * stride : i * stride + HH, j * stride : j * stride + WW]
+                    out[n, f, i, j] = (window * w[f]).sum() + b[f]
+    return out, (x, w, b, dict(conv_param))
+
+
+def conv_backward_naive(dout, cache):
+    """Gradients of :func:`conv_forward_naive`: dout (N, F, H', W') -> dx, dw, db."""
+    x, w, b, conv_param = cache
+    xp = get_array_module(x)
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    check_ndim("conv_backward_naive", "dout", dout, 4, "(N, F, H', W')")
+    N, F, H_out, W_out = dout.shape
+    _, _, HH, WW = w.shape
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dx_pad = xp.zeros_like(x_pad)
+    dw = xp.zeros_like(w)
+    db = dout.sum(axis=(0, 2, 3))
+    for n in range(N):
+        for f in range(F):
+            for i in range(H_out):
+                for j in range(W_out):
+                    hs, ws = i * stride, j * stride
+                    g = dout[n, f, i, j]
+                    dx_pad[n, :, hs : hs + HH, ws : ws + WW] += g * w[f]
+                    dw[f] += g * x_pad[n, :, hs : hs + HH, ws : ws + WW]
+    H, W = x.shape[2:]
+    dx = dx_pad[:, :, pad : pad + H, pad : pad + W]
+    return dx, dw, db
+
+
+def max_pool_forward_naive(x, pool_param: Mapping[str, Any]):
+    """Max pooling over windows of ``pool_height`` x ``pool_width`` every ``stride``.
+
+    Shapes: x (N, C, H, W) -> out (N, C, H', W') with ``H' = 1 + (H - PH) / stride``
+    (likewise W'); no padding. Windows may overlap (stride < window).
+    """
+    PH, PW, stride, H_out, W_out = pool_shapes("max_pool_forward_naive", x, pool_param)
+    xp = get_array_module(x)
+    N, C = x.shape[:2]
+    out = xp.zeros((N, C, H_out, W_out), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    hs, ws = i * stride, j * stride
+                    out[n, c, i, j] = x[n, c, hs : hs + PH, ws : ws + PW].max()
+    return out, (x, dict(pool_param))
+
+
+def max_pool_backward_naive(dout, cache):
+    """Gradient of :func:`max_pool_forward_naive`: dout (N, C, H', W') -> dx (N, C, H, W).
+
+    Each output's gradient goes to one input: the first maximum of its window in
+    row-major order, so ties are routed to exactly one element.
+    """
+    x, pool_param = cache
+    xp = get_array_module(x)
+    PH, PW, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    check_ndim("max_pool_backward_naive", "dout", dout, 4, "(N, C, H', W')")
+    N, C, H_out, W_out = dout.shape
+    dx = xp.zeros_like(x)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    hs, ws = i * stride, j * stride
+                    window = x[n, c, hs : hs + PH, ws : ws + PW]
+                    di, dj = divmod(int(window.argmax()), PW)
+                    dx[n, c, hs + di, ws + dj] += dout[n, c, i, j]
+    return dx
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param: MutableMapping[str, Any]):
+    """Batch norm of x (N, C, H, W) per channel over N, H and W; gamma, beta (C,).
+
+    ``bn_param`` is as for :func:`nndl.layers.batchnorm_forward`; the running statistics
+    have shape (C,). Returns out (N, C, H, W).
+    """
+    fn = "spatial_batchnorm_forward"
+    check_ndim(fn, "x", x, 4, "(N, C, H, W)")
+    return _bn_forward(fn, x, gamma, beta, bn_param, (0, 2, 3))
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """Gradients of :func:`spatial_batchnorm_forward`: dx (N, C, H, W), dgamma, dbeta (C,)."""
+    return _bn_backward("spatial_batchnorm_backward", dout, cache)
+
+
+__all__ = [
+    "conv_forward_naive",
+    "conv_backward_naive",
+    "max_pool_forward_naive",
+    "max_pool_backward_naive",
+    "spatial_batchnorm_forward",
+    "spatial_batchnorm_backward",
+]
