@@ -1,0 +1,298 @@
+"""CIFAR-10: find it, fetch it if asked, and load it safely.
+
+The data set is the official python version, a folder ``cifar-10-batches-py`` holding
+``data_batch_1`` .. ``data_batch_5``, ``test_batch`` and ``batches.meta``. The folder is
+looked for in this order (the first one given is the one used):
+
+1. the ``data_dir`` argument (``--data-dir`` on the command line),
+2. the ``NNDL_DATA_DIR`` environment variable,
+3. a per-user cache, ``$XDG_CACHE_HOME/nndl`` or ``~/.cache/nndl``.
+
+Each may name either ``cifar-10-batches-py`` itself or the folder holding it. When the
+data is not there, :func:`resolve_data_dir` downloads the official archive into it (see
+:mod:`nndl.download`). Batches are read with :mod:`nndl.safe_pickle`, so a crafted file
+cannot run code, and every malformed file is reported by name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nndl.checks import check_count
+from nndl.download import (
+    CIFAR10_FILES,
+    CIFAR10_FOLDER,
+    CIFAR10_MD5,
+    download_cifar10,
+    where_to_put_message,
+)
+from nndl.safe_pickle import load_pickle_file
+
+__all__ = [
+    "CLASS_NAMES",
+    "DATA_DIR_ENV",
+    "default_cache_dir",
+    "resolve_data_dir",
+    "load_class_names",
+    "load_CIFAR_batch",
+    "load_CIFAR10",
+    "get_CIFAR10_data",
+]
+
+CLASS_NAMES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+DATA_DIR_ENV = "NNDL_DATA_DIR"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+META_FILE = "batches.meta"
+IMAGE_SHAPE = (3, 32, 32)
+_ROW = 3 * 32 * 32
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache folder: ``$XDG_CACHE_HOME/nndl`` or ``~/.cache/nndl``."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "nndl"
+
+
+def _batches_dir_in(folder: Path) -> Path:
+    """``folder`` if it is the batches folder itself, else ``folder/cifar-10-batches-py``."""
+    if folder.name == CIFAR10_FOLDER or any((folder / n).is_file() for n in CIFAR10_FILES):
+        return folder
+    return folder / CIFAR10_FOLDER
+
+
+def _missing(batches_dir: Path) -> list[str]:
+    return [n for n in CIFAR10_FILES if not (batches_dir / n).is_file()]
+
+
+def resolve_data_dir(
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    *,
+    progress: bool = False,
+    url: str | None = None,
+    md5: str | None = CIFAR10_MD5,
+) -> Path:
+    """Return the ``cifar-10-batches-py`` folder, downloading CIFAR-10 there if needed.
+
+    The folder comes from ``data_dir``, else ``$NNDL_DATA_DIR``, else
+    :func:`default_cache_dir`; each may be the batches folder or its parent. If the data is
+    missing and ``download`` is true, the official archive (``url``, default
+    ``$NNDL_CIFAR10_URL`` or the Toronto URL) is fetched, checked against ``md5`` and
+    unpacked there; ``progress`` shows a progress bar (tqdm when installed). Otherwise, or
+    when a download fails, the error says where to put the files. A folder holding only
+    some of the files is reported, never overwritten.
+    """
+    if data_dir is not None:
+        base, source = Path(data_dir).expanduser(), "the data_dir argument"
+    elif os.environ.get(DATA_DIR_ENV):
+        base, source = Path(os.environ[DATA_DIR_ENV]).expanduser(), f"${DATA_DIR_ENV}"
+    else:
+        base, source = default_cache_dir(), "the per-user cache folder"
+    batches_dir = _batches_dir_in(base)
+    missing = _missing(batches_dir)
+    if not missing:
+        return batches_dir
+    if len(missing) < len(CIFAR10_FILES):
+        raise FileNotFoundError(
+            f"resolve_data_dir: {batches_dir} (from {source}) holds only part of CIFAR-10; "
+            f"missing {missing}. {where_to_put_message(batches_dir)}"
+        )
+    if not download:
+        raise FileNotFoundError(
+            f"resolve_data_dir: CIFAR-10 not found in {batches_dir} (from {source}) and "
+            f"download=False. {where_to_put_message(batches_dir)}"
+        )
+    return download_cifar10(batches_dir.parent, url=url, md5=md5, progress=progress)
+
+
+def _existing_batches_dir(fn: str, root: str | os.PathLike[str]) -> Path:
+    batches_dir = _batches_dir_in(Path(root).expanduser())
+    missing = _missing(batches_dir)
+    if missing:
+        raise FileNotFoundError(
+            f"{fn}: CIFAR-10 files {missing} not found in {batches_dir}. "
+            f"{where_to_put_message(batches_dir)}"
+        )
+    return batches_dir
+
+
+def _as_str(x: Any) -> Any:
+    return x.decode("latin1") if isinstance(x, bytes) else x
+
+
+def _read_dict(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Safely unpickle a batch file into a dict with ``str`` keys holding ``keys``."""
+    obj = load_pickle_file(path)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+    d = {_as_str(k): v for k, v in obj.items()}
+    absent = [k for k in keys if k not in d]
+    if absent:
+        raise ValueError(f"{path}: missing key(s) {absent}; found {sorted(map(str, d))}")
+    return d
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch as ``uint8 (n, 3, 32, 32)`` images (R, G, B planes) and ``int64`` labels."""
+    d = _read_dict(path, ("data", "labels"))
+    data = d["data"]
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != _ROW
+    ):
+        if isinstance(data, np.ndarray):
+            got = f"{data.dtype} array of shape {data.shape}"
+        else:
+            got = type(data).__name__
+        raise ValueError(
+            f"{path}: expected 'data' as a uint8 array of shape (N, {_ROW}), got {got}"
+        )
+    labels = d["labels"]
+    try:
+        y = np.asarray(labels)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: 'labels' is not a list of ints ({e})") from e
+    if y.ndim != 1 or (y.size and y.dtype.kind not in "iu"):
+        raise ValueError(f"{path}: expected 'labels' as a list of ints, got {y.dtype} {y.shape}")
+    if len(y) != len(data):
+        raise ValueError(f"{path}: {len(y)} labels for {len(data)} images")
+    if y.size and (y.min() < 0 or y.max() >= len(CLASS_NAMES)):
+        raise ValueError(
+            f"{path}: labels must lie in [0, {len(CLASS_NAMES)}), got {y.min()} to {y.max()}"
+        )
+    # The 3072 values are the R plane, then G, then B, each row-major: channels first.
+    return data.reshape((len(data), *IMAGE_SHAPE)), y.astype(np.int64)
+
+
+def _to_nhwc_float(x: np.ndarray) -> np.ndarray:
+    return x.transpose(0, 2, 3, 1).astype(np.float32, order="C")
+
+
+def load_class_names(root: str | os.PathLike[str]) -> list[str]:
+    """The class names from ``batches.meta`` (``root`` is ``cifar-10-batches-py``)."""
+    path = _batches_dir_in(Path(root).expanduser()) / META_FILE
+    names = _read_dict(path, ("label_names",))["label_names"]
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str | bytes) for n in names):
+        raise ValueError(f"{path}: expected 'label_names' as a list of strings")
+    return [_as_str(n) for n in names]
+
+
+def load_CIFAR_batch(filename: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file as float32 images ``(N, 32, 32, 3)`` and int64 labels ``(N,)``."""
+    x, y = _read_batch(Path(filename))
+    return _to_nhwc_float(x), y
+
+
+def _load_train(root: Path, needed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The training batches in order, stopping once ``needed`` images have been read."""
+    xs, ys, count = [], [], 0
+    for name in TRAIN_BATCHES:
+        x, y = _read_batch(root / name)
+        xs.append(x)
+        ys.append(y)
+        count += len(x)
+        if needed is not None and count >= needed:
+            break
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def load_CIFAR10(
+    root: str | os.PathLike[str],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Load all of CIFAR-10 from ``root``, the ``cifar-10-batches-py`` folder.
+
+    Returns ``X_train (50000, 32, 32, 3)`` float32 (pixel values 0..255), ``y_train
+    (50000,)`` int64, ``X_test (10000, 32, 32, 3)`` and ``y_test (10000,)``. The parent
+    of the batches folder is accepted too. Nothing is downloaded here.
+    """
+    root = _existing_batches_dir("load_CIFAR10", root)
+    x_train, y_train = _load_train(root)
+    x_test, y_test = _read_batch(root / TEST_BATCH)
+    return _to_nhwc_float(x_train), y_train, _to_nhwc_float(x_test), y_test
+
+
+def get_CIFAR10_data(
+    num_training: int = 49000,
+    num_validation: int = 1000,
+    num_test: int = 1000,
+    subtract_mean: bool = True,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """CIFAR-10 split and preprocessed for training, channels first.
+
+    Train is the first ``num_training`` training images, validation the next
+    ``num_validation``, test the first ``num_test`` test images. With ``subtract_mean`` the
+    mean training image (over the ``num_training`` train images only) is subtracted from
+    all three. Returns a dict with ``X_train (num_training, 3, 32, 32)`` float32,
+    ``y_train (num_training,)`` int64, ``X_val``, ``y_val``, ``X_test``, ``y_test``, plus
+    ``mean_image (3, 32, 32)`` float32 (what was subtracted; zeros without
+    ``subtract_mean``, so ``(image - mean_image)`` always preprocesses a new image the same
+    way) and ``class_names`` (10 strings). The folder is found, and fetched if missing
+    and ``download`` is true, by :func:`resolve_data_dir`; only as many training batches
+    as the split needs are read.
+    """
+    fn = "get_CIFAR10_data"
+    num_training = check_count(fn, "num_training", num_training, 1)
+    num_validation = check_count(fn, "num_validation", num_validation, 0)
+    num_test = check_count(fn, "num_test", num_test, 0)
+    root = resolve_data_dir(data_dir, download=download, progress=progress)
+    needed = num_training + num_validation
+    x_train_all, y_train_all = _load_train(root, needed)
+    if needed > len(x_train_all):
+        raise ValueError(
+            f"{fn}: num_training + num_validation = {num_training} + {num_validation} = "
+            f"{needed}, more than the {len(x_train_all)} training images in {root}"
+        )
+    if num_test:
+        x_test_all, y_test_all = _read_batch(root / TEST_BATCH)
+    else:
+        x_test_all = np.empty((0, *IMAGE_SHAPE), np.uint8)
+        y_test_all = np.empty(0, np.int64)
+    if num_test > len(x_test_all):
+        raise ValueError(
+            f"{fn}: num_test = {num_test}, more than the {len(x_test_all)} test images in {root}"
+        )
+    train_u8 = x_train_all[:num_training]
+    X_train = train_u8.astype(np.float32)
+    X_val = x_train_all[num_training:needed].astype(np.float32)
+    X_test = x_test_all[:num_test].astype(np.float32)
+    if subtract_mean:
+        # Accumulate in float64 so the mean of 49000 images is exact to float32 precision.
+        mean_image = train_u8.mean(axis=0, dtype=np.float64).astype(np.float32)
+        X_train -= mean_image
+        X_val -= mean_image
+        X_test -= mean_image
+    else:
+        mean_image = np.zeros(IMAGE_SHAPE, np.float32)
+    return {
+        "X_train": X_train,
+        "y_train": y_train_all[:num_training].copy(),
+        "X_val": X_val,
+        "y_val": y_train_all[num_training:needed].copy(),
+        "X_test": X_test,
+        "y_test": y_test_all[:num_test].copy(),
+        "mean_image": mean_image,
+        "class_names": load_class_names(root),
+    }

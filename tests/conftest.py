@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny synthetic CIFAR-10, the real one when present, no downloads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from _cifar import real_cifar_dir, write_synthetic_cifar10
+
+__all__ = ["write_synthetic_cifar10", "real_cifar_dir"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_cifar_download():
+    """Point the CIFAR-10 download at a closed local port unless a URL is set already.
+
+    A test that forgets ``data_dir`` then fails at once with the "where to put the files"
+    error instead of fetching 170 MB into the user's cache.
+    """
+    if os.environ.get("NNDL_CIFAR10_URL"):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NNDL_CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+        yield
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path: Path) -> Path:
+    """``cifar-10-batches-py`` with 5 x 20 training and 20 test images (class-dependent)."""
+    return write_synthetic_cifar10(tmp_path / "cifar")
+
+
+@pytest.fixture(scope="session")
+def real_cifar() -> Path:
+    """The real ``cifar-10-batches-py`` folder; skips when it is not available."""
+    return real_cifar_dir()
