@@ -49,6 +49,20 @@ def check_same_shape(fn: str, name_a: str, a: Any, name_b: str, b: Any) -> None:
         )
 
 
+def check_dout(fn: str, dout: Any, expected: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless the upstream gradient has the forward output's shape.
+
+    A backward pass would otherwise broadcast or loop over the wrong extent and return
+    gradients of the right shape but the wrong values.
+    """
+    check_array(fn, "dout", dout)
+    if _shape(dout) != tuple(expected):
+        raise ValueError(
+            f"{fn}: expected dout of shape {tuple(expected)} (the forward output), "
+            f"got {_shape(dout)}"
+        )
+
+
 def check_vector(fn: str, name: str, a: Any, length: int) -> None:
     """Raise ``ValueError`` unless ``a`` is a vector of ``length`` entries."""
     check_array(fn, name, a)
@@ -182,3 +196,27 @@ def as_float_array(fn: str, name: str, a: Any) -> np.ndarray:
     """Check that ``a`` is a floating array; returns it unchanged."""
     check_float(fn, name, a)
     return a
+
+
+def check_count(fn: str, name: str, value: Any, minimum: int = 0) -> int:
+    """Return ``value`` as an int after checking it is a whole number ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{fn}: expected {name} to be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{fn}: expected {name} >= {minimum}, got {value}")
+    return int(value)
+
+
+def conv_options(fn: str, conv_param: Mapping[str, Any], default_bytes: int) -> tuple[bool, int]:
+    """Return the fast conv's ``(recompute, col_buffer_bytes)`` options from ``conv_param``.
+
+    ``recompute`` must be a bool (default False) and ``col_buffer_bytes`` an int >= 1
+    (default ``default_bytes``).
+    """
+    recompute = conv_param.get("recompute", False)
+    if not isinstance(recompute, (bool, np.bool_)):
+        raise TypeError(f"{fn}: expected conv_param['recompute'] to be a bool, got {recompute!r}")
+    budget = check_count(
+        fn, "conv_param['col_buffer_bytes']", conv_param.get("col_buffer_bytes", default_bytes), 1
+    )
+    return bool(recompute), budget

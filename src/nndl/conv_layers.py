@@ -11,7 +11,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from .backend import get_array_module
-from .checks import check_ndim, conv_shapes, pool_shapes
+from .checks import check_dout, check_ndim, conv_shapes, output_size, pool_shapes
 from .layers import _bn_backward, _bn_forward
 
 
@@ -43,9 +43,12 @@ def conv_backward_naive(dout, cache):
     x, w, b, conv_param = cache
     xp = get_array_module(x)
     stride, pad = conv_param["stride"], conv_param["pad"]
-    check_ndim("conv_backward_naive", "dout", dout, 4, "(N, F, H', W')")
-    N, F, H_out, W_out = dout.shape
-    _, _, HH, WW = w.shape
+    fn = "conv_backward_naive"
+    check_ndim(fn, "dout", dout, 4, "(N, F, H', W')")
+    N, _, H, W = x.shape
+    F, _, HH, WW = w.shape
+    H_out, W_out = output_size(H, HH, stride, pad), output_size(W, WW, stride, pad)
+    check_dout(fn, dout, (N, F, H_out, W_out))
     x_pad = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     dx_pad = xp.zeros_like(x_pad)
     dw = xp.zeros_like(w)
@@ -58,7 +61,6 @@ def conv_backward_naive(dout, cache):
                     g = dout[n, f, i, j]
                     dx_pad[n, :, hs : hs + HH, ws : ws + WW] += g * w[f]
                     dw[f] += g * x_pad[n, :, hs : hs + HH, ws : ws + WW]
-    H, W = x.shape[2:]
     dx = dx_pad[:, :, pad : pad + H, pad : pad + W]
     return dx, dw, db
 
@@ -91,8 +93,11 @@ def max_pool_backward_naive(dout, cache):
     x, pool_param = cache
     xp = get_array_module(x)
     PH, PW, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
-    check_ndim("max_pool_backward_naive", "dout", dout, 4, "(N, C, H', W')")
-    N, C, H_out, W_out = dout.shape
+    fn = "max_pool_backward_naive"
+    check_ndim(fn, "dout", dout, 4, "(N, C, H', W')")
+    N, C, H, W = x.shape
+    H_out, W_out = output_size(H, PH, stride), output_size(W, PW, stride)
+    check_dout(fn, dout, (N, C, H_out, W_out))
     dx = xp.zeros_like(x)
     for n in range(N):
         for c in range(C):

@@ -1,0 +1,214 @@
+"""Tests for nndl.optim: each update rule against two steps computed by hand.
+
+Two steps, so the state carried in ``config`` (velocity, cache, Adam's m, v and t) is
+exercised; the hand computations use the textbook formulas, not the library's
+rearranged ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nndl import optim
+from nndl.optim import (
+    UPDATE_RULES,
+    adam,
+    get_update_rule,
+    nesterov_momentum,
+    rmsprop,
+    sgd,
+    sgd_momentum,
+)
+
+N, D = 4, 5
+
+
+def _problem(seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((N, D)).astype(dtype)
+    dws = [rng.standard_normal((N, D)).astype(dtype) for _ in range(2)]
+    return w, dws
+
+
+def _run(rule, w, dws, config):
+    """Two steps of ``rule`` from ``w``; returns the weights after each and the config."""
+    ws = []
+    for dw in dws:
+        w, config = rule(w, dw, config)
+        ws.append(w)
+    return ws, config
+
+
+def test_sgd_two_steps():
+    w, dws = _problem()
+    ws, config = _run(sgd, w, dws, {"learning_rate": 0.1})
+    np.testing.assert_allclose(ws[0], w - 0.1 * dws[0])
+    np.testing.assert_allclose(ws[1], w - 0.1 * dws[0] - 0.1 * dws[1])
+    assert config["learning_rate"] == 0.1
+
+
+def test_sgd_momentum_two_steps():
+    w, dws = _problem(1)
+    lr, mu = 0.1, 0.8
+    ws, config = _run(sgd_momentum, w, dws, {"learning_rate": lr, "momentum": mu})
+    v1 = -lr * dws[0]
+    w1 = w + v1
+    v2 = mu * v1 - lr * dws[1]
+    w2 = w1 + v2
+    np.testing.assert_allclose(ws[0], w1)
+    np.testing.assert_allclose(ws[1], w2)
+    np.testing.assert_allclose(config["velocity"], v2)
+
+
+def test_sgd_momentum_starts_from_given_velocity():
+    w, dws = _problem(2)
+    v0 = np.random.default_rng(3).standard_normal((N, D))
+    config = {"learning_rate": 1e-3, "velocity": v0.copy()}
+    next_w, config = sgd_momentum(w, dws[0], config)
+    v1 = 0.9 * v0 - 1e-3 * dws[0]  # default momentum 0.9
+    np.testing.assert_allclose(next_w, w + v1)
+    np.testing.assert_allclose(config["velocity"], v1)
+
+
+def test_nesterov_momentum_two_steps():
+    w, dws = _problem(4)
+    lr, mu = 0.05, 0.9
+    ws, config = _run(nesterov_momentum, w, dws, {"learning_rate": lr, "momentum": mu})
+    v0 = np.zeros_like(w)
+    v1 = mu * v0 - lr * dws[0]
+    w1 = w - mu * v0 + (1 + mu) * v1
+    v2 = mu * v1 - lr * dws[1]
+    w2 = w1 - mu * v1 + (1 + mu) * v2
+    np.testing.assert_allclose(ws[0], w1)
+    np.testing.assert_allclose(ws[1], w2)
+    np.testing.assert_allclose(config["velocity"], v2)
+
+
+def test_rmsprop_two_steps():
+    w, dws = _problem(5)
+    lr, decay, eps = 1e-2, 0.9, 1e-8
+    ws, config = _run(rmsprop, w, dws, {"learning_rate": lr, "decay_rate": decay})
+    c1 = (1 - decay) * dws[0] ** 2
+    w1 = w - lr * dws[0] / (np.sqrt(c1) + eps)
+    c2 = decay * c1 + (1 - decay) * dws[1] ** 2
+    w2 = w1 - lr * dws[1] / (np.sqrt(c2) + eps)
+    np.testing.assert_allclose(ws[0], w1)
+    np.testing.assert_allclose(ws[1], w2)
+    np.testing.assert_allclose(config["cache"], c2)
+    assert config["epsilon"] == eps
+
+
+def _adam_by_hand(w, dw, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
+    t = t + 1
+    m = b1 * m + (1 - b1) * dw
+    v = b2 * v + (1 - b2) * dw**2
+    m_hat = m / (1 - b1**t)
+    v_hat = v / (1 - b2**t)
+    return w - lr * m_hat / (np.sqrt(v_hat) + eps), m, v, t
+
+
+def test_adam_defaults_and_two_steps():
+    w, dws = _problem(6)
+    ws, config = _run(adam, w, dws, None)
+    assert config["learning_rate"] == 1e-3
+    assert config["beta1"] == 0.9
+    assert config["beta2"] == 0.999
+    assert config["epsilon"] == 1e-8
+    assert config["t"] == 2
+    m, v, t = np.zeros_like(w), np.zeros_like(w), 0
+    w1, m, v, t = _adam_by_hand(w, dws[0], m, v, t, 1e-3)
+    w2, m, v, t = _adam_by_hand(w1, dws[1], m, v, t, 1e-3)
+    np.testing.assert_allclose(ws[0], w1, rtol=1e-12)
+    np.testing.assert_allclose(ws[1], w2, rtol=1e-12)
+    np.testing.assert_allclose(config["m"], m)
+    np.testing.assert_allclose(config["v"], v)
+
+
+def test_adam_continues_from_given_state():
+    """The CS231n-style check: start from given m, v and step counter t."""
+    w = np.linspace(-0.4, 0.6, num=N * D).reshape(N, D)
+    dw = np.linspace(-0.6, 0.4, num=N * D).reshape(N, D)
+    m = np.linspace(0.6, 0.9, num=N * D).reshape(N, D)
+    v = np.linspace(0.7, 0.5, num=N * D).reshape(N, D)
+    config = {"learning_rate": 1e-2, "m": m.copy(), "v": v.copy(), "t": 5}
+    next_w, config = adam(w, dw, config)
+    w1, m1, v1, t1 = _adam_by_hand(w, dw, m, v, 5, 1e-2)
+    np.testing.assert_allclose(next_w, w1, rtol=1e-12)
+    np.testing.assert_allclose(config["m"], m1)
+    np.testing.assert_allclose(config["v"], v1)
+    assert config["t"] == t1 == 6
+
+
+def test_adam_small_gradients_use_epsilon():
+    """Where v is tiny epsilon dominates the denominator; the folded form must agree."""
+    w = np.ones((2, 3))
+    dw = np.full((2, 3), 1e-9)
+    dw[0, 0] = 0.0
+    next_w, _ = adam(w, dw, {"learning_rate": 1.0})
+    expected, *_ = _adam_by_hand(w, dw, 0.0, 0.0, 0, 1.0)
+    np.testing.assert_allclose(next_w, expected, rtol=1e-12)
+
+
+RULES = [pytest.param(rule, id=name) for name, rule in UPDATE_RULES.items()]
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_inplace_option_matches_out_of_place(rule):
+    w, dws = _problem(7)
+    w_orig = w.copy()
+    ws_out, _ = _run(rule, w, dws, {"learning_rate": 1e-2})
+    # Out of place: the caller's array is left alone and each step is a new array.
+    np.testing.assert_array_equal(w, w_orig)
+    assert ws_out[0] is not w
+
+    w_in = w.copy()
+    ws_in, config = _run(rule, w_in, dws, {"learning_rate": 1e-2, "inplace": True})
+    assert ws_in[0] is w_in and ws_in[1] is w_in
+    np.testing.assert_allclose(w_in, ws_out[1], rtol=1e-12, atol=1e-15)
+    assert config["inplace"] is True
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_update_rules_keep_float32(rule):
+    w, dws = _problem(8, dtype=np.float32)
+    ws, config = _run(rule, w, dws, None)
+    assert all(x.dtype == np.float32 for x in ws)
+    for key in ("velocity", "cache", "m", "v"):
+        if key in config:
+            assert config[key].dtype == np.float32
+    # And it agrees with the float64 run to float32 precision.
+    ws64, _ = _run(rule, w.astype(np.float64), [d.astype(np.float64) for d in dws], None)
+    np.testing.assert_allclose(ws[1], ws64[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_update_rule_fills_default_config(rule):
+    w, dws = _problem(9)
+    next_w, config = rule(w, dws[0])
+    assert isinstance(config, dict) and config["learning_rate"] > 0
+    assert next_w.shape == w.shape
+    # A config passed in is the one updated and returned.
+    mine = {"learning_rate": 1e-4}
+    _, returned = rule(w, dws[0], mine)
+    assert returned is mine
+
+
+def test_registry_holds_the_spec_rules():
+    assert set(UPDATE_RULES) == {"sgd", "sgd_momentum", "nesterov_momentum", "rmsprop", "adam"}
+    for name, rule in UPDATE_RULES.items():
+        assert get_update_rule(name) is rule is getattr(optim, name)
+
+
+def test_get_update_rule_passes_callables_through():
+    def my_rule(w, dw, config=None):
+        return w, config
+
+    assert get_update_rule(my_rule) is my_rule
+
+
+def test_get_update_rule_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match=r"^get_update_rule: .*'adagrad'") as info:
+        get_update_rule("adagrad")
+    for name in UPDATE_RULES:
+        assert repr(name) in str(info.value)
