@@ -1,0 +1,139 @@
+"""Fully connected networks: :class:`TwoLayerNet` and :class:`FullyConnectedNet`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .layers import affine_backward, affine_forward, softmax_loss
+from .model_base import Model
+
+
+class TwoLayerNet(Model):
+    """affine - relu - affine - softmax.
+
+    Weights are normal with std ``weight_scale``, biases zero; params ``W1`` (D, H),
+    ``b1`` (H,), ``W2`` (H, C), ``b2`` (C,). Inputs of any shape ``(N, d_1, ..., d_k)``
+    with ``D = d_1 * ... * d_k``.
+    """
+
+    name = "two_layer_net"
+
+    def __init__(
+        self,
+        input_dim: int = 3 * 32 * 32,
+        hidden_dim: int = 100,
+        num_classes: int = 10,
+        weight_scale: float = 1e-3,
+        reg: float = 0.0,
+        dtype: Any = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        self._setup(
+            dict(
+                input_dim=input_dim,
+                hidden_dim=hidden_dim,
+                num_classes=num_classes,
+                weight_scale=weight_scale,
+                reg=reg,
+                seed=seed,
+            ),
+            reg,
+            dtype,
+            seed,
+        )
+        self._add_weight("W1", (input_dim, hidden_dim), weight_scale)
+        self._add_bias("b1", hidden_dim)
+        self._add_weight("W2", (hidden_dim, num_classes), weight_scale)
+        self._add_bias("b2", num_classes)
+
+    def loss(self, X: np.ndarray, y: np.ndarray | None = None):
+        """Scores (N, C) when ``y`` is None, else ``(loss, grads)``."""
+        X, _ = self._begin(X, y)
+        h, cache1 = self._hidden_forward(X, 1, False)
+        scores, cache2 = affine_forward(h, self.params["W2"], self.params["b2"])
+        if y is None:
+            return scores
+        loss, dscores = softmax_loss(scores, y)
+        grads: dict[str, np.ndarray] = {}
+        dh, grads["W2"], grads["b2"] = affine_backward(dscores, cache2)
+        self._hidden_backward(dh, cache1, 1, False, grads)
+        return self._regularize(loss, grads, ("W1", "W2")), grads
+
+
+class FullyConnectedNet(Model):
+    """``{affine - [batch norm] - relu - [dropout]} x (L - 1) - affine - softmax``.
+
+    ``hidden_dims`` lists the hidden layer sizes. ``dropout`` is the probability of
+    KEEPING a unit (cs231n semantics; 0 means no dropout); masks are drawn from the
+    model's own Generator (``model.rng``, seeded by ``seed``), so a seeded model is
+    reproducible and two calls draw different masks. Weights are normal with std
+    ``weight_scale``, biases zero, ``gamma{i}`` one and ``beta{i}`` zero. Params are
+    numbered by layer: ``W1, b1[, gamma1, beta1], ..., WL, bL``.
+    """
+
+    name = "fc_net"
+
+    def __init__(
+        self,
+        hidden_dims: Sequence[int],
+        input_dim: int = 3 * 32 * 32,
+        num_classes: int = 10,
+        dropout: float = 0,
+        use_batchnorm: bool = False,
+        reg: float = 0.0,
+        weight_scale: float = 1e-2,
+        dtype: Any = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        hidden_dims = [int(h) for h in hidden_dims]
+        self._setup(
+            dict(
+                hidden_dims=hidden_dims,
+                input_dim=input_dim,
+                num_classes=num_classes,
+                dropout=dropout,
+                use_batchnorm=use_batchnorm,
+                reg=reg,
+                weight_scale=weight_scale,
+                seed=seed,
+            ),
+            reg,
+            dtype,
+            seed,
+        )
+        self.use_batchnorm = bool(use_batchnorm)
+        self.num_layers = len(hidden_dims) + 1
+        self._set_dropout(dropout)
+        self.use_dropout = self.dropout_param is not None
+        dims = [int(input_dim), *hidden_dims, int(num_classes)]
+        for i in range(self.num_layers):
+            idx = i + 1
+            self._add_weight(f"W{idx}", (dims[i], dims[i + 1]), weight_scale)
+            self._add_bias(f"b{idx}", dims[i + 1])
+            if self.use_batchnorm and idx < self.num_layers:
+                self._add_batchnorm(idx, dims[i + 1])
+
+    def loss(self, X: np.ndarray, y: np.ndarray | None = None):
+        """Scores (N, C) when ``y`` is None, else ``(loss, grads)``."""
+        out, _ = self._begin(X, y)
+        L = self.num_layers
+        caches = []
+        for idx in range(1, L):
+            out, cache = self._hidden_forward(out, idx, self.use_batchnorm)
+            out, drop_cache = self._dropout_forward(out)
+            caches.append((cache, drop_cache))
+        scores, last_cache = affine_forward(out, self.params[f"W{L}"], self.params[f"b{L}"])
+        if y is None:
+            return scores
+
+        loss, dscores = softmax_loss(scores, y)
+        grads: dict[str, np.ndarray] = {}
+        dout, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, last_cache)
+        for idx in range(L - 1, 0, -1):
+            cache, drop_cache = caches[idx - 1]
+            dout = self._dropout_backward(dout, drop_cache)
+            dout = self._hidden_backward(dout, cache, idx, self.use_batchnorm, grads)
+        return self._regularize(loss, grads, [f"W{i}" for i in range(1, L + 1)]), grads

@@ -1,0 +1,282 @@
+"""Minibatch training of any model with ``params`` and ``loss(X, y=None)``.
+
+Example::
+
+    solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 1e-3},
+                    lr_decay=0.95, batch_size=50, num_epochs=10, seed=0)
+    solver.train()
+    solver.best_val_acc, solver.loss_history
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .callbacks import Callback, PrintProgress
+from .checkpoint import load_solver_checkpoint, save_solver_checkpoint
+from .optim import UPDATE_RULES, get_update_rule
+
+DATA_KEYS = ("X_train", "y_train", "X_val", "y_val")
+
+# Keyword arguments and their defaults: the SPEC's, then this library's extras.
+DEFAULTS: dict[str, Any] = {
+    "update_rule": "sgd",
+    "optim_config": None,
+    "lr_decay": 1.0,
+    "batch_size": 100,
+    "num_epochs": 10,
+    "num_train_samples": 1000,
+    "num_val_samples": None,
+    "checkpoint_name": None,
+    "print_every": 10,
+    "verbose": True,
+    "callbacks": None,
+    "seed": None,
+}
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"Solver: expected {name} to be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class Solver:
+    """Train ``model`` on ``data`` (a dict with ``X_train, y_train, X_val, y_val``).
+
+    ``train()`` runs ``max(N // batch_size, 1) * num_epochs`` iterations; each epoch visits
+    a fresh permutation of the training set drawn from the solver's Generator (seeded by
+    ``seed``). After each epoch every parameter's learning rate is multiplied by
+    ``lr_decay``, and the accuracies are checked (train on ``num_train_samples`` examples,
+    validation on ``num_val_samples`` or all); they are also checked at the start.
+    ``best_params`` (copies) are those of the best validation accuracy and are swapped
+    into the model when training finishes. ``update_rule`` is a name in
+    :data:`nndl.optim.UPDATE_RULES` or a callable ``(w, dw, config) -> (next_w, config)``;
+    ``optim_config`` is copied for every parameter (``optim_configs[name]``). With
+    ``verbose`` a :class:`~nndl.callbacks.PrintProgress` prints the classic lines.
+    ``callbacks`` are called in list order (see :mod:`nndl.callbacks`);
+    ``checkpoint_name`` saves ``f"{checkpoint_name}_epoch_{epoch}.npz"`` after each epoch.
+
+    Attributes: ``epoch``, ``iteration`` (completed updates), ``num_iterations``,
+    ``iterations_per_epoch``, ``loss_history``, ``train_acc_history``, ``val_acc_history``
+    (entry 0 is the check at the start), ``best_val_acc``, ``best_params``,
+    ``optim_configs``, ``stop_training`` and ``stop_reason``.
+    """
+
+    def __init__(self, model: Any, data: Mapping[str, Any], **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"Solver: unknown keyword argument(s) {unknown}; expected some of {list(DEFAULTS)}"
+            )
+        opts = {**DEFAULTS, **kwargs}
+        missing = [k for k in DATA_KEYS if k not in data]
+        if missing:
+            raise ValueError(f"Solver: data is missing {missing}; expected keys {list(DATA_KEYS)}")
+        for split in ("train", "val"):
+            X, y = data[f"X_{split}"], data[f"y_{split}"]
+            if len(X) != len(y):
+                raise ValueError(
+                    f"Solver: X_{split} has {len(X)} rows but y_{split} has {len(y)} labels"
+                )
+        if len(data["X_train"]) == 0:
+            raise ValueError("Solver: expected a non-empty training set, got 0 examples")
+        self.model = model
+        self.X_train, self.y_train = data["X_train"], data["y_train"]
+        self.X_val, self.y_val = data["X_val"], data["y_val"]
+
+        rule = opts["update_rule"]
+        if not callable(rule) and rule not in UPDATE_RULES:
+            raise ValueError(
+                f"Solver: unknown update_rule {rule!r}; expected one of {sorted(UPDATE_RULES)} "
+                "or a callable"
+            )
+        self.update_rule = get_update_rule(rule)
+        self.update_rule_name: str | None = rule if isinstance(rule, str) else None
+        optim_config = opts["optim_config"] or {}
+        if not isinstance(optim_config, Mapping):
+            raise ValueError(f"Solver: expected optim_config to be a dict, got {optim_config!r}")
+        self.optim_config = dict(optim_config)
+        self.lr_decay = float(opts["lr_decay"])
+        if not self.lr_decay > 0:
+            raise ValueError(f"Solver: expected lr_decay > 0, got {opts['lr_decay']!r}")
+        self.batch_size = _positive_int("batch_size", opts["batch_size"])
+        self.num_epochs = _positive_int("num_epochs", opts["num_epochs"], minimum=0)
+        self.num_train_samples = _positive_int(
+            "num_train_samples", opts["num_train_samples"], allow_none=True
+        )
+        self.num_val_samples = _positive_int(
+            "num_val_samples", opts["num_val_samples"], allow_none=True
+        )
+        self.checkpoint_name = opts["checkpoint_name"]
+        self.print_every = _positive_int("print_every", opts["print_every"])
+        self.verbose = bool(opts["verbose"])
+        self.rng = np.random.default_rng(opts["seed"])
+
+        callbacks = list(opts["callbacks"] or [])
+        if self.verbose and not any(isinstance(cb, PrintProgress) for cb in callbacks):
+            callbacks.insert(0, PrintProgress(self.print_every))
+        self.callbacks: list[Callback] = callbacks
+
+        self.iterations_per_epoch = max(len(self.X_train) // self.batch_size, 1)
+        self.num_iterations = self.iterations_per_epoch * self.num_epochs
+        self._reset()
+
+    def _reset(self) -> None:
+        """Set up the bookkeeping of a fresh run."""
+        self.epoch = 0
+        self.iteration = 0
+        self.best_val_acc = 0.0
+        self.best_params: dict[str, np.ndarray] = {}
+        self.loss_history: list[float] = []
+        self.train_acc_history: list[float] = []
+        self.val_acc_history: list[float] = []
+        # The Solver owns the parameters, so the rules may update them in place.
+        self.optim_configs = {p: {"inplace": True, **self.optim_config} for p in self.model.params}
+        self.stop_training = False
+        self.stop_reason: str | None = None
+        self._perm: np.ndarray | None = None
+        # After train() the model holds the best params; these are the ones training
+        # continues from (and that a checkpoint saves).
+        self._last_params: dict[str, np.ndarray] | None = None
+
+    def training_params(self) -> dict[str, np.ndarray]:
+        """The parameters training continues from (the model's, until train() returns)."""
+        return self.model.params if self._last_params is None else self._last_params
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            method = getattr(cb, hook, None)
+            if method is not None:
+                method(self, *args)
+
+    # --- training ---------------------------------------------------------------------
+    def _step(self, idx: np.ndarray) -> float | None:
+        """One update on the examples ``idx``; None (and no update) if the loss is not finite."""
+        loss, grads = self.model.loss(self.X_train[idx], self.y_train[idx])
+        loss = float(loss)
+        if not math.isfinite(loss):
+            self.stop_reason = (
+                f"Solver: non-finite loss {loss} at iteration {self.iteration + 1}; training "
+                f"stopped, the best params so far (val_acc {self.best_val_acc:f}) are kept"
+            )
+            warnings.warn(self.stop_reason, RuntimeWarning, stacklevel=3)
+            if self.verbose:
+                print(self.stop_reason)
+            return None
+        self.loss_history.append(loss)
+        params = self.model.params
+        for p, w in params.items():
+            next_w, config = self.update_rule(w, grads[p], self.optim_configs[p])
+            params[p] = next_w
+            self.optim_configs[p] = config
+        return loss
+
+    def _record_accuracy(self) -> tuple[float, float]:
+        train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
+        val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples)
+        self.train_acc_history.append(train_acc)
+        self.val_acc_history.append(val_acc)
+        if val_acc > self.best_val_acc or not self.best_params:
+            self.best_val_acc = val_acc
+            self.best_params = {k: v.copy() for k, v in self.model.params.items()}
+        return train_acc, val_acc
+
+    def _end_epoch(self, started: float) -> None:
+        self.epoch += 1
+        configs = list(self.optim_configs.values())
+        lr = configs[0].get("learning_rate") if configs else None
+        for config in configs:
+            if "learning_rate" in config:
+                config["learning_rate"] *= self.lr_decay
+        train_acc, val_acc = self._record_accuracy()
+        ipe = self.iterations_per_epoch
+        losses = self.loss_history[(self.epoch - 1) * ipe : self.epoch * ipe]
+        logs = {
+            "train_acc": train_acc,
+            "val_acc": val_acc,
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "lr": lr,
+            "elapsed": time.perf_counter() - started,
+            "best_val_acc": self.best_val_acc,
+        }
+        if self.checkpoint_name is not None:
+            self.save_checkpoint(f"{self.checkpoint_name}_epoch_{self.epoch}.npz")
+        self._call("on_epoch_end", self.epoch, logs)
+
+    def train(self) -> None:
+        """Run (or, after a stop or :meth:`load_checkpoint`, continue) the training."""
+        started = time.perf_counter()
+        N = len(self.X_train)
+        ipe = self.iterations_per_epoch = max(N // self.batch_size, 1)
+        self.num_iterations = ipe * self.num_epochs
+        self.stop_training = False
+        self.stop_reason = None
+        if self._last_params is not None:
+            self.model.params = self._last_params
+            self._last_params = None
+        if self.iteration == 0 and not self.val_acc_history:
+            self._record_accuracy()
+        self._call("on_train_begin")
+
+        while self.iteration < self.num_iterations and not self.stop_training:
+            pos = self.iteration % ipe
+            if pos == 0 or self._perm is None:
+                self._perm = self.rng.permutation(N)
+            loss = self._step(self._perm[pos * self.batch_size : (pos + 1) * self.batch_size])
+            if loss is None:
+                break
+            self.iteration += 1
+            self._call("on_iteration_end", self.iteration, loss)
+            if self.iteration % ipe == 0:
+                self._end_epoch(started)
+        if self.stop_training and self.stop_reason is None:
+            self.stop_reason = f"Solver: stopped by a callback after iteration {self.iteration}"
+
+        self._last_params = self.model.params
+        if self.best_params:
+            self.model.params = {k: v.copy() for k, v in self.best_params.items()}
+        self._call("on_train_end")
+
+    # --- evaluation ---------------------------------------------------------------------
+    def check_accuracy(
+        self, X: np.ndarray, y: np.ndarray, num_samples: int | None = None, batch_size: int = 100
+    ) -> float:
+        """Accuracy of the model on ``X, y``, predicted ``batch_size`` rows at a time.
+
+        With ``num_samples`` (and more rows than that), a random subset of that many rows
+        drawn without replacement from the solver's Generator.
+        """
+        batch_size = _positive_int("batch_size", batch_size)
+        N = len(X)
+        if num_samples is not None and N > num_samples:
+            idx = np.sort(self.rng.choice(N, num_samples, replace=False))
+            X, y = X[idx], y[idx]
+            N = num_samples
+        if N == 0:
+            return float("nan")
+        correct = 0
+        for start in range(0, N, batch_size):
+            scores = self.model.loss(X[start : start + batch_size])
+            correct += int((scores.argmax(axis=1) == y[start : start + batch_size]).sum())
+        return correct / N
+
+    # --- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Save everything needed to continue this run (atomic ``.npz``, no pickle)."""
+        return save_solver_checkpoint(path, self, extra)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> dict | None:
+        """Restore a checkpoint of a run with this model architecture and batch size;
+        ``train()`` then continues that run. Returns the checkpoint's ``extra``."""
+        return load_solver_checkpoint(path, self)
