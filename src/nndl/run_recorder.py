@@ -1,0 +1,201 @@
+"""The Solver callback that keeps a run folder up to date while ``nndl train`` runs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .callbacks import Callback
+from .checkpoint import save_model
+from .run_dir import RunFolder
+
+
+def _current_lr(solver: Any) -> float:
+    configs = getattr(solver, "optim_configs", None) or {}
+    for cfg in configs.values():
+        if "learning_rate" in cfg:
+            return float(cfg["learning_rate"])
+    return float(getattr(solver, "optim_config", {}).get("learning_rate", float("nan")))
+
+
+class RunRecorder(Callback):
+    """Solver callback that keeps the run folder up to date and reports progress.
+
+    At each epoch end: appends to metrics.jsonl, writes last_model.npz (and best_model.npz
+    when validation accuracy improved), then checkpoint.npz (last, so that a resume never
+    skips a recorded epoch), and prints the one-line summary. Stops the solver at the
+    time limit or the target accuracy. :meth:`finish` writes the plots and the summary.
+    """
+
+    def __init__(
+        self,
+        run: RunFolder,
+        class_names: Sequence[str],
+        input_dim: Sequence[int],
+        quiet: bool = False,
+        time_limit: float | None = None,
+        target_acc: float | None = None,
+        plots: bool = True,
+    ):
+        self.run = run
+        self.class_names = list(class_names)
+        self.input_dim = tuple(input_dim)
+        self.quiet = quiet
+        self.time_limit = time_limit
+        self.target_acc = target_acc
+        self.plots = plots
+        self.records: list[dict[str, Any]] = []
+        self.best_val_acc = -1.0
+        self.best_epoch = 0
+        self.prior_elapsed = 0.0
+        self.start_wall = time.perf_counter()
+        self._t0 = self.start_wall
+        self._bar = None
+        self.stop_reason: str | None = None
+
+    def resume_from(self, solver: Any) -> None:
+        """Keep the metrics of the epochs the checkpoint holds and continue counting."""
+        self.records = [r for r in self.run.read_metrics() if r["epoch"] <= solver.epoch]
+        if self.records:
+            self.prior_elapsed = float(self.records[-1]["elapsed"])
+            best = max(self.records, key=lambda r: r["val_acc"])
+            self.best_val_acc, self.best_epoch = float(best["val_acc"]), int(best["epoch"])
+
+    def _elapsed(self) -> float:
+        return self.prior_elapsed + time.perf_counter() - self._t0
+
+    def _print(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def on_train_begin(self, solver: Any) -> None:
+        self._t0 = time.perf_counter()
+        if self.quiet:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:  # the bar is a nicety; the epoch lines still appear
+            return
+        self._bar = tqdm(
+            total=solver.num_iterations,
+            initial=solver.iteration,
+            unit="it",
+            dynamic_ncols=True,
+            file=sys.stderr,
+            desc="train",
+        )
+
+    def on_iteration_end(self, solver: Any, iteration: int, loss: float) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(
+                loss=f"{loss:.3f}", lr=f"{_current_lr(solver):.1e}", refresh=False
+            )
+            self._bar.update(1)
+        if self.time_limit is not None and time.perf_counter() - self._t0 >= self.time_limit:
+            self._stop(solver, f"time limit of {self.time_limit:g}s reached")
+
+    def _stop(self, solver: Any, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        solver.stop_training = True
+        if getattr(solver, "stop_reason", None) is None:
+            solver.stop_reason = reason
+
+    def on_epoch_end(self, solver: Any, epoch: int, logs: dict[str, Any]) -> None:
+        if epoch < 1 or any(r["epoch"] == epoch for r in self.records):
+            return  # the accuracy check before training, or an epoch already recorded
+        n = getattr(solver, "iterations_per_epoch", 0) or 1
+        loss = logs.get("loss")
+        if loss is None:
+            loss = float(np.mean(solver.loss_history[-n:])) if solver.loss_history else float("nan")
+        record = {
+            "epoch": int(epoch),
+            "iteration": int(solver.iteration),
+            "loss": float(loss),
+            "train_acc": float(logs["train_acc"]),
+            "val_acc": float(logs["val_acc"]),
+            "lr": float(logs.get("lr", _current_lr(solver))),
+            "elapsed": round(self._elapsed(), 3),
+        }
+        self.records.append(record)
+        self.run.write_metrics(self.records)
+        extra = {k: record[k] for k in ("epoch", "iteration", "train_acc", "val_acc")}
+        save_model(self.run.last, solver.model, extra=extra)
+        if record["val_acc"] > self.best_val_acc:
+            self.best_val_acc, self.best_epoch = record["val_acc"], record["epoch"]
+            save_model(self.run.best, solver.model, extra=extra)
+        solver.save_checkpoint(self.run.checkpoint)
+        self._print(
+            f"epoch {epoch}/{solver.num_epochs}  loss {record['loss']:.3f}  "
+            f"train {record['train_acc']:.3f}  val {record['val_acc']:.3f}  "
+            f"best {self.best_val_acc:.3f}  lr {record['lr']:.1e}  {record['elapsed']:.1f}s"
+        )
+        if self.target_acc is not None and record["val_acc"] >= self.target_acc:
+            self._stop(solver, f"target accuracy {self.target_acc:g} reached")
+
+    def on_train_end(self, solver: Any) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def write_plots(self, solver: Any) -> None:
+        from . import plots
+
+        r = self.records
+        plots.plot_loss(
+            solver.loss_history,
+            getattr(solver, "iterations_per_epoch", None),
+            path=self.run.path / "loss.png",
+        )
+        plots.plot_accuracy(
+            [x["epoch"] for x in r],
+            [x["train_acc"] for x in r],
+            [x["val_acc"] for x in r],
+            path=self.run.path / "accuracy.png",
+        )
+        plots.plot_val_acc_vs_time(
+            [x["elapsed"] for x in r],
+            [x["val_acc"] for x in r],
+            path=self.run.path / "val_acc_vs_time.png",
+        )
+        w = np.asarray(solver.model.params["W1"])
+        if w.ndim == 2 and w.shape[0] == int(np.prod(self.input_dim)):
+            w = w.T.reshape(-1, *self.input_dim)[:100]  # fully connected: weights as images
+        if w.ndim == 4:
+            plots.plot_filters(w, path=self.run.path / "filters.png")
+
+    def finish(self, solver: Any, interrupted: bool = False) -> None:
+        """Close the bar, write the plots, print the best accuracy, wall time and folder.
+
+        A stop in the middle of an epoch (time limit, Ctrl-C) has no metrics line, but
+        its updates are kept in last_model.npz and checkpoint.npz for ``--resume``.
+        """
+        self.on_train_end(solver)
+        done = self.records[-1]["iteration"] if self.records else 0
+        if solver.iteration > done:
+            model = solver.model
+            params, model.params = model.params, solver.training_params()
+            try:
+                extra = {"epoch": solver.epoch, "iteration": int(solver.iteration)}
+                save_model(self.run.last, model, extra=extra)
+            finally:
+                model.params = params
+            solver.save_checkpoint(self.run.checkpoint)
+        if self.plots and self.records:
+            self.write_plots(solver)
+        reason = self.stop_reason or getattr(solver, "stop_reason", None)
+        if interrupted:
+            reason = "interrupted"
+        if reason:
+            print(f"stopped early: {reason}")
+        if self.records:
+            print(f"best val acc: {self.best_val_acc:.4f} (epoch {self.best_epoch})")
+        wall = time.perf_counter() - self.start_wall
+        print(f"wall time: {wall:.1f}s (training {time.perf_counter() - self._t0:.1f}s)")
+        print(f"run folder: {self.run.path}")
