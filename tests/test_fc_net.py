@@ -121,13 +121,27 @@ def test_computes_in_float32():
     assert model.loss(X).dtype == np.float32
 
 
-def test_dropout_masks_come_from_the_model_seed():
+def test_seed_pins_the_dropout_mask_as_in_cs231n():
     X, y = _data(N=8)
     a = FullyConnectedNet([30], input_dim=15, dropout=0.5, seed=5, dtype=np.float64)
     b = FullyConnectedNet([30], input_dim=15, dropout=0.5, seed=5, dtype=np.float64)
     la1, la2 = a.loss(X, y)[0], a.loss(X, y)[0]
+    assert la1 == la2 == b.loss(X, y)[0]  # the classic seed fixes the mask
+    # Classic notebooks gradient-check a seeded dropout net unchanged.
+    loss, grads = a.loss(X, y)
+    num = eval_numerical_gradient(lambda _: a.loss(X, y)[0], a.params["W1"], verbose=False)
+    assert rel_error(num, grads["W1"]) < 1e-6
+
+
+def test_unpinned_dropout_masks_come_from_the_model_generator():
+    X, y = _data(N=8)
+    a = FullyConnectedNet([30], input_dim=15, dropout=0.5, seed=5, dtype=np.float64)
+    b = FullyConnectedNet([30], input_dim=15, dropout=0.5, seed=5, dtype=np.float64)
+    for model in (a, b):
+        del model.dropout_param["seed"]
+    la1, la2 = a.loss(X, y)[0], a.loss(X, y)[0]
     lb1, lb2 = b.loss(X, y)[0], b.loss(X, y)[0]
-    assert (la1, la2) == (lb1, lb2)  # same seed, same masks
+    assert (la1, la2) == (lb1, lb2)  # same seed, same sequence of masks
     assert la1 != la2  # a fresh mask each call
     state = np.random.get_state()[1].copy()
     a.loss(X, y)

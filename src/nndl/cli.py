@@ -399,6 +399,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     data, info = load_cifar(settings, data_dir=data_dir, progress=not args.quiet)
     kwargs = build_kwargs(settings, info["input_dim"], len(info["class_names"]), explicit)
     model = build_model(settings["model"], **kwargs)
+    dropout_param = getattr(model, "dropout_param", None)
+    if dropout_param:
+        # A classic seed pins the dropout mask for gradient checks; training wants a
+        # fresh mask each step, drawn from the model's seeded Generator.
+        dropout_param.pop("seed", None)
     if config is None:
         config = {
             "nndl_version": __version__,

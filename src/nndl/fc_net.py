@@ -67,9 +67,11 @@ class FullyConnectedNet(Model):
     """``{affine - [batch norm] - relu - [dropout]} x (L - 1) - affine - softmax``.
 
     ``hidden_dims`` lists the hidden layer sizes. ``dropout`` is the probability of
-    KEEPING a unit (cs231n semantics; 0 means no dropout); masks are drawn from the
-    model's own Generator (``model.rng``, seeded by ``seed``), so a seeded model is
-    reproducible and two calls draw different masks. Weights are normal with std
+    KEEPING a unit (cs231n semantics; 0 means no dropout). As in cs231n, a ``seed``
+    pins the dropout mask (``dropout_param['seed']``: the same mask on every call, which
+    classic notebooks' gradient checks rely on) and seeds the initial weights; without a
+    seed, masks are drawn afresh from the model's Generator ``model.rng``. To train a
+    seeded model with fresh masks, ``del model.dropout_param['seed']``. Weights are normal with std
     ``weight_scale``, biases zero, ``gamma{i}`` one and ``beta{i}`` zero. Params are
     numbered by layer: ``W1, b1[, gamma1, beta1], ..., WL, bL``.
     """
@@ -108,6 +110,8 @@ class FullyConnectedNet(Model):
         self.num_layers = len(hidden_dims) + 1
         self._set_dropout(dropout)
         self.use_dropout = self.dropout_param is not None
+        if self.use_dropout and seed is not None:
+            self.dropout_param["seed"] = seed
         dims = [int(input_dim), *hidden_dims, int(num_classes)]
         for i in range(self.num_layers):
             idx = i + 1
