@@ -23,9 +23,12 @@ def _data(N=40, D=6, C=4, seed=0):
 
 
 def _model(seed=0):
-    return FullyConnectedNet([10, 8], input_dim=6, num_classes=4, dropout=0.8,
-                             use_batchnorm=True, weight_scale=0.1, dtype=np.float64,
-                             seed=seed)  # fmt: skip
+    model = FullyConnectedNet([10, 8], input_dim=6, num_classes=4, dropout=0.8,
+                              use_batchnorm=True, weight_scale=0.1, dtype=np.float64,
+                              seed=seed)  # fmt: skip
+    # Fresh masks from model.rng, whose state the checkpoint must carry over.
+    del model.dropout_param["seed"]
+    return model
 
 
 def _solver(model, seed=0, **kw):

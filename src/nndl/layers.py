@@ -14,6 +14,7 @@ import numpy as np
 
 from .backend import get_array_module
 from .checks import (
+    check_dout,
     check_dropout_p,
     check_float,
     check_labels,
@@ -50,6 +51,7 @@ def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndar
 def affine_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, ...]:
     """Gradients of :func:`affine_forward`: dout (N, M) -> dx (like x), dw (D, M), db (M,)."""
     x, w = cache
+    check_dout("affine_backward", dout, (x.shape[0], w.shape[1]))
     x2 = x.reshape(x.shape[0], -1)
     dx = (dout @ w.T).reshape(x.shape)
     dw = x2.T @ dout
@@ -91,11 +93,13 @@ def _bn_forward(fn: str, x, gamma, beta, bn_param: MutableMapping, axes: tuple[i
     g = gamma.reshape(bshape)
 
     if mode == "train":
+        # Two full-size buffers in all: xhat (kept for backward) and out, which holds the
+        # squared deviations for the variance before it receives the result.
         mean = x.mean(axis=axes, keepdims=True)
-        xc = x - mean
-        var = (xc * xc).mean(axis=axes, keepdims=True)
+        xhat = x - mean
+        out = xp.multiply(xhat, xhat)
+        var = out.mean(axis=axes, keepdims=True)
         inv_std = 1.0 / xp.sqrt(var + eps)
-        xhat = xc
         xhat *= inv_std
         rm = bn_param.get("running_mean")
         rv = bn_param.get("running_var")
@@ -104,7 +108,7 @@ def _bn_forward(fn: str, x, gamma, beta, bn_param: MutableMapping, axes: tuple[i
             rv = xp.zeros(C, dtype=x.dtype)
         bn_param["running_mean"] = momentum * rm + (1 - momentum) * mean.reshape(C)
         bn_param["running_var"] = momentum * rv + (1 - momentum) * var.reshape(C)
-        out = xhat * g
+        xp.multiply(xhat, g, out=out)
         out += beta.reshape(bshape)
         return out, (xhat, g, inv_std, axes)
 
@@ -126,14 +130,16 @@ def _bn_backward(fn: str, dout, cache):
         raise ValueError(f"{fn}: expected a cache from a 'train' mode forward, got a test-mode one")
     xhat, g, inv_std, axes = cache
     m = dout.size // dout.shape[1]
+    xp = get_array_module(dout)
     dbeta = dout.sum(axis=axes)
-    dgamma = (dout * xhat).sum(axis=axes)
+    # dx serves first as the scratch for dout * xhat: one full-size buffer in all.
+    dx = xp.multiply(dout, xhat)
+    dgamma = dx.sum(axis=axes)
     bshape = g.shape
-    # dx = gamma * inv_std / m * (m * dout - sum(dout) - xhat * sum(dout * xhat))
-    dx = xhat * dgamma.reshape(bshape)
-    dx += dbeta.reshape(bshape)
-    dx *= -1.0 / m
-    dx += dout
+    # dx = gamma * inv_std * (dout - (xhat * dgamma + dbeta) / m)
+    xp.multiply(xhat, (dgamma / m).reshape(bshape), out=dx)
+    dx += (dbeta / m).reshape(bshape)
+    xp.subtract(dout, dx, out=dx)
     dx *= g * inv_std
     return dx, dgamma, dbeta
 
@@ -178,6 +184,11 @@ def dropout_forward(x, dropout_param: MutableMapping[str, Any]):
     rng = dropout_param.get("rng")
     if rng is None:
         rng = np.random.default_rng(dropout_param.get("seed"))
+    elif not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"{fn}: expected dropout_param['rng'] to be a numpy.random.Generator, "
+            f"got {type(rng).__name__}"
+        )
     xp = get_array_module(x)
     draw = xp.asarray(rng.random(x.shape, dtype=np.float32))
     mask = (draw < p).astype(x.dtype)
@@ -188,7 +199,11 @@ def dropout_forward(x, dropout_param: MutableMapping[str, Any]):
 def dropout_backward(dout, cache):
     """Gradient of :func:`dropout_forward`; dx has the shape of dout."""
     mask = cache
-    return dout if mask is None else dout * mask
+    if mask is None:
+        return dout
+    # A broadcastable dout of the wrong shape would otherwise pass silently.
+    check_dout("dropout_backward", dout, mask.shape)
+    return dout * mask
 
 
 def softmax_loss(x, y):

@@ -43,6 +43,37 @@ def _state(config: Config, key: str, w) -> np.ndarray:
     return buf
 
 
+# Elementwise rules over a large matrix are memory-bound: each NumPy call streams the
+# whole array through memory. Walking flat blocks that fit in the L2 cache runs the rule's
+# several passes on cached data, so memory sees each array about once per step.
+_BLOCK = 1 << 15
+
+
+def _blocks(*arrays):
+    """Yield matching flat blocks (views) of equally shaped arrays.
+
+    Arrays that are not all C-contiguous (a flat view would be a copy) come as one block.
+    """
+    if not all(a.flags.c_contiguous for a in arrays):
+        yield arrays
+        return
+    flats = [a.reshape(-1) for a in arrays]
+    for i in range(0, flats[0].size, _BLOCK):
+        yield [f[i : i + _BLOCK] for f in flats]
+
+
+def _scratch(*arrays):
+    """A scratch buffer for one block of ``_blocks(*arrays)``, in the first array's dtype."""
+    w = arrays[0]
+    blocked = all(a.flags.c_contiguous for a in arrays)
+    return get_array_module(w).empty(min(w.size, _BLOCK) if blocked else w.shape, dtype=w.dtype)
+
+
+def _target(w, config: Config):
+    """Where the rule writes ``next_w``: w itself when ``config['inplace']``, else new."""
+    return w if config.get("inplace", False) else get_array_module(w).empty_like(w)
+
+
 def _apply(w, step, config: Config):
     """Return ``w + step``, written into ``w`` when the config asks for in-place updates."""
     if config.get("inplace", False):
@@ -100,14 +131,23 @@ def rmsprop(w, dw, config: Config | None = None):
     )
     xp = get_array_module(w)
     d = config["decay_rate"]
+    lr, eps = config["learning_rate"], config["epsilon"]
     cache = _state(config, "cache", w)
-    cache *= d
-    cache += (1 - d) * (dw * dw)
-    denom = xp.sqrt(cache)
-    denom += config["epsilon"]
-    step = dw / denom
-    step *= -config["learning_rate"]
-    return _apply(w, step, config), config
+    out = _target(w, config)
+    tmp = _scratch(w, dw, cache, out)
+    for wb, gb, cb, ob in _blocks(w, dw, cache, out):
+        s = tmp.reshape(-1)[: wb.size].reshape(wb.shape)
+        # cache += (1 - d) * (dw**2 - cache) is d * cache + (1 - d) * dw**2.
+        xp.multiply(gb, gb, out=s)
+        s -= cb
+        s *= 1 - d
+        cb += s
+        xp.sqrt(cb, out=s)
+        s += eps
+        xp.divide(gb, s, out=s)
+        s *= -lr
+        xp.add(wb, s, out=ob)
+    return out, config
 
 
 def adam(w, dw, config: Config | None = None):
@@ -131,19 +171,29 @@ def adam(w, dw, config: Config | None = None):
     t = config["t"]
     m = _state(config, "m", w)
     v = _state(config, "v", w)
-    m *= b1
-    m += (1 - b1) * dw
-    v *= b2
-    v += (1 - b2) * (dw * dw)
     # Folding both bias corrections into a scalar step size and epsilon is the same
     # update exactly, and saves two full-size passes over m and v.
     c2 = (1 - b2**t) ** 0.5
     lr_t = config["learning_rate"] * c2 / (1 - b1**t)
-    step = xp.sqrt(v)
-    step += config["epsilon"] * c2
-    xp.divide(m, step, out=step)
-    step *= -lr_t
-    return _apply(w, step, config), config
+    eps_t = config["epsilon"] * c2
+    out = _target(w, config)
+    tmp = _scratch(w, dw, m, v, out)
+    for wb, gb, mb, vb, ob in _blocks(w, dw, m, v, out):
+        s = tmp.reshape(-1)[: wb.size].reshape(wb.shape)
+        # m += (1 - b1) * (g - m) is b1 * m + (1 - b1) * g with one temporary.
+        xp.subtract(gb, mb, out=s)
+        s *= 1 - b1
+        mb += s
+        xp.multiply(gb, gb, out=s)
+        s -= vb
+        s *= 1 - b2
+        vb += s
+        xp.sqrt(vb, out=s)
+        s += eps_t
+        xp.divide(mb, s, out=s)
+        s *= -lr_t
+        xp.add(wb, s, out=ob)
+    return out, config
 
 
 UPDATE_RULES: dict[str, UpdateRule] = {
