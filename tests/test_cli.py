@@ -100,7 +100,8 @@ def test_metrics_have_one_line_per_epoch(trained):
     for m in metrics:
         assert set(m) == METRIC_KEYS
         assert 0 <= m["train_acc"] <= 1 and 0 <= m["val_acc"] <= 1 and np.isfinite(m["loss"])
-    assert metrics[0]["lr"] == pytest.approx(1e-3) and metrics[1]["lr"] < metrics[0]["lr"]
+    assert metrics[0]["lr"] == pytest.approx(cli.DEFAULTS["lr"])
+    assert metrics[1]["lr"] == pytest.approx(cli.DEFAULTS["lr"] * cli.DEFAULTS["lr_decay"])
     assert 0 < metrics[0]["elapsed"] < metrics[1]["elapsed"]
 
 
