@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .atomic import atomic_open
 
 if TYPE_CHECKING:
     from .model_base import Model
@@ -49,19 +50,8 @@ def atomic_savez(path: str | os.PathLike, **arrays: Any) -> Path:
         checked[key] = a
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **checked)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, **checked)
     return path
 
 

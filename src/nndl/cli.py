@@ -96,6 +96,9 @@ def _default(key: str) -> str:
     value = DEFAULTS[key]
     if isinstance(value, list):
         value = " ".join(map(str, value)) or "none"
+    if key in MODEL_FLAGS:
+        # Model flags fall back to each model's own constructor default, so say whose.
+        return f"(default for {DEFAULTS['model']}: {value}; other models: their own default)"
     return f"(default: {value})"
 
 

@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any
 
+from .atomic import atomic_open
+
 __all__ = [
     "CIFAR10_URL",
     "CIFAR10_MD5",
@@ -155,27 +157,21 @@ def download_file(
     mismatch; ``dest`` is never left half-written.
     """
     dest = Path(dest)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    length = response.headers.get("Content-Length")
-                    total = int(length) if length and length.isdigit() else None
-                    got_md5, size = _stream(response, out, total, progress, dest.name)
-            except (OSError, http.client.HTTPException) as e:
-                raise DownloadError(f"could not download {url}: {e}") from e
+    # Raising inside the block (network error, short read, checksum) discards the file.
+    with atomic_open(dest) as out:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                got_md5, size = _stream(response, out, total, progress, dest.name)
+        except (OSError, http.client.HTTPException) as e:
+            raise DownloadError(f"could not download {url}: {e}") from e
         if total is not None and size != total:
             raise DownloadError(f"could not download {url}: got {size} of {total} bytes")
         if md5 is not None and got_md5 != md5.lower():
             raise ChecksumError(
                 f"the md5 of {url} is {got_md5}, expected {md5}; the download was removed"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return dest
 
 
