@@ -123,3 +123,17 @@ def test_grad_check_sparse_seed_is_reproducible_and_leaves_global_state(capsys):
     after = np.random.get_state()
     np.testing.assert_array_equal(state[1], after[1])
     assert state[2:] == after[2:]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: eval_numerical_gradient(lambda v: float(v.sum()), x, verbose=False),
+        lambda x: eval_numerical_gradient_array(lambda v: v * 2, x, np.ones(x.shape)),
+        lambda x: grad_check_sparse(lambda v: float(v.sum()), x, np.ones(x.shape)),
+    ],
+)
+def test_integer_arrays_are_refused(call):
+    # x + h on an integer array rounds the step away: the "gradient" would be garbage.
+    with pytest.raises(TypeError, match=r"expected x to be a floating point array, got dtype int"):
+        call(np.arange(6).reshape(2, 3))

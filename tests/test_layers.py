@@ -326,3 +326,9 @@ def test_layers_keep_float32():
     for loss_fn in (softmax_loss, svm_loss):
         loss, dx = loss_fn(a, y)
         assert isinstance(loss, float) and dx.dtype == f32
+
+
+@pytest.mark.parametrize("loss_fn", [softmax_loss, svm_loss])
+def test_losses_refuse_an_empty_batch(loss_fn):
+    with pytest.raises(ValueError, match=rf"{loss_fn.__name__}: expected at least one example"):
+        loss_fn(np.zeros((0, 10)), np.zeros(0, dtype=np.int64))

@@ -169,6 +169,12 @@ def check_labels(fn: str, y: Any, num_rows: int, num_classes: int) -> None:
         )
 
 
+def check_nonempty(fn: str, x: Any) -> None:
+    """Raise unless ``x`` has at least one row: a mean over no examples is a silent nan."""
+    if x.shape[0] == 0:
+        raise ValueError(f"{fn}: expected at least one example, got x of shape {_shape(x)}")
+
+
 BN_MODES = ("train", "test")
 
 

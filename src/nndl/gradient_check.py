@@ -10,6 +10,8 @@ from random import Random
 
 import numpy as np
 
+from .checks import check_float
+
 
 def rel_error(x, y) -> float:
     """``max(|x - y| / max(1e-8, |x| + |y|))``, the relative error used throughout."""
@@ -26,6 +28,7 @@ def eval_numerical_gradient(
     ``x`` is perturbed in place by +-h and restored after each entry, so ``f`` may close
     over it. With ``verbose`` each entry's index and gradient are printed.
     """
+    check_float("eval_numerical_gradient", "x", x)
     grad = np.zeros_like(x)
     it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
     while not it.finished:
@@ -50,6 +53,7 @@ def eval_numerical_gradient_array(
 
     ``x`` is perturbed in place and restored after each entry.
     """
+    check_float("eval_numerical_gradient_array", "x", x)
     grad = np.zeros_like(x)
     it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
     while not it.finished:
@@ -79,6 +83,7 @@ def grad_check_sparse(
     relative errors. ``seed`` makes the choice of entries reproducible without touching
     NumPy's global random state.
     """
+    check_float("grad_check_sparse", "x", x)
     rng = Random(seed)
     errors = []
     for _ in range(num_checks):

@@ -20,6 +20,7 @@ from .checks import (
     check_labels,
     check_mode,
     check_ndim,
+    check_nonempty,
     check_vector,
 )
 
@@ -216,6 +217,7 @@ def softmax_loss(x, y):
     check_ndim(fn, "x", x, 2, "(N, C)")
     check_float(fn, "x", x)
     N, C = x.shape
+    check_nonempty(fn, x)
     check_labels(fn, y, N, C)
     xp = get_array_module(x)
     shifted = x - x.max(axis=1, keepdims=True)
@@ -238,6 +240,7 @@ def svm_loss(x, y):
     check_ndim(fn, "x", x, 2, "(N, C)")
     check_float(fn, "x", x)
     N, C = x.shape
+    check_nonempty(fn, x)
     check_labels(fn, y, N, C)
     xp = get_array_module(x)
     rows = xp.arange(N)
