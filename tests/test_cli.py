@@ -154,7 +154,7 @@ def test_best_and_last_models_are_loadable(trained):
 
 def test_defaults_without_model_flags_are_the_default_cnn():
     args = cli.build_parser().parse_args(["train"])
-    settings = cli._settings(args)
+    settings = cli.settings_from_args(args)
     assert settings == {k: v for k, v in cli.DEFAULTS.items()}
     kwargs = cli.build_kwargs(settings, (3, 32, 32), 10)
     assert kwargs["num_filters"] == tuple(cli.DEFAULTS["num_filters"])
@@ -164,10 +164,12 @@ def test_defaults_without_model_flags_are_the_default_cnn():
 
 def test_other_models_take_their_flags():
     parse = cli.build_parser().parse_args
-    s = cli._settings(parse(["train", "--model", "three_layer_convnet", "--num-filters", "8"]))
+    s = cli.settings_from_args(
+        parse(["train", "--model", "three_layer_convnet", "--num-filters", "8"])
+    )
     kwargs = cli.build_kwargs(s, (3, 32, 32), 10, explicit=["model", "num_filters"])
     assert kwargs["num_filters"] == 8 and "hidden_dims" not in kwargs
-    s = cli._settings(parse(["train", "--model", "fc_net", "--hidden-dims", "20", "10"]))
+    s = cli.settings_from_args(parse(["train", "--model", "fc_net", "--hidden-dims", "20", "10"]))
     kwargs = cli.build_kwargs(s, (3, 32, 32), 10)
     assert kwargs["hidden_dims"] == (20, 10) and kwargs["input_dim"] == 3072
 
