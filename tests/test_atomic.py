@@ -1,0 +1,35 @@
+"""nndl.atomic: a file is replaced whole or not at all."""
+
+import os
+import stat
+
+import pytest
+
+from nndl.atomic import atomic_open, atomic_write_bytes
+
+
+def test_a_finished_write_replaces_the_file_with_the_usual_mode(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+    atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    assert os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with atomic_open(path) as f:
+            f.write(b"half of the new")
+            raise RuntimeError("disk on fire")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_a_missing_folder_is_an_error_not_a_silent_success(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        atomic_write_bytes(tmp_path / "no" / "f.bin", b"x")
