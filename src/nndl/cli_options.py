@@ -19,9 +19,9 @@ from .optim import UPDATE_RULES
 from .run_dir import CLIError
 
 # The default run, used for every setting not given on the command line; tune it here.
-# Chosen for time to 65% validation accuracy on a 2-core CPU (benchmarks/bench_train.py):
-# a narrow conv net (16-32-64 filters, batch norm) passes 65% after one or two epochs of
-# about 45 s each, where 32-64-128 needs twice the time per epoch for the same accuracy.
+# Chosen for time to 65% validation accuracy on a 2-core CPU, as benchmarks/bench_train.py
+# measures it: a narrow conv net (16-32-64 filters, batch norm) passes 65% after two epochs
+# of about 40 s; 32-64-128 (`-- --num-filters 32 64 128`) takes twice as long per step.
 # The model settings (MODEL_FLAGS) apply to DEFAULTS["model"] only: another --model
 # falls back to its own constructor defaults for any model flag not given.
 DEFAULTS: dict[str, Any] = {
