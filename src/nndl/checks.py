@@ -198,12 +198,6 @@ def check_dropout_p(fn: str, p: Any) -> float:
     return float(p)
 
 
-def as_float_array(fn: str, name: str, a: Any) -> np.ndarray:
-    """Check that ``a`` is a floating array; returns it unchanged."""
-    check_float(fn, name, a)
-    return a
-
-
 def check_count(fn: str, name: str, value: Any, minimum: int = 0) -> int:
     """Return ``value`` as an int after checking it is a whole number ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -50,23 +50,21 @@ _BLOCK = 1 << 15
 
 
 def _blocks(*arrays):
-    """Yield matching flat blocks (views) of equally shaped arrays.
+    """Yield ``(scratch, blocks)``: matching flat blocks (views) of equally shaped arrays
+    and a scratch view of the same shape, in the first array's dtype, reused throughout.
 
     Arrays that are not all C-contiguous (a flat view would be a copy) come as one block.
     """
+    w = arrays[0]
+    xp = get_array_module(w)
     if not all(a.flags.c_contiguous for a in arrays):
-        yield arrays
+        yield xp.empty(w.shape, dtype=w.dtype), arrays
         return
     flats = [a.reshape(-1) for a in arrays]
-    for i in range(0, flats[0].size, _BLOCK):
-        yield [f[i : i + _BLOCK] for f in flats]
-
-
-def _scratch(*arrays):
-    """A scratch buffer for one block of ``_blocks(*arrays)``, in the first array's dtype."""
-    w = arrays[0]
-    blocked = all(a.flags.c_contiguous for a in arrays)
-    return get_array_module(w).empty(min(w.size, _BLOCK) if blocked else w.shape, dtype=w.dtype)
+    tmp = xp.empty(min(w.size, _BLOCK), dtype=w.dtype)
+    for i in range(0, w.size, _BLOCK):
+        block = [f[i : i + _BLOCK] for f in flats]
+        yield tmp[: block[0].size], block
 
 
 def _target(w, config: Config):
@@ -76,10 +74,18 @@ def _target(w, config: Config):
 
 def _apply(w, step, config: Config):
     """Return ``w + step``, written into ``w`` when the config asks for in-place updates."""
-    if config.get("inplace", False):
-        w += step
-        return w
-    return w + step
+    out = _target(w, config)
+    get_array_module(w).add(w, step, out=out)
+    return out
+
+
+def _adaptive_step(xp, s, wb, num, sq, eps: float, lr: float, ob) -> None:
+    """``ob = wb - lr * num / (sqrt(sq) + eps)`` through the scratch block ``s``."""
+    xp.sqrt(sq, out=s)
+    s += eps
+    xp.divide(num, s, out=s)
+    s *= -lr
+    xp.add(wb, s, out=ob)
 
 
 def sgd(w, dw, config: Config | None = None):
@@ -134,19 +140,13 @@ def rmsprop(w, dw, config: Config | None = None):
     lr, eps = config["learning_rate"], config["epsilon"]
     cache = _state(config, "cache", w)
     out = _target(w, config)
-    tmp = _scratch(w, dw, cache, out)
-    for wb, gb, cb, ob in _blocks(w, dw, cache, out):
-        s = tmp.reshape(-1)[: wb.size].reshape(wb.shape)
+    for s, (wb, gb, cb, ob) in _blocks(w, dw, cache, out):
         # cache += (1 - d) * (dw**2 - cache) is d * cache + (1 - d) * dw**2.
         xp.multiply(gb, gb, out=s)
         s -= cb
         s *= 1 - d
         cb += s
-        xp.sqrt(cb, out=s)
-        s += eps
-        xp.divide(gb, s, out=s)
-        s *= -lr
-        xp.add(wb, s, out=ob)
+        _adaptive_step(xp, s, wb, gb, cb, eps, lr, ob)
     return out, config
 
 
@@ -177,9 +177,7 @@ def adam(w, dw, config: Config | None = None):
     lr_t = config["learning_rate"] * c2 / (1 - b1**t)
     eps_t = config["epsilon"] * c2
     out = _target(w, config)
-    tmp = _scratch(w, dw, m, v, out)
-    for wb, gb, mb, vb, ob in _blocks(w, dw, m, v, out):
-        s = tmp.reshape(-1)[: wb.size].reshape(wb.shape)
+    for s, (wb, gb, mb, vb, ob) in _blocks(w, dw, m, v, out):
         # m += (1 - b1) * (g - m) is b1 * m + (1 - b1) * g with one temporary.
         xp.subtract(gb, mb, out=s)
         s *= 1 - b1
@@ -188,11 +186,7 @@ def adam(w, dw, config: Config | None = None):
         s -= vb
         s *= 1 - b2
         vb += s
-        xp.sqrt(vb, out=s)
-        s += eps_t
-        xp.divide(mb, s, out=s)
-        s *= -lr_t
-        xp.add(wb, s, out=ob)
+        _adaptive_step(xp, s, wb, mb, vb, eps_t, lr_t, ob)
     return out, config
 
 
