@@ -220,3 +220,18 @@ def conv_options(fn: str, conv_param: Mapping[str, Any], default_bytes: int) -> 
         fn, "conv_param['col_buffer_bytes']", conv_param.get("col_buffer_bytes", default_bytes), 1
     )
     return bool(recompute), budget
+
+
+def check_probability(fn: str, name: str, value: Any) -> float:
+    """Return ``value`` as a float after checking it is a real number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"{fn}: expected {name} in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_spatial(fn: str, x: Any) -> None:
+    """Raise unless ``x`` is a floating point (N, C, H, W) array with H, W >= 1."""
+    check_ndim(fn, "x", x, 4, "(N, C, H, W)")
+    check_float(fn, "x", x)
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{fn}: expected H and W >= 1, got x of shape {_shape(x)}")

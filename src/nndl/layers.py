@@ -21,6 +21,8 @@ from .checks import (
     check_mode,
     check_ndim,
     check_nonempty,
+    check_probability,
+    check_same_shape,
     check_vector,
 )
 
@@ -207,11 +209,16 @@ def dropout_backward(dout, cache):
     return dout * mask
 
 
-def softmax_loss(x, y):
+def softmax_loss(x, y, label_smoothing: float = 0.0):
     """Mean cross-entropy of softmax(x) against labels.
 
     Shapes: x (N, C) scores, y (N,) integer labels in [0, C) -> (loss, dx (N, C)).
     Scores are shifted by their row maximum, so logits of +-1000 stay finite.
+
+    ``label_smoothing`` (eps in [0, 1]) replaces each one-hot target by
+    ``(1 - eps) * onehot(y) + eps / C``, as PyTorch's ``CrossEntropyLoss(label_smoothing=eps)``
+    does: ``loss = -mean_n[(1 - eps) * log p_y + eps / C * sum_k log p_k]`` and
+    ``dx = (softmax(x) - target) / N``. With eps = 0 it is the plain cross-entropy.
     """
     fn = "softmax_loss"
     check_ndim(fn, "x", x, 2, "(N, C)")
@@ -219,6 +226,7 @@ def softmax_loss(x, y):
     N, C = x.shape
     check_nonempty(fn, x)
     check_labels(fn, y, N, C)
+    eps = check_probability(fn, "label_smoothing", label_smoothing)
     xp = get_array_module(x)
     shifted = x - x.max(axis=1, keepdims=True)
     log_z = xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
@@ -226,7 +234,12 @@ def softmax_loss(x, y):
     rows = xp.arange(N)
     loss = -log_probs[rows, y].sum() / N
     dx = xp.exp(log_probs)
-    dx[rows, y] -= 1
+    if eps:
+        loss = (1 - eps) * loss - eps / C * log_probs.sum() / N
+        dx -= eps / C
+        dx[rows, y] -= 1 - eps
+    else:
+        dx[rows, y] -= 1
     dx /= N
     return float(loss), dx
 
@@ -252,3 +265,73 @@ def svm_loss(x, y):
     dx[rows, y] -= dx.sum(axis=1)
     dx /= N
     return float(loss), dx
+
+
+# --- GELU and the residual add ----------------------------------------------------------
+
+_GELU_K = float(np.sqrt(2.0 / np.pi))
+_GELU_A = 0.044715
+
+
+def gelu_forward(x):
+    """Gaussian error linear unit, tanh approximation, elementwise; any shape.
+
+    ``out = 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3)))``: the formula of
+    PyTorch's ``GELU(approximate='tanh')`` and ONNX's ``Gelu(approximate="tanh")``. The
+    exact GELU needs erf, which NumPy lacks; the two differ by less than 1e-3.
+    """
+    check_float("gelu_forward", "x", x)
+    xp = get_array_module(x)
+    t = xp.multiply(x, x)
+    t *= _GELU_A
+    t += 1
+    t *= x
+    t *= _GELU_K
+    xp.tanh(t, out=t)
+    out = t + 1
+    out *= x
+    out *= 0.5
+    return out, (x, t)
+
+
+def gelu_backward(dout, cache):
+    """Gradient of :func:`gelu_forward`; dx has the shape of dout.
+
+    With ``t = tanh(u)``, ``u = k * (x + a * x**3)``:
+    ``d out / dx = 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * k * (1 + 3 * a * x**2)``.
+    """
+    x, t = cache
+    check_dout("gelu_backward", dout, x.shape)
+    xp = get_array_module(x)
+    du = xp.multiply(x, x)
+    du *= 3 * _GELU_A * _GELU_K
+    du += _GELU_K
+    s = xp.multiply(t, t)
+    xp.subtract(1, s, out=s)
+    s *= du
+    s *= x
+    s += t
+    s += 1
+    s *= 0.5
+    s *= dout
+    return s
+
+
+def add_forward(a, b):
+    """Elementwise sum ``a + b`` of two arrays of the same shape (the residual add).
+
+    No broadcasting: a shape mismatch is a ``ValueError``, since a residual branch that
+    silently broadcast would train the wrong network.
+    """
+    fn = "add_forward"
+    check_float(fn, "a", a)
+    check_float(fn, "b", b)
+    check_same_shape(fn, "a", a, "b", b)
+    return a + b, a.shape
+
+
+def add_backward(dout, cache):
+    """Gradients of :func:`add_forward`: ``(da, db)``, both ``dout`` itself (not copies;
+    backward functions never write into their ``dout``)."""
+    check_dout("add_backward", dout, cache)
+    return dout, dout
