@@ -1,0 +1,100 @@
+"""nndl.nn: layer objects on the functional core, and networks described by a JSON spec.
+
+Every layer object calls the functional ``*_forward``/``*_backward`` pairs of
+:mod:`nndl.layers`, :mod:`nndl.conv_layers`, :mod:`nndl.fast_layers`,
+:mod:`nndl.fast_pooling` and :mod:`nndl.conv_layer_utils`; none holds arrays. Parameters
+live in ONE dict the model owns, keyed by layer path (``block1.conv.W``,
+``block1.bn.gamma``), batch-norm running statistics likewise in a ``buffers`` dict
+(``block1.bn.running_mean``), gradients in ``ctx.grads`` under the same keys. Layers
+look them up at call time, so an optimiser may replace dict entries between steps.
+Constructors take only output-side hyperparameters (filters, kernel size, units); input
+shapes are inferred when a tree is bound to an input shape (:meth:`Module.bind`).
+
+Architecture spec
+-----------------
+A JSON-serialisable list of layers. A layer is a type name from :data:`LAYERS` (all
+defaults) or a dict ``{"type": ..., <argument>: value, ..., "name": optional}``;
+containers nest lists::
+
+    {"type": "sequential", "layers": [...]}
+    {"type": "residual", "body": [...], "shortcut": "identity" | "projection" | [...]}
+
+Layers without a name are named per type and position, unique per level (``conv1``,
+``bn1``, ``relu1``, ``conv2``, ...; fused blocks ``block1``, ``block2``; residuals
+``res1``); a layer's path is its container's path, a dot, and its name
+(``res1.body.conv1``). Types and their arguments (defaults in parentheses):
+
+- ``conv2d``: filters, kernel_size (3), stride (1), pad ("same" | "valid" | int;
+  "same"), bias (true), init ("he_normal"), trainable (true)
+- ``batchnorm2d`` / ``batchnorm1d``: momentum (0.9), eps (1e-5), scale (true; false
+  fixes gamma at 1)
+- ``relu``, ``gelu`` (tanh form), ``flatten``, ``global_avgpool``, ``global_maxpool``
+- ``maxpool2d`` / ``avgpool2d``: pool_size (2), stride (pool_size)
+- ``linear``: units, bias (true), scale (none; a constant output factor), init, trainable
+- ``dropout``: p (0.5), the probability of KEEPING a unit
+- ``conv_bn_relu`` / ``conv_bn_relu_pool``: fused blocks with conv2d's and batch norm's
+  arguments (and pool_size (2)); their parameters are ``<block>.conv.W``,
+  ``<block>.bn.gamma``, ... as if unfused
+- ``sequential``: layers; ``residual``: body, shortcut ("identity")
+
+Initialisers (``init``): ``he_normal`` (``sqrt(2 / fan_in)``), ``lecun_normal``
+(``sqrt(1 / fan_in)``), ``glorot_normal``, ``zeros``, ``ones``, or a number (the std).
+
+Today's default ``ConvNet`` (16-32-64 conv-BN-ReLU-pool, then a linear classifier whose
+weights are drawn with std ``sqrt(1 / fan_in)``) is::
+
+    [
+        {"type": "conv_bn_relu_pool", "filters": 16},
+        {"type": "conv_bn_relu_pool", "filters": 32},
+        {"type": "conv_bn_relu_pool", "filters": 64},
+        {"type": "linear", "units": 10, "init": "lecun_normal"}
+    ]
+
+with parameters ``block1.conv.W``, ``block1.conv.b``, ``block1.bn.gamma``,
+``block1.bn.beta``, ..., ``fc1.W``, ``fc1.b``. A residual stage::
+
+    {"type": "residual", "shortcut": "projection",
+     "body": [{"type": "conv2d", "filters": 64, "bias": false}, "batchnorm2d", "relu",
+              {"type": "conv2d", "filters": 64, "bias": false}, "batchnorm2d"]}
+
+:class:`nndl.network.Network` builds a trainable model from such a spec.
+"""
+
+from .activations import GELU, ReLU
+from .containers import ConvBNReLU, ConvBNReLUPool, Residual, Sequential
+from .init import INITS, patch_whitening_weights
+from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear
+from .module import BufferSpec, Context, Module, ParamSpec
+from .pooling import AvgPool2d, Flatten, GlobalAvgPool, GlobalMaxPool, MaxPool2d
+from .spec import LAYERS, as_spec, build
+from .summary import format_summary, summarize
+
+__all__ = [
+    "Module",
+    "Context",
+    "ParamSpec",
+    "BufferSpec",
+    "Conv2d",
+    "Linear",
+    "BatchNorm2d",
+    "BatchNorm1d",
+    "Dropout",
+    "ReLU",
+    "GELU",
+    "MaxPool2d",
+    "AvgPool2d",
+    "GlobalAvgPool",
+    "GlobalMaxPool",
+    "Flatten",
+    "Sequential",
+    "Residual",
+    "ConvBNReLU",
+    "ConvBNReLUPool",
+    "LAYERS",
+    "build",
+    "as_spec",
+    "INITS",
+    "patch_whitening_weights",
+    "summarize",
+    "format_summary",
+]

@@ -1,0 +1,48 @@
+"""Elementwise activations: ReLU and GELU (tanh form). Any shape; no parameters."""
+
+from __future__ import annotations
+
+import math
+
+from ..layers import gelu_backward, gelu_forward, relu_backward, relu_forward
+from .module import Context, Module, Shape
+
+
+class _Elementwise(Module):
+    _flops_per_element = 1
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return in_shape
+
+    def flops(self, in_shape: Shape) -> int:
+        return self._flops_per_element * math.prod(in_shape)
+
+    def forward(self, x, ctx: Context):
+        return self._forward(x)
+
+    def backward(self, dout, cache, ctx: Context):
+        return self._backward(dout, cache) if ctx.need_input_grad else None
+
+
+class ReLU(_Elementwise):
+    """``max(x, 0)``; 1 FLOP (a comparison) per element."""
+
+    type_name = "relu"
+    prefix = "relu"
+    _forward = staticmethod(relu_forward)
+    _backward = staticmethod(relu_backward)
+
+
+class GELU(_Elementwise):
+    """GELU in its tanh approximation (PyTorch ``GELU(approximate='tanh')``, ONNX
+    ``Gelu(approximate="tanh")``); counted as 9 FLOPs per element (the operations of the
+    formula as :func:`nndl.layers.gelu_forward` computes it, tanh as one)."""
+
+    type_name = "gelu"
+    prefix = "gelu"
+    _flops_per_element = 9
+    _forward = staticmethod(gelu_forward)
+    _backward = staticmethod(gelu_backward)
+
+
+__all__ = ["ReLU", "GELU"]

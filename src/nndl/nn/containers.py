@@ -1,0 +1,314 @@
+"""Containers: :class:`Sequential`, :class:`Residual`, and the fused conv blocks.
+
+The fused blocks :class:`ConvBNReLU` and :class:`ConvBNReLUPool` hold the same children
+as their unfused form (``conv``, ``bn``, ``relu``[, ``pool``]), so their parameters are
+named ``<block>.conv.W``, ``<block>.bn.gamma``, ... and a summary or an exporter sees
+conv + batch norm + ReLU (+ pool); only their forward/backward differ: one call to the
+fast sandwich of :mod:`nndl.conv_layer_utils`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..checks import output_size
+from ..conv_layer_utils import (
+    conv_bn_relu_backward,
+    conv_bn_relu_forward,
+    conv_bn_relu_pool_backward,
+    conv_bn_relu_pool_forward,
+)
+from ..layers import add_backward, add_forward
+from .activations import ReLU
+from .layers import BatchNorm2d, Conv2d
+from .module import Context, Module, Shape, assign_names, join
+from .pooling import MaxPool2d
+
+
+class Sequential(Module):
+    """Layers applied in order. Unnamed layers get ``<prefix><k>`` names (conv1, bn1,
+    conv2, ...), unique within this container; their paths are ``<path>.<name>``."""
+
+    type_name = "sequential"
+    prefix = "seq"
+    allocates = False  # its output is its last layer's
+
+    def __init__(self, layers: list[Module], name: str | None = None) -> None:
+        super().__init__(name)
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers: expected at least one layer, got []")
+        for layer in layers:
+            if not isinstance(layer, Module):
+                raise ValueError(f"layers: expected nndl.nn modules, got {type(layer).__name__}")
+        names = assign_names([m.prefix for m in layers], [m.name for m in layers], "layers")
+        for layer, name in zip(layers, names, strict=True):
+            layer.name = name
+        self.layers = layers
+
+    def children(self) -> list[Module]:
+        return self.layers
+
+    def config(self) -> dict[str, Any]:
+        return {"layers": [layer.spec() for layer in self.layers]}
+
+    def bind(self, in_shape: Shape, path: str = "") -> Shape:
+        self.path = path
+        self.in_shape = shape = tuple(int(d) for d in in_shape)
+        for layer in self.layers:
+            shape = layer.bind(shape, join(path, layer.name))
+        self.output_shape = shape
+        return shape
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        for layer in self.layers:
+            in_shape = layer.out_shape(in_shape)
+        return in_shape
+
+    def forward(self, x, ctx: Context):
+        if ctx.grads is None:  # inference: let each activation go as soon as it is used
+            for layer in self.layers:
+                x, _ = layer.forward(x, ctx)
+            return x, None
+        caches = []
+        for layer in self.layers:
+            x, cache = layer.forward(x, ctx)
+            caches.append(cache)
+        return x, caches
+
+    def backward(self, dout, cache, ctx: Context):
+        need = ctx.need_input_grad
+        ctx.need_input_grad = True  # every layer but the first feeds another
+        try:
+            for i in range(len(self.layers) - 1, 0, -1):
+                dout = self.layers[i].backward(dout, cache[i], ctx)
+        finally:
+            ctx.need_input_grad = need
+        return self.layers[0].backward(dout, cache[0], ctx)
+
+
+SHORTCUTS = ("identity", "projection")
+
+
+class Residual(Module):
+    """``body(x) + shortcut(x)``; the gradients of both branches are summed.
+
+    ``shortcut`` is ``'identity'`` (x itself: the body must keep the shape),
+    ``'projection'`` (a 1x1 conv without bias to the body's channels with stride
+    ``ceil(H / H_body)``, which must map the size exactly, then batch norm; built once
+    the input shape is known),
+    or a list of layers. A 1x1 conv with stride s maps H to ``1 + (H - 1) / s``, so
+    halving an even size needs an explicit shortcut such as
+    ``[{"type": "avgpool2d"}, {"type": "conv2d", "filters": F, "kernel_size": 1}, "batchnorm2d"]``.
+    Children: ``body`` and (unless identity) ``shortcut``. FLOPs: one add per element.
+    """
+
+    type_name = "residual"
+    prefix = "res"
+
+    def __init__(
+        self,
+        body: Module | list[Module],
+        shortcut: str | Module | list[Module] = "identity",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.body = _as_sequential(body, "body")
+        if isinstance(shortcut, str):
+            if shortcut not in SHORTCUTS:
+                raise ValueError(
+                    f"shortcut: expected one of {list(SHORTCUTS)} or a list of layers, "
+                    f"got {shortcut!r}"
+                )
+            self.shortcut_kind = shortcut
+            self.shortcut: Sequential | None = None
+        else:
+            self.shortcut_kind = "layers"
+            self.shortcut = _as_sequential(shortcut, "shortcut")
+
+    def children(self) -> list[Module]:
+        return [self.body] if self.shortcut is None else [self.body, self.shortcut]
+
+    def config(self) -> dict[str, Any]:
+        if self.shortcut_kind == "layers":
+            shortcut: Any = self.shortcut.config()["layers"]
+        else:
+            shortcut = self.shortcut_kind
+        return {"body": self.body.config()["layers"], "shortcut": shortcut}
+
+    def _projection(self, in_shape: Shape, out: Shape) -> Sequential:
+        if len(in_shape) != 3 or len(out) != 3:
+            raise self.error(
+                f"a projection shortcut needs (C, H, W) shapes, got {in_shape} -> {out}"
+            )
+        # The stride that matches the size ratio; it must map H and W exactly.
+        stride = -(-in_shape[1] // out[1])
+        fits = (output_size(in_shape[1], 1, stride), output_size(in_shape[2], 1, stride)) == out[1:]
+        if not fits:
+            raise self.error(
+                f"a 1x1 conv with stride {stride} does not map the input {in_shape} to the "
+                f"body's output {out} (stride s gives 1 + (H - 1) / s); give the shortcut as "
+                'a list of layers, e.g. [{"type": "avgpool2d"}, {"type": "conv2d", '
+                f'"kernel_size": 1, "filters": {out[0]}}}, "batchnorm2d"]'
+            )
+        conv = Conv2d(out[0], kernel_size=1, stride=stride, pad=0, bias=False, name="conv")
+        return Sequential([conv, BatchNorm2d(name="bn")], name="shortcut")
+
+    def bind(self, in_shape: Shape, path: str = "") -> Shape:
+        self.path = path
+        self.in_shape = tuple(int(d) for d in in_shape)
+        out = self.body.bind(self.in_shape, join(path, "body"))
+        if self.shortcut_kind == "projection":
+            self.shortcut = self._projection(self.in_shape, out)
+        if self.shortcut is None:
+            if out != self.in_shape:
+                raise self.error(
+                    f"an identity shortcut needs the body to keep the shape, but it maps "
+                    f"{self.in_shape} to {out}; use shortcut 'projection' or a list of layers"
+                )
+        else:
+            short = self.shortcut.bind(self.in_shape, join(path, "shortcut"))
+            if short != out:
+                raise self.error(
+                    f"the shortcut maps {self.in_shape} to {short} but the body to {out}; "
+                    "expected the same shape"
+                )
+        self.output_shape = out
+        return out
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return self.body.out_shape(in_shape)
+
+    def flops(self, in_shape: Shape) -> int:
+        return math.prod(self.out_shape(in_shape))
+
+    def forward(self, x, ctx: Context):
+        a, body_cache = self.body.forward(x, ctx)
+        s, short_cache = (x, None) if self.shortcut is None else self.shortcut.forward(x, ctx)
+        out, add_cache = add_forward(a, s)
+        return out, (body_cache, short_cache, add_cache)
+
+    def backward(self, dout, cache, ctx: Context):
+        body_cache, short_cache, add_cache = cache
+        da, ds = add_backward(dout, add_cache)
+        dx = self.body.backward(da, body_cache, ctx)
+        if self.shortcut is not None:
+            ds = self.shortcut.backward(ds, short_cache, ctx)
+        if not ctx.need_input_grad:
+            return None
+        return add_forward(dx, ds)[0]
+
+
+def _as_sequential(layers: Module | list[Module], name: str) -> Sequential:
+    if isinstance(layers, Sequential):
+        layers.name = name
+        return layers
+    if isinstance(layers, Module):
+        layers = [layers]
+    return Sequential(layers, name=name)
+
+
+class ConvBNReLU(Sequential):
+    """Fused conv - spatial batch norm - ReLU: (C, H, W) -> (filters, H', W').
+
+    Arguments as :class:`Conv2d` (``filters`` ... ``init``) and :class:`BatchNorm2d`
+    (``momentum``, ``eps``, ``scale``). Children ``conv``, ``bn``, ``relu``; runs
+    :func:`nndl.conv_layer_utils.conv_bn_relu_forward`.
+    """
+
+    type_name = "conv_bn_relu"
+    prefix = "block"
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        pad: int | str = "same",
+        bias: bool = True,
+        init: str | float = "he_normal",
+        momentum: float = 0.9,
+        eps: float = 1e-5,
+        scale: bool = True,
+        name: str | None = None,
+    ) -> None:
+        self.conv = Conv2d(filters, kernel_size, stride, pad, bias, init, name="conv")
+        self.bn = BatchNorm2d(momentum, eps, scale, name="bn")
+        super().__init__(self._children(), name)
+
+    def _children(self) -> list[Module]:
+        return [self.conv, self.bn, ReLU(name="relu")]
+
+    def config(self) -> dict[str, Any]:
+        conv = self.conv.config()
+        conv.pop("trainable")
+        return {**conv, **self.bn.config()}
+
+    def forward(self, x, ctx: Context):
+        W, b = self.conv.weights(ctx, x)
+        gamma, beta = self.bn.affine(ctx, x)
+        bn_param = self.bn.bn_param(ctx)
+        out, cache = conv_bn_relu_forward(x, W, b, gamma, beta, self.conv.conv_param, bn_param)
+        self.bn.update_buffers(ctx, bn_param)
+        return out, cache
+
+    def backward(self, dout, cache, ctx: Context):
+        dx, dw, db, dgamma, dbeta = conv_bn_relu_backward(dout, cache)
+        self.conv.store_grads(ctx, dw, db)
+        self.bn.store_grads(ctx, dgamma, dbeta)
+        return dx
+
+
+class ConvBNReLUPool(ConvBNReLU):
+    """Fused conv - spatial batch norm - ReLU - max pool (``pool_size`` windows, stride
+    ``pool_size``): arguments as :class:`ConvBNReLU` plus ``pool_size`` (default 2).
+    Children ``conv``, ``bn``, ``relu``, ``pool``; runs
+    :func:`nndl.conv_layer_utils.conv_bn_relu_pool_forward` (which pools before the
+    ReLU: they commute, on a quarter of the data).
+    """
+
+    type_name = "conv_bn_relu_pool"
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        pad: int | str = "same",
+        bias: bool = True,
+        init: str | float = "he_normal",
+        momentum: float = 0.9,
+        eps: float = 1e-5,
+        scale: bool = True,
+        pool_size: int = 2,
+        name: str | None = None,
+    ) -> None:
+        self.pool = MaxPool2d(pool_size, name="pool")
+        super().__init__(filters, kernel_size, stride, pad, bias, init, momentum, eps, scale, name)
+
+    def _children(self) -> list[Module]:
+        return [*super()._children(), self.pool]
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "pool_size": self.pool.pool_size}
+
+    def forward(self, x, ctx: Context):
+        conv, bn = self.conv, self.bn
+        W, b = conv.weights(ctx, x)
+        gamma, beta = bn.affine(ctx, x)
+        bn_param = bn.bn_param(ctx)
+        out, cache = conv_bn_relu_pool_forward(
+            x, W, b, gamma, beta, conv.conv_param, bn_param, self.pool.pool_param
+        )
+        bn.update_buffers(ctx, bn_param)
+        return out, cache
+
+    def backward(self, dout, cache, ctx: Context):
+        dx, dw, db, dgamma, dbeta = conv_bn_relu_pool_backward(dout, cache)
+        self.conv.store_grads(ctx, dw, db)
+        self.bn.store_grads(ctx, dgamma, dbeta)
+        return dx
+
+
+__all__ = ["Sequential", "Residual", "ConvBNReLU", "ConvBNReLUPool"]

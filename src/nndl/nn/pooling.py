@@ -1,0 +1,134 @@
+"""Pooling and flattening: max and average pooling, global pooling, Flatten.
+
+The window pools use the fast layers (``nndl.fast_layers``, ``nndl.fast_pooling``); their
+windows have no padding and must tile the input exactly (a whole output size).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..checks import check_dout, output_size
+from ..fast_layers import max_pool_backward_fast, max_pool_forward_fast
+from ..fast_pooling import (
+    avg_pool_backward_fast,
+    avg_pool_forward_fast,
+    global_avg_pool_backward_fast,
+    global_avg_pool_forward_fast,
+    global_max_pool_backward_fast,
+    global_max_pool_forward_fast,
+)
+from .module import Context, Module, Shape, int_arg, need_spatial
+
+
+class _Pool2d(Module):
+    def __init__(self, pool_size: int = 2, stride: int | None = None, name: str | None = None):
+        super().__init__(name)
+        self.pool_size = int_arg("pool_size", pool_size)
+        self.stride = self.pool_size if stride is None else int_arg("stride", stride)
+        k = self.pool_size
+        self.pool_param = {"pool_height": k, "pool_width": k, "stride": self.stride}
+
+    def config(self) -> dict[str, Any]:
+        return {"pool_size": self.pool_size, "stride": self.stride}
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        C, H, W = need_spatial(self, in_shape)
+        k, s = self.pool_size, self.stride
+        H_out, W_out = output_size(H, k, s), output_size(W, k, s)
+        if H_out is None or W_out is None:
+            raise self.error(
+                f"a {k}x{k} window with stride {s} does not tile the input {in_shape}: "
+                f"(H - {k}) / {s} = ({H} - {k}) / {s} must be a whole number >= 0 (likewise W)"
+            )
+        return (C, H_out, W_out)
+
+    def forward(self, x, ctx: Context):
+        return self._forward(x, self.pool_param)
+
+    def backward(self, dout, cache, ctx: Context):
+        return self._backward(dout, cache) if ctx.need_input_grad else None
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling over ``pool_size`` x ``pool_size`` windows every ``stride`` (default
+    ``pool_size``): (C, H, W) -> (C, H', W'); ``k*k - 1`` comparisons per output."""
+
+    type_name = "maxpool2d"
+    prefix = "pool"
+    _forward = staticmethod(max_pool_forward_fast)
+    _backward = staticmethod(max_pool_backward_fast)
+
+    def flops(self, in_shape: Shape) -> int:
+        return (self.pool_size**2 - 1) * math.prod(self.out_shape(in_shape))
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling, windows as :class:`MaxPool2d`; ``k*k`` FLOPs per output."""
+
+    type_name = "avgpool2d"
+    prefix = "avgpool"
+    _forward = staticmethod(avg_pool_forward_fast)
+    _backward = staticmethod(avg_pool_backward_fast)
+
+    def flops(self, in_shape: Shape) -> int:
+        return self.pool_size**2 * math.prod(self.out_shape(in_shape))
+
+
+class _GlobalPool(Module):
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return (need_spatial(self, in_shape)[0],)
+
+    def forward(self, x, ctx: Context):
+        return self._forward(x)
+
+    def backward(self, dout, cache, ctx: Context):
+        return self._backward(dout, cache) if ctx.need_input_grad else None
+
+
+class GlobalAvgPool(_GlobalPool):
+    """Mean of each channel: (C, H, W) -> (C,); ``H*W`` FLOPs per channel."""
+
+    type_name = "global_avgpool"
+    prefix = "gap"
+    _forward = staticmethod(global_avg_pool_forward_fast)
+    _backward = staticmethod(global_avg_pool_backward_fast)
+
+    def flops(self, in_shape: Shape) -> int:
+        return math.prod(in_shape)
+
+
+class GlobalMaxPool(_GlobalPool):
+    """Maximum of each channel: (C, H, W) -> (C,); ``H*W - 1`` comparisons per channel.
+    The gradient goes to the first maximum in row-major order."""
+
+    type_name = "global_maxpool"
+    prefix = "gmp"
+    _forward = staticmethod(global_max_pool_forward_fast)
+    _backward = staticmethod(global_max_pool_backward_fast)
+
+    def flops(self, in_shape: Shape) -> int:
+        C, H, W = in_shape
+        return C * (H * W - 1)
+
+
+class Flatten(Module):
+    """(d_1, ..., d_k) -> (d_1 * ... * d_k,): a reshape (a view, no copy, no FLOPs)."""
+
+    type_name = "flatten"
+    prefix = "flatten"
+    allocates = False
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        return (math.prod(in_shape),)
+
+    def forward(self, x, ctx: Context):
+        return x.reshape(x.shape[0], -1), x.shape
+
+    def backward(self, dout, cache, ctx: Context):
+        check_dout("Flatten.backward", dout, (cache[0], math.prod(cache[1:])))
+        return dout.reshape(cache) if ctx.need_input_grad else None
+
+
+__all__ = ["MaxPool2d", "AvgPool2d", "GlobalAvgPool", "GlobalMaxPool", "Flatten"]
