@@ -14,11 +14,14 @@ SMALL = {
                 "dropout": 0.5},
     "fc_net": {"hidden_dims": [6, 5], "input_dim": 12, "use_batchnorm": True},
     "two_layer_net": {"input_dim": 12, "hidden_dim": 6},
+    "network": {"input_dim": (3, 8, 8), "num_classes": 4,
+                "layers": [{"type": "conv_bn_relu_pool", "filters": 2}, "flatten",
+                           {"type": "linear", "units": 4}]},
 }  # fmt: skip
 
 
 def test_registry_names():
-    assert set(MODELS) == {"three_layer_convnet", "convnet", "fc_net", "two_layer_net"}
+    assert set(MODELS) == {"three_layer_convnet", "convnet", "fc_net", "two_layer_net", "network"}
     for name, cls in MODELS.items():
         assert cls.name == name
 

@@ -206,6 +206,31 @@ class Model:
                     )
                 bn_param[stat] = value.astype(self.dtype, copy=True)
 
+    def state_dict(self) -> dict[str, dict[str, np.ndarray]]:
+        """Copies of the parameters and the running statistics:
+        ``{"params": {...}, "state": {...}}`` (see :meth:`load_state_dict`)."""
+        return {
+            "params": {k: v.copy() for k, v in self.params.items()},
+            "state": {k: np.array(v, copy=True) for k, v in self.state_arrays().items()},
+        }
+
+    def load_state_dict(self, state: dict[str, dict[str, np.ndarray]]) -> None:
+        """Restore :meth:`state_dict`'s result (same keys and shapes; cast to the dtype)."""
+        fn = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict) or set(state) != {"params", "state"}:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{fn}: expected a dict with keys ['params', 'state'], got {got}")
+        params = state["params"]
+        if set(params) != set(self.params):
+            raise ValueError(f"{fn}: expected params {sorted(self.params)}, got {sorted(params)}")
+        for k, v in params.items():
+            if np.shape(v) != self.params[k].shape:
+                raise ValueError(
+                    f"{fn}: expected {k} of shape {self.params[k].shape}, got {np.shape(v)}"
+                )
+        self.load_state_arrays(state["state"])
+        self.params = {k: np.array(params[k], dtype=self.dtype) for k in self.params}
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({args})"

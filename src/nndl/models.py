@@ -12,12 +12,14 @@ from typing import Any
 from .cnn import ConvNet, ThreeLayerConvNet
 from .fc_net import FullyConnectedNet, TwoLayerNet
 from .model_base import Model
+from .network import Network
 
 MODELS: dict[str, type[Model]] = {
     "three_layer_convnet": ThreeLayerConvNet,
     "convnet": ConvNet,
     "fc_net": FullyConnectedNet,
     "two_layer_net": TwoLayerNet,
+    "network": Network,
 }
 
 

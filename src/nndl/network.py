@@ -1,0 +1,151 @@
+"""A model built from an architecture spec (:mod:`nndl.nn`): :class:`Network`.
+
+It follows the protocol of every nndl model (``params``, ``loss(X, y=None)``, ``config``,
+``name``), so the Solver trains it, ``build_model('network', **model.config)`` rebuilds
+it, and ``nndl.checkpoint.save_model``/``load_model`` store it (batch-norm running
+statistics through :meth:`Network.state_arrays`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .checks import check_count, check_probability
+from .layers import softmax_loss
+from .model_base import Model
+from .nn import Context, Module, ParamSpec, build, format_summary, summarize
+from .nn.init import init_params
+from .nn.spec import as_spec
+
+
+def _collect(root: Module, what: str) -> dict[str, Any]:
+    """``{model key: spec}`` of every module's params or buffers, in tree order."""
+    out = {}
+    for module in root.modules():
+        specs = getattr(module, what)(module.in_shape)
+        out.update({module.key(local): spec for local, spec in specs.items()})
+    return out
+
+
+class Network(Model):
+    """A classifier built from ``layers``, an architecture spec (see :mod:`nndl.nn`).
+
+    ``input_dim`` is the per-example input shape; the spec's last layer must output
+    ``(num_classes,)`` scores. The loss is softmax cross-entropy with optional
+    ``label_smoothing``, plus ``0.5 * reg * sum(W**2)`` over the parameters whose spec
+    says ``decay`` (weights; not biases or batch-norm parameters). Frozen parameters
+    (``trainable=False``) get zero gradients. Parameters are drawn in tree order by the
+    model's :meth:`_add_weight` (float64, then cast), so float32 and float64 networks
+    from one seed agree. ``layers`` may also be :mod:`nndl.nn` modules; ``config`` holds
+    the resolved spec (every name and argument explicit).
+
+    Attributes: ``root`` (the bound :class:`nndl.nn.Sequential`), ``param_specs``
+    (key -> :class:`nndl.nn.ParamSpec`), ``buffers`` (key -> running statistics).
+    """
+
+    name = "network"
+
+    def __init__(
+        self,
+        layers: Any,
+        input_dim: Sequence[int] = (3, 32, 32),
+        num_classes: int = 10,
+        reg: float = 0.0,
+        label_smoothing: float = 0.0,
+        dtype: Any = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        fn = "Network"
+        root = build(as_spec(layers))
+        if isinstance(input_dim, (int, np.integer)) or not isinstance(input_dim, Sequence):
+            raise ValueError(
+                f"{fn}: expected input_dim as a list such as [3, 32, 32], got {input_dim!r}"
+            )
+        in_shape = tuple(check_count(fn, "input_dim entries", d, 1) for d in input_dim)
+        num_classes = check_count(fn, "num_classes", num_classes, 1)
+        out = root.bind(in_shape)
+        if out != (num_classes,):
+            raise ValueError(
+                f"{fn}: the last layer outputs {out} per example; expected ({num_classes},) "
+                f'scores for num_classes={num_classes} (end with {{"type": "linear", '
+                f'"units": {num_classes}}})'
+            )
+        self.label_smoothing = check_probability(fn, "label_smoothing", label_smoothing)
+        self._setup(
+            dict(layers=root.config()["layers"], input_dim=list(in_shape),
+                 num_classes=num_classes, reg=reg, label_smoothing=self.label_smoothing,
+                 seed=seed),
+            reg, dtype, seed,
+        )  # fmt: skip
+        self.root = root
+        self.input_dim = in_shape
+        self.param_specs: dict[str, ParamSpec] = _collect(root, "param_specs")
+        self.buffers = {k: np.full(b.shape, b.fill, dtype=self.dtype)
+                        for k, b in _collect(root, "buffer_specs").items()}  # fmt: skip
+        self.params = init_params(self.param_specs, self._draw, self.dtype)
+        self._decay = [k for k, s in self.param_specs.items() if s.decay and s.trainable]
+        self._frozen = [k for k, s in self.param_specs.items() if not s.trainable]
+
+    def _draw(self, key: str, shape: tuple[int, ...], std: float) -> np.ndarray:
+        self._add_weight(key, shape, std)  # the one place models draw initial weights
+        return self.params.pop(key)
+
+    def _input(self, X) -> np.ndarray:
+        if getattr(X, "ndim", 0) != len(self.input_dim) + 1 or X.shape[1:] != self.input_dim:
+            raise ValueError(
+                f"Network.loss: expected X of shape (N, {', '.join(map(str, self.input_dim))}), "
+                f"got {getattr(X, 'shape', type(X).__name__)}"
+            )
+        return X.astype(self.dtype, copy=False)
+
+    def loss(self, X: np.ndarray, y: np.ndarray | None = None):
+        """Scores (N, num_classes) when ``y`` is None (test mode), else ``(loss, grads)``."""
+        X = self._input(X)
+        train = y is not None
+        ctx = Context(self.params, self.buffers, {} if train else None,
+                      "train" if train else "test", self.rng, need_input_grad=False)  # fmt: skip
+        scores, cache = self.root.forward(X, ctx)
+        if not train:
+            return scores
+        loss, dscores = softmax_loss(scores, y, label_smoothing=self.label_smoothing)
+        self.root.backward(dscores, cache, ctx)
+        grads = ctx.grads
+        for key in self._frozen:
+            grads[key] = np.zeros_like(self.params[key])
+        return self._regularize(loss, grads, self._decay), grads
+
+    # --- state ------------------------------------------------------------------------
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Batch-norm running statistics keyed by path (``block1.bn.running_mean``)."""
+        return dict(self.buffers)
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_arrays` returned (copies, in the model's dtype)."""
+        fn = "Network.load_state_arrays"
+        if set(arrays) != set(self.buffers):
+            raise ValueError(f"{fn}: expected keys {sorted(self.buffers)}, got {sorted(arrays)}")
+        for key, value in arrays.items():
+            value = np.asarray(value)
+            if value.shape != self.buffers[key].shape:
+                raise ValueError(
+                    f"{fn}: expected {key} of shape {self.buffers[key].shape}, got {value.shape}"
+                )
+        self.buffers = {k: np.array(arrays[k], dtype=self.dtype) for k in self.buffers}
+
+    # --- description ------------------------------------------------------------------
+    def summary_data(self, batch_size: int = 1) -> dict[str, Any]:
+        """Per-layer rows and totals (see :func:`nndl.nn.summarize`)."""
+        batch_size = check_count("Network.summary", "batch_size", batch_size, 1)
+        return summarize(self.root, self.dtype, batch_size)
+
+    def summary(self, batch_size: int = 1) -> str:
+        """A table: per layer its path, type, output shape, parameters and forward FLOPs;
+        then total parameters (and their bytes), FLOPs per example, and the activation
+        bytes for ``batch_size`` examples."""
+        return format_summary(self.summary_data(batch_size))
+
+
+__all__ = ["Network"]
