@@ -36,8 +36,9 @@ def _convnet_keys(num_conv: int) -> dict[str, str]:
     return keys
 
 
-def small_resnet(**kw) -> Network:
+def small_resnet(dropout: float | None = None, **kw) -> Network:
     conv = {"type": "conv2d", "filters": 4, "bias": False}
+    drop = [] if dropout is None else [{"type": "dropout", "p": dropout}]
     spec = [
         {"type": "conv_bn_relu", "filters": 4},
         {"type": "residual", "body": [conv, "batchnorm2d", "relu", conv, "batchnorm2d"]},
@@ -46,6 +47,7 @@ def small_resnet(**kw) -> Network:
          "body": [{**conv, "filters": 6}, {"type": "batchnorm2d", "scale": False}, "gelu"]},
         {"type": "maxpool2d"},
         "global_avgpool",
+        *drop,
         {"type": "linear", "units": 5, "scale": 0.5},
     ]  # fmt: skip
     return Network(spec, input_dim=(3, 6, 6), num_classes=5, **kw)
@@ -173,6 +175,30 @@ def test_state_dict_round_trip():
         other.load_state_arrays({})
 
 
+def test_convnet_state_dict_round_trip():
+    a = ConvNet(input_dim=(3, 8, 8), num_filters=(2, 3), hidden_dims=(4,), seed=0)
+    b = ConvNet(input_dim=(3, 8, 8), num_filters=(2, 3), hidden_dims=(4,), seed=1)
+    X = np.random.default_rng(0).standard_normal((4, 3, 8, 8))
+    a.loss(X, np.arange(4))
+    state = a.state_dict()
+    b.load_state_dict(state)
+    assert np.array_equal(b.loss(X), a.loss(X))
+    state["params"]["W1"][...] = 0  # copies: the model is unaffected
+    assert np.any(a.params["W1"] != 0)
+
+
+def test_layers_given_as_modules_build_the_same_network():
+    import nndl.nn as nn
+
+    mods = nn.Sequential([nn.ConvBNReLUPool(4), nn.GlobalMaxPool(), nn.Linear(3, bias=False)])
+    spec = [{"type": "conv_bn_relu_pool", "filters": 4}, "global_maxpool",
+            {"type": "linear", "units": 3, "bias": False}]  # fmt: skip
+    a = Network(mods, input_dim=(3, 4, 4), num_classes=3, seed=0)
+    b = Network(spec, input_dim=(3, 4, 4), num_classes=3, seed=0)
+    assert a.config == b.config
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in b.params)
+
+
 class _StopAt(Callback):
     def __init__(self, iteration):
         self.iteration = iteration
@@ -188,7 +214,8 @@ def test_solver_checkpoint_resumes_a_network_exactly(tmp_path):
     data = {"X_train": X[:16], "y_train": y[:16], "X_val": X[16:], "y_val": y[16:]}
 
     def solver(seed, **kw):
-        net = small_resnet(seed=seed, dtype=np.float64)
+        # Dropout draws from the model's Generator, whose state the checkpoint carries.
+        net = small_resnet(dropout=0.7, seed=seed, dtype=np.float64)
         return Solver(net, data, update_rule="adam", optim_config={"learning_rate": 1e-2},
                       batch_size=4, num_epochs=2, verbose=False, seed=0, **kw)  # fmt: skip
 
