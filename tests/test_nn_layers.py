@@ -282,6 +282,10 @@ SPEC_ERRORS = [
         r"layer 'res1' \(residual\): shortcut: expected one of \['identity', 'projection'\]",
     ),
     ([{"type": "residual", "body": []}], r"layer 'res1': body: expected a non-empty list"),
+    (
+        [{"type": "residual", "body": ["relu"], "shortcut": 5}],
+        r"layer 'res1': shortcut: expected a non-empty list of layers or one of \['identity'",
+    ),
     (["relu", {"type": "gelu", "name": "a.b"}], r"name: expected an identifier"),
     ([{"type": "relu", "name": "x"}, {"type": "gelu", "name": "x"}], r"two layers are named 'x'"),
     ([{"type": "dropout", "p": 0}], r"layer 'drop1' \(dropout\): p: expected a number in \(0, 1\]"),

@@ -78,7 +78,8 @@ def _build_list(entries: Any, path: str, key: str, base: str) -> list[Module]:
     start with ``base``)."""
     where = f"{_where(path)}: {key}" if key else _where(path)
     if not isinstance(entries, (list, tuple)) or not entries:
-        raise ValueError(f"{where}: expected a non-empty list of layers, got {entries!r}")
+        also = " or one of ['identity', 'projection']" if key == "shortcut" else ""
+        raise ValueError(f"{where}: expected a non-empty list of layers{also}, got {entries!r}")
     kinds = [_type_and_name(e, f"{base}[{i}]") for i, e in enumerate(entries)]
     names = assign_names([LAYERS[k].prefix for k, _ in kinds], [n for _, n in kinds], where)
     return [_build_one(e, join(base, n), k, n)
