@@ -138,6 +138,7 @@ def test_the_thread_prefetches_and_stops_at_the_end_of_the_loop():
     deadline = time.monotonic() + 5
     while len(produced) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
+    time.sleep(0.1)
     assert len(produced) == 3  # the one handed out and two ahead, no more
     assert len(_loader_threads()) == 1
     for _ in it:

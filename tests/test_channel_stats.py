@@ -51,3 +51,13 @@ def test_constant_channel_has_zero_std():
 def test_bad_input(X, kwargs, err, match):
     with pytest.raises(err, match=rf"^channel_mean_std: {match}"):
         channel_mean_std(X, **kwargs)
+
+
+def test_exported_without_disturbing_the_module_api():
+    import nndl.data
+
+    assert "channel_mean_std" in nndl.data.__all__
+    assert {"load_CIFAR10", "get_CIFAR10_data"} <= set(nndl.data.__all__)
+    ns: dict = {}
+    exec("from nndl.data import *", ns)
+    assert ns["channel_mean_std"] is channel_mean_std

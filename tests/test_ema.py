@@ -180,3 +180,9 @@ def test_errors_are_clear():
         ema.update({"W": np.zeros(2)}, decay=2.0)
     with pytest.raises(ValueError, match=r"EMA.load_state_dict: state is missing \['shadow'\]"):
         ema.load_state_dict({k: v for k, v in ema.state_dict().items() if k != "shadow"})
+
+
+def test_star_import_is_clean():
+    ns: dict = {}
+    exec("from nndl.ema import *", ns)
+    assert set(ns) - {"__builtins__"} == {"EMA"}

@@ -44,6 +44,7 @@ __all__ = [
     "cutout",
     "normalize",
     "AUGMENTATIONS",
+    "AugmentContext",
     "Augmentation",
     "make_augmentation",
     "BatchLoader",
@@ -225,24 +226,28 @@ def normalize(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.
 
 
 @dataclass(frozen=True)
-class Context:
+class AugmentContext:
     """What a pipeline step may use besides the batch: the Generator for this batch,
-    the epoch, and the images' alternating-flip bits (None outside a BatchLoader)."""
+    the epoch, and the images' alternating-flip bits (None outside a BatchLoader).
+
+    A step in :data:`AUGMENTATIONS` is ``step(x, ctx, *, options) -> new x``; its
+    keyword-only parameters are the spec's keys (without a default: required).
+    """
 
     rng: np.random.Generator
     epoch: int = 0
     flip_bits: np.ndarray | None = None
 
 
-def _crop_step(x, ctx: Context, *, pad: int = 2, mode: str = "reflect"):
+def _crop_step(x, ctx: AugmentContext, *, pad: int = 2, mode: str = "reflect"):
     return random_crop(x, pad, ctx.rng, mode)
 
 
-def _flip_step(x, ctx: Context, *, p: float = 0.5):
+def _flip_step(x, ctx: AugmentContext, *, p: float = 0.5):
     return random_flip(x, ctx.rng, p)
 
 
-def _alternating_flip_step(x, ctx: Context):
+def _alternating_flip_step(x, ctx: AugmentContext):
     if ctx.flip_bits is None:
         raise ValueError(
             "alternating_flip: needs each image's flip bit; pass flip_bits, or use a "
@@ -251,11 +256,11 @@ def _alternating_flip_step(x, ctx: Context):
     return alternating_flip(x, ctx.flip_bits, ctx.epoch)
 
 
-def _cutout_step(x, ctx: Context, *, size: int):
+def _cutout_step(x, ctx: AugmentContext, *, size: int):
     return cutout(x, size, ctx.rng)
 
 
-def _normalize_step(x, ctx: Context, *, mean: list[float], std: list[float]):
+def _normalize_step(x, ctx: AugmentContext, *, mean: list[float], std: list[float]):
     return normalize(x, mean, std)
 
 
@@ -320,7 +325,7 @@ class Augmentation:
         flip_bits: np.ndarray | None = None,
     ) -> np.ndarray:
         _check_batch("Augmentation", x)
-        ctx = Context(rng, epoch, flip_bits)
+        ctx = AugmentContext(rng, epoch, flip_bits)
         out = x
         for step in self.spec:
             options = {k: v for k, v in step.items() if k != "name"}
@@ -348,36 +353,36 @@ _ORDER, _AUGMENT, _FLIP_BITS = 0, 1, 2
 
 
 class _Prefetcher:
-    """A daemon thread producing ``produce(key)`` for each key into a bounded queue."""
+    """A daemon thread running ``produce(key)`` for each key, at most ``depth`` results
+    ahead of the consumer: it takes a slot before producing, the consumer frees it."""
 
     _END = object()
 
     def __init__(self, produce: Callable[[Any], Any], keys: Iterator[Any], depth: int) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._slots = threading.Semaphore(depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(produce, keys), name="nndl-BatchLoader", daemon=True
         )
         self._thread.start()
 
-    def _put(self, item: Any) -> bool:
-        # A timeout so that a stop request is noticed while the queue is full.
+    def _take_slot(self) -> bool:
+        # A timeout so that a stop request is noticed while the consumer is busy.
         while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
+            if self._slots.acquire(timeout=0.05):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def _run(self, produce: Callable[[Any], Any], keys: Iterator[Any]) -> None:
         try:
             for key in keys:
-                if self._stop.is_set() or not self._put((True, produce(key))):
+                if not self._take_slot():
                     return
-            self._put((True, self._END))
+                self._queue.put((True, produce(key)))
+            self._queue.put((True, self._END))
         except BaseException as exc:  # handed to the consumer, raised there
-            self._put((False, exc))
+            self._queue.put((False, exc))
 
     def get(self) -> Any:
         while True:
@@ -394,15 +399,12 @@ class _Prefetcher:
             raise item
         if item is self._END:
             raise RuntimeError("BatchLoader: the prefetch thread ran out of batches")
+        self._slots.release()
         return item
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
 
 def _check_seed(fn: str, seed: Any) -> int:
