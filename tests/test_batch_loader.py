@@ -196,8 +196,8 @@ def test_bad_arguments_and_states():
         BatchLoader(X, y, 0)
     with pytest.raises(ValueError, match="BatchLoader: expected seed to be an int >= 0"):
         BatchLoader(X, y, 2, seed=-1)
-    with pytest.raises(ValueError, match=r"BatchLoader: expected x with 4 dimensions"):
-        BatchLoader(X[0], y, 2)
+    with pytest.raises(TypeError, match=r"BatchLoader: expected X to be an array"):
+        BatchLoader(list(X), y, 2)
     loader = BatchLoader(X, y, 2)
     with pytest.raises(ValueError, match=r"load_state_dict: expected a dict with keys"):
         loader.load_state_dict({"epoch": 1})
@@ -230,3 +230,28 @@ def test_a_loop_continued_after_close_fails_instead_of_hanging():
             next(it)
     assert len(list(fresh)) == 1
     assert not _loader_threads()
+
+
+def test_flat_examples_load_without_augmentation():
+    X = np.arange(20.0).reshape(10, 2)
+    y = np.arange(10)
+    loader = BatchLoader(X, y, 3, prefetch=0)
+    for xb, yb in _collect(loader, 4):
+        np.testing.assert_array_equal(xb, X[yb])
+    with pytest.raises(ValueError, match=r"BatchLoader: expected X with 4 dimensions"):
+        BatchLoader(X, y, 3, augment=["random_flip"])
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_two_loops_at_once_are_refused(prefetch):
+    X, y = _data(20)
+    loader = BatchLoader(X, y, 4, prefetch=prefetch)
+    it = loader.iterate()
+    next(it)
+    with pytest.raises(RuntimeError, match="BatchLoader: already iterating"):
+        next(loader.iterate())
+    with pytest.raises(RuntimeError, match="load_state_dict: cannot move the loader"):
+        loader.load_state_dict({"seed": 0, "epoch": 0, "position": 0})
+    assert len(list(it)) == 4  # the first loop is unharmed and finishes its epoch
+    assert loader.state_dict()["epoch"] == 1
+    assert len(list(loader)) == 5  # and then the next one may start

@@ -446,7 +446,8 @@ class BatchLoader:
         prefetch: int = 2,
     ) -> None:
         fn = "BatchLoader"
-        _check_batch(fn, X)
+        if not (hasattr(X, "shape") and X.ndim >= 1):
+            raise TypeError(f"{fn}: expected X to be an array of examples, got {type(X).__name__}")
         if not hasattr(y, "shape") or y.shape != (len(X),):
             raise ValueError(
                 f"{fn}: expected y of shape ({len(X)},) to match X, got "
@@ -457,6 +458,8 @@ class BatchLoader:
         self.X, self.y = X, y
         self.batch_size = check_count(fn, "batch_size", batch_size, 1)
         self.augment = make_augmentation(augment)
+        if self.augment.spec:
+            check_ndim(fn, "X", X, 4, "(N, C, H, W) to augment")
         self.seed = _check_seed(fn, seed)
         self.shuffle = bool(shuffle)
         self.prefetch = check_count(fn, "prefetch", prefetch, 0)
@@ -466,7 +469,9 @@ class BatchLoader:
         self._flip_bits = self._draw_flip_bits()
         self._perm_cache: tuple[int, np.ndarray] | None = None
         self._lock = threading.Lock()
-        self._active: _Prefetcher | None = None
+        # The loop now handing out batches (a token per loop) and its thread, if any.
+        self._loop: object | None = None
+        self._prefetcher: _Prefetcher | None = None
 
     def __len__(self) -> int:
         return self.iterations_per_epoch
@@ -508,7 +513,7 @@ class BatchLoader:
         return self.permutation(epoch)[index * bs : (index + 1) * bs]
 
     def get_batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Batch ``index`` of ``epoch``, augmented: the same arrays every time it is asked."""
+        """Batch ``index`` of ``epoch``, augmented: equal arrays every time it is asked."""
         idx = self.batch_indices(epoch, index)
         xb, yb = self.X[idx], self.y[idx]
         if self.augment.spec:
@@ -537,39 +542,47 @@ class BatchLoader:
         return self._iterate(num_batches)
 
     def _iterate(self, num_batches: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        if self._active is not None:
+        if self._loop is not None:
             raise RuntimeError(
                 "BatchLoader: already iterating; finish or close the other loop first"
             )
-        # The start is read here, in the consumer's thread; the keys run in the worker.
-        keys = self._keys(self.epoch, self.position, num_batches)
         if num_batches == 0:
             return
-        if self.prefetch == 0:
-            for key in keys:
-                batch = self.get_batch(*key)
-                self._advance()
-                yield batch
-            return
-        self._active = prefetcher = _Prefetcher(lambda k: self.get_batch(*k), keys, self.prefetch)
+        self._loop = token = object()
+        # The start is read here, in the consumer's thread; the keys run in the worker.
+        keys = self._keys(self.epoch, self.position, num_batches)
+        prefetcher = None
+        if self.prefetch:
+            self._prefetcher = prefetcher = _Prefetcher(
+                lambda k: self.get_batch(*k), keys, self.prefetch
+            )
+
+        def next_batch() -> tuple[np.ndarray, np.ndarray]:
+            return prefetcher.get() if prefetcher else self.get_batch(*next(keys))
+
         try:
             for _ in range(num_batches):
-                batch = prefetcher.get()
+                if self._loop is not token:
+                    raise RuntimeError(
+                        "BatchLoader: the loader was closed while a loop was still using it"
+                    )
+                batch = next_batch()
                 self._advance()
                 yield batch
         finally:
-            prefetcher.close()
-            if self._active is prefetcher:
-                self._active = None
+            if prefetcher is not None:
+                prefetcher.close()
+            if self._loop is token:
+                self._loop = self._prefetcher = None
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         return self.iterate()
 
     def close(self) -> None:
         """Stop the prefetch thread, if one is running. The loader stays usable."""
-        if self._active is not None:
-            self._active.close()
-            self._active = None
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+        self._loop = self._prefetcher = None
 
     def __enter__(self) -> BatchLoader:
         return self
@@ -589,7 +602,7 @@ class BatchLoader:
             raise ValueError(
                 f"{fn}: expected a dict with keys ['epoch', 'position', 'seed'], got {state!r}"
             )
-        if self._active is not None:
+        if self._loop is not None:
             raise RuntimeError(f"{fn}: cannot move the loader while it is iterating")
         position = check_count(fn, "position", state["position"], 0)
         if position >= self.iterations_per_epoch:
