@@ -174,7 +174,7 @@ def test_update_rules_keep_float32(rule):
     w, dws = _problem(8, dtype=np.float32)
     ws, config = _run(rule, w, dws, None)
     assert all(x.dtype == np.float32 for x in ws)
-    for key in ("velocity", "cache", "m", "v"):
+    for key in ("velocity", "cache", "m", "v", "momentum_buffer"):
         if key in config:
             assert config[key].dtype == np.float32
     # And it agrees with the float64 run to float32 precision.
@@ -194,10 +194,27 @@ def test_update_rule_fills_default_config(rule):
     assert returned is mine
 
 
-def test_registry_holds_the_spec_rules():
-    assert set(UPDATE_RULES) == {"sgd", "sgd_momentum", "nesterov_momentum", "rmsprop", "adam"}
+def test_registry_holds_the_spec_rules_and_the_decoupled_ones():
+    spec_rules = {"sgd", "sgd_momentum", "nesterov_momentum", "rmsprop", "adam"}
+    assert set(UPDATE_RULES) == spec_rules | {"sgdw", "adamw"}
+    assert set(optim.RULE_DEFAULTS) == set(UPDATE_RULES)
     for name, rule in UPDATE_RULES.items():
         assert get_update_rule(name) is rule is getattr(optim, name)
+        _, config = rule(np.ones(3), np.ones(3))
+        # The defaults filled into a config are exactly the documented table ...
+        state = {"velocity", "cache", "m", "v", "momentum_buffer"}
+        assert {k: v for k, v in config.items() if k not in state | {"t"}} == {
+            k: v for k, v in optim.RULE_DEFAULTS[name].items() if k != "t"
+        }
+        # ... and the classic rules keep weight decay out of their config (off).
+        assert ("weight_decay" in config) == (name not in spec_rules)
+
+
+def test_star_import_is_clean():
+    ns: dict = {}
+    exec("from nndl.optim import *", ns)
+    assert set(ns) - {"__builtins__"} == set(optim.__all__)
+    assert "np" not in ns and "Config" not in ns
 
 
 def test_get_update_rule_passes_callables_through():
@@ -212,3 +229,147 @@ def test_get_update_rule_unknown_name_lists_valid_names():
         get_update_rule("adagrad")
     for name in UPDATE_RULES:
         assert repr(name) in str(info.value)
+
+
+# --- decoupled weight decay, SGDW and AdamW ----------------------------------------------
+
+
+def _sgdw_by_hand(w, dw, buf, lr, mu, wd, nesterov):
+    buf = mu * buf + dw
+    d = dw + mu * buf if nesterov else buf
+    return w * (1 - lr * wd) - lr * d, buf
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_sgdw_two_steps(nesterov):
+    w, dws = _problem(10)
+    lr, mu, wd = 0.1, 0.85, 0.05
+    config = {"learning_rate": lr, "momentum": mu, "weight_decay": wd, "nesterov": nesterov}
+    ws, config = _run(optim.sgdw, w, dws, config)
+    w1, b1 = _sgdw_by_hand(w, dws[0], 0.0, lr, mu, wd, nesterov)
+    w2, b2 = _sgdw_by_hand(w1, dws[1], b1, lr, mu, wd, nesterov)
+    np.testing.assert_allclose(ws[0], w1, rtol=1e-14)
+    np.testing.assert_allclose(ws[1], w2, rtol=1e-14)
+    np.testing.assert_allclose(config["momentum_buffer"], b2, rtol=1e-14)
+
+
+def test_sgdw_scales_the_whole_step_by_the_current_learning_rate():
+    """A schedule changes learning_rate between steps; the buffer holds raw gradients."""
+    w, dws = _problem(11)
+    config = {"learning_rate": 0.1, "momentum": 0.9, "weight_decay": 0.0}
+    w1, config = optim.sgdw(w, dws[0], config)
+    config["learning_rate"] = 0.02
+    w2, config = optim.sgdw(w1, dws[1], config)
+    b1 = dws[0]
+    b2 = 0.9 * b1 + dws[1]
+    np.testing.assert_allclose(w2, w - 0.1 * (dws[0] + 0.9 * b1) - 0.02 * (dws[1] + 0.9 * b2))
+
+
+def test_adamw_two_steps():
+    w, dws = _problem(12)
+    lr, wd = 1e-2, 0.1
+    ws, config = _run(optim.adamw, w, dws, {"learning_rate": lr, "weight_decay": wd})
+    assert config["beta1"] == 0.9 and config["t"] == 2
+    m, v, t = np.zeros_like(w), np.zeros_like(w), 0
+    # Decoupled: the decay multiplies w; Adam's step is computed from the gradient alone.
+    w1, m, v, t = _adam_by_hand(w * (1 - lr * wd), dws[0], m, v, t, lr)
+    w2, m, v, t = _adam_by_hand(w1 * (1 - lr * wd), dws[1], m, v, t, lr)
+    np.testing.assert_allclose(ws[0], w1, rtol=1e-13)
+    np.testing.assert_allclose(ws[1], w2, rtol=1e-13)
+    np.testing.assert_allclose(config["m"], m)
+    np.testing.assert_allclose(config["v"], v)
+
+
+def test_adamw_without_decay_is_adam():
+    w, dws = _problem(13)
+    ws_a, _ = _run(adam, w, dws, {"learning_rate": 1e-2})
+    ws_w, _ = _run(optim.adamw, w, dws, {"learning_rate": 1e-2, "weight_decay": 0.0})
+    np.testing.assert_array_equal(ws_a[1], ws_w[1])
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd_momentum", "nesterov_momentum", "rmsprop", "adam"])
+def test_classic_rules_take_decoupled_weight_decay(name):
+    """w_decayed = w * (1 - lr * wd) + (the rule's own step from w), for each rule."""
+    rule = UPDATE_RULES[name]
+    w, dws = _problem(14)
+    lr, wd = 1e-2, 0.3
+    plain, _ = rule(w, dws[0], {"learning_rate": lr})
+    decayed, config = rule(w, dws[0], {"learning_rate": lr, "weight_decay": wd})
+    np.testing.assert_allclose(decayed, plain - lr * wd * w, rtol=1e-13, atol=1e-15)
+    assert config["weight_decay"] == wd
+
+
+@pytest.mark.parametrize("name", sorted(UPDATE_RULES))
+@pytest.mark.parametrize("wd", [-0.1, "0.1", True, None])
+def test_bad_weight_decay_is_a_clear_error(name, wd):
+    w, dws = _problem(15)
+    with pytest.raises(ValueError, match=rf"^{name}: expected config\['weight_decay'\] to be"):
+        UPDATE_RULES[name](w, dws[0], {"weight_decay": wd})
+
+
+def test_sgdw_nesterov_must_be_a_bool():
+    w, dws = _problem(16)
+    with pytest.raises(TypeError, match=r"sgdw: expected config\['nesterov'\] to be a bool"):
+        optim.sgdw(w, dws[0], {"nesterov": "yes"})
+
+
+@pytest.mark.parametrize("name", ["sgdw", "adamw", "rmsprop"])
+def test_blocked_rules_over_many_blocks_and_non_contiguous_arrays(name):
+    """Arrays longer than one block, and strided views (one block), give the same steps."""
+    rule = UPDATE_RULES[name]
+    rng = np.random.default_rng(17)
+    n = 2 * optim._BLOCK + 7
+    w = rng.standard_normal(n)
+    dws = [rng.standard_normal(n) for _ in range(2)]
+    cfg = {"learning_rate": 1e-2, "weight_decay": 0.1}
+    ws, _ = _run(rule, w, dws, dict(cfg))
+    # Element-wise rules: the same rule on the pieces, one by one, agrees.
+    parts = [slice(0, 5), slice(5, n)]
+    for part in parts:
+        ws_part, _ = _run(rule, w[part].copy(), [d[part].copy() for d in dws], dict(cfg))
+        np.testing.assert_allclose(ws[1][part], ws_part[1], rtol=1e-14)
+    # A non-contiguous view (every other element of a wider array) takes the one-block path.
+    wide = np.zeros((n, 2))
+    wide[:, 0] = w
+    gw = [np.zeros((n, 2)) for _ in dws]
+    for g, d in zip(gw, dws, strict=True):
+        g[:, 0] = d
+    ws_view, _ = _run(rule, wide[:, 0], [g[:, 0] for g in gw], {**cfg, "inplace": True})
+    np.testing.assert_allclose(wide[:, 0], ws[1], rtol=1e-14)
+    assert np.all(wide[:, 1] == 0)
+
+
+def test_sgdw_and_adamw_match_pytorch():
+    """Independent implementations: PyTorch's AdamW, and its Nesterov SGD (which has no
+    decoupled decay) with ``w *= 1 - lr * wd`` applied by hand before each step."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(18)
+    w0 = rng.standard_normal((3, 4))
+    grads = [rng.standard_normal((3, 4)) for _ in range(3)]
+    lrs = [0.1, 0.05, 0.02]  # a schedule: the rate changes every step
+
+    p = torch.nn.Parameter(torch.tensor(w0))
+    opt = torch.optim.AdamW([p], lr=lrs[0], weight_decay=0.1, betas=(0.9, 0.999), eps=1e-8)
+    w, config = w0.copy(), {"weight_decay": 0.1}
+    for lr, g in zip(lrs, grads, strict=True):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        p.grad = torch.tensor(g)
+        opt.step()
+        config["learning_rate"] = lr
+        w, config = optim.adamw(w, g, config)
+    np.testing.assert_allclose(w, p.detach().numpy(), rtol=1e-12)
+
+    p = torch.nn.Parameter(torch.tensor(w0))
+    opt = torch.optim.SGD([p], lr=lrs[0], momentum=0.85, nesterov=True)
+    w, config = w0.copy(), {"momentum": 0.85, "weight_decay": 0.2}
+    for lr, g in zip(lrs, grads, strict=True):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.no_grad():
+            p.mul_(1 - lr * 0.2)  # decoupled decay, the AdamW way
+        p.grad = torch.tensor(g)
+        opt.step()
+        config["learning_rate"] = lr
+        w, config = optim.sgdw(w, g, config)
+    np.testing.assert_allclose(w, p.detach().numpy(), rtol=1e-12)

@@ -147,8 +147,8 @@ def test_quiet_solver_prints_nothing(capsys):
 def test_unknown_keyword_and_rule_are_value_errors():
     with pytest.raises(ValueError, match=r"unknown keyword.*'learning_rate'.*update_rule"):
         Solver(SpyModel(), spy_data(), learning_rate=0.1)
-    with pytest.raises(ValueError, match=r"unknown update_rule 'adamw'.*'adam'.*'sgd'"):
-        Solver(SpyModel(), spy_data(), update_rule="adamw")
+    with pytest.raises(ValueError, match=r"unknown update_rule 'adagrad'.*'adam'.*'sgd'"):
+        Solver(SpyModel(), spy_data(), update_rule="adagrad")
     with pytest.raises(ValueError, match="data is missing"):
         Solver(SpyModel(), {"X_train": np.zeros((2, 3))})
     with pytest.raises(ValueError, match="batch_size"):

@@ -6,11 +6,21 @@ state (moment buffers, Adam's step counter ``t``); pass the returned config to t
 call. With ``config['inplace'] = True`` the rule overwrites ``w`` instead of allocating
 ``next_w`` (the Solver does this; it owns the parameters). State buffers are updated in
 place either way, so a step over a large weight matrix makes few temporaries.
+
+Every rule also takes an optional decoupled ``weight_decay`` (Loshchilov & Hutter, as in
+PyTorch's AdamW): ``w <- w * (1 - learning_rate * weight_decay)`` besides the rule's own
+step, never mixed into the gradient or the moment buffers. It is off unless set (the
+five classic rules leave it out of their config); ``sgdw`` and ``adamw`` default it on.
+
+:func:`resolve_param_groups` maps parameter names to per-parameter settings (learning
+rate multiplier, weight decay, frozen) from a list of glob-pattern groups.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import fnmatch
+import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,8 +28,42 @@ import numpy as np
 from .backend import get_array_module
 from .checks import check_array, check_same_shape
 
+__all__ = [
+    "sgd",
+    "sgd_momentum",
+    "nesterov_momentum",
+    "rmsprop",
+    "adam",
+    "sgdw",
+    "adamw",
+    "UPDATE_RULES",
+    "RULE_DEFAULTS",
+    "get_update_rule",
+    "PARAM_GROUP_KEYS",
+    "resolve_param_groups",
+]
+
 Config = dict[str, Any]
 UpdateRule = Callable[[np.ndarray, np.ndarray, "Config | None"], tuple[np.ndarray, Config]]
+
+
+# Each rule's hyperparameters and their defaults, filled into a config on first use.
+RULE_DEFAULTS: dict[str, Config] = {
+    "sgd": {"learning_rate": 1e-2},
+    "sgd_momentum": {"learning_rate": 1e-2, "momentum": 0.9},
+    "nesterov_momentum": {"learning_rate": 1e-2, "momentum": 0.9},
+    "rmsprop": {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8},
+    "adam": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 0},
+    "sgdw": {"learning_rate": 1e-2, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+    "adamw": {
+        "learning_rate": 1e-3,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "epsilon": 1e-8,
+        "weight_decay": 1e-2,
+        "t": 0,
+    },
+}
 
 
 def _prepare(fn: str, w, dw, config: Config | None, defaults: Config) -> Config:
@@ -67,15 +111,37 @@ def _blocks(*arrays):
         yield tmp[: block[0].size], block
 
 
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _keep(fn: str, config: Config) -> float | None:
+    """The decoupled weight decay's factor ``1 - learning_rate * weight_decay``, or None
+    when there is no decay (the classic rules then run exactly their old arithmetic)."""
+    wd = config.get("weight_decay", 0.0)
+    if not _is_real(wd) or wd < 0:
+        raise ValueError(f"{fn}: expected config['weight_decay'] to be a number >= 0, got {wd!r}")
+    return None if wd == 0 else 1.0 - config["learning_rate"] * wd
+
+
+def _start(wb, keep: float | None, ob):
+    """Where a rule adds its step: ``wb`` itself, or ``ob = keep * wb`` when decaying."""
+    if keep is None:
+        return wb
+    get_array_module(wb).multiply(wb, keep, out=ob)
+    return ob
+
+
 def _target(w, config: Config):
     """Where the rule writes ``next_w``: w itself when ``config['inplace']``, else new."""
     return w if config.get("inplace", False) else get_array_module(w).empty_like(w)
 
 
-def _apply(w, step, config: Config):
-    """Return ``w + step``, written into ``w`` when the config asks for in-place updates."""
+def _apply(fn: str, w, step, config: Config):
+    """Return ``w + step`` (after the weight decay, if any), written into ``w`` when the
+    config asks for in-place updates."""
     out = _target(w, config)
-    get_array_module(w).add(w, step, out=out)
+    get_array_module(w).add(_start(w, _keep(fn, config), out), step, out=out)
     return out
 
 
@@ -93,8 +159,8 @@ def sgd(w, dw, config: Config | None = None):
 
     config: ``learning_rate`` (default 1e-2).
     """
-    config = _prepare("sgd", w, dw, config, {"learning_rate": 1e-2})
-    return _apply(w, -config["learning_rate"] * dw, config), config
+    config = _prepare("sgd", w, dw, config, RULE_DEFAULTS["sgd"])
+    return _apply("sgd", w, -config["learning_rate"] * dw, config), config
 
 
 def sgd_momentum(w, dw, config: Config | None = None):
@@ -102,11 +168,11 @@ def sgd_momentum(w, dw, config: Config | None = None):
 
     config: ``learning_rate`` (1e-2), ``momentum`` (0.9), state ``velocity`` (like w).
     """
-    config = _prepare("sgd_momentum", w, dw, config, {"learning_rate": 1e-2, "momentum": 0.9})
+    config = _prepare("sgd_momentum", w, dw, config, RULE_DEFAULTS["sgd_momentum"])
     v = _state(config, "velocity", w)
     v *= config["momentum"]
     v -= config["learning_rate"] * dw
-    return _apply(w, v, config), config
+    return _apply("sgd_momentum", w, v, config), config
 
 
 def nesterov_momentum(w, dw, config: Config | None = None):
@@ -116,14 +182,14 @@ def nesterov_momentum(w, dw, config: Config | None = None):
     ``w += -momentum * v + (1 + momentum) * v_new``.
     config: ``learning_rate`` (1e-2), ``momentum`` (0.9), state ``velocity`` (like w).
     """
-    config = _prepare("nesterov_momentum", w, dw, config, {"learning_rate": 1e-2, "momentum": 0.9})
+    config = _prepare("nesterov_momentum", w, dw, config, RULE_DEFAULTS["nesterov_momentum"])
     mu = config["momentum"]
     v = _state(config, "velocity", w)
     step = v * -mu
     v *= mu
     v -= config["learning_rate"] * dw
     step += (1 + mu) * v
-    return _apply(w, step, config), config
+    return _apply("nesterov_momentum", w, step, config), config
 
 
 def rmsprop(w, dw, config: Config | None = None):
@@ -132,10 +198,9 @@ def rmsprop(w, dw, config: Config | None = None):
     config: ``learning_rate`` (1e-2), ``decay_rate`` (0.99), ``epsilon`` (1e-8), state
     ``cache`` (like w).
     """
-    config = _prepare(
-        "rmsprop", w, dw, config, {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}
-    )
+    config = _prepare("rmsprop", w, dw, config, RULE_DEFAULTS["rmsprop"])
     xp = get_array_module(w)
+    keep = _keep("rmsprop", config)
     d = config["decay_rate"]
     lr, eps = config["learning_rate"], config["epsilon"]
     cache = _state(config, "cache", w)
@@ -146,26 +211,14 @@ def rmsprop(w, dw, config: Config | None = None):
         s -= cb
         s *= 1 - d
         cb += s
-        _adaptive_step(xp, s, wb, gb, cb, eps, lr, ob)
+        _adaptive_step(xp, s, _start(wb, keep, ob), gb, cb, eps, lr, ob)
     return out, config
 
 
-def adam(w, dw, config: Config | None = None):
-    """Adam with bias correction.
-
-    ``t += 1; m = beta1*m + (1-beta1)*dw; v = beta2*v + (1-beta2)*dw**2;``
-    ``w -= lr * (m / (1-beta1**t)) / (sqrt(v / (1-beta2**t)) + epsilon)``.
-    config: ``learning_rate`` (1e-3), ``beta1`` (0.9), ``beta2`` (0.999), ``epsilon``
-    (1e-8), state ``m``, ``v`` (like w) and the step counter ``t`` (0 before the first).
-    """
-    config = _prepare(
-        "adam",
-        w,
-        dw,
-        config,
-        {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 0},
-    )
+def _adam(fn: str, w, dw, config: Config | None):
+    config = _prepare(fn, w, dw, config, RULE_DEFAULTS[fn])
     xp = get_array_module(w)
+    keep = _keep(fn, config)
     b1, b2 = config["beta1"], config["beta2"]
     config["t"] += 1
     t = config["t"]
@@ -186,7 +239,60 @@ def adam(w, dw, config: Config | None = None):
         s -= vb
         s *= 1 - b2
         vb += s
-        _adaptive_step(xp, s, wb, mb, vb, eps_t, lr_t, ob)
+        _adaptive_step(xp, s, _start(wb, keep, ob), mb, vb, eps_t, lr_t, ob)
+    return out, config
+
+
+def adam(w, dw, config: Config | None = None):
+    """Adam with bias correction.
+
+    ``t += 1; m = beta1*m + (1-beta1)*dw; v = beta2*v + (1-beta2)*dw**2;``
+    ``w -= lr * (m / (1-beta1**t)) / (sqrt(v / (1-beta2**t)) + epsilon)``.
+    config: ``learning_rate`` (1e-3), ``beta1`` (0.9), ``beta2`` (0.999), ``epsilon``
+    (1e-8), state ``m``, ``v`` (like w) and the step counter ``t`` (0 before the first).
+    """
+    return _adam("adam", w, dw, config)
+
+
+def adamw(w, dw, config: Config | None = None):
+    """Adam with decoupled weight decay (AdamW; Loshchilov & Hutter, PyTorch's form).
+
+    ``w <- w * (1 - lr * weight_decay)``, then Adam's step exactly as in :func:`adam`
+    (the decay never enters m or v). config: as Adam's, plus ``weight_decay`` (1e-2).
+    """
+    return _adam("adamw", w, dw, config)
+
+
+def sgdw(w, dw, config: Config | None = None):
+    """SGD with (Nesterov) momentum and decoupled weight decay, in PyTorch's form.
+
+    ``buf = momentum * buf + dw``; the step direction is ``dw + momentum * buf`` with
+    ``nesterov`` (default), else ``buf``; ``w <- w * (1 - lr * weight_decay) - lr * d``.
+    The buffer sums raw gradients, so a learning rate that changes every iteration (a
+    schedule) scales the whole step, as in PyTorch and airbench94.
+    config: ``learning_rate`` (1e-2), ``momentum`` (0.9), ``nesterov`` (True),
+    ``weight_decay`` (5e-4), state ``momentum_buffer`` (like w).
+    """
+    fn = "sgdw"
+    config = _prepare(fn, w, dw, config, RULE_DEFAULTS[fn])
+    nesterov = config["nesterov"]
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"{fn}: expected config['nesterov'] to be a bool, got {nesterov!r}")
+    xp = get_array_module(w)
+    keep = _keep(fn, config)
+    lr, mu = config["learning_rate"], config["momentum"]
+    buf = _state(config, "momentum_buffer", w)
+    out = _target(w, config)
+    for s, (wb, gb, bb, ob) in _blocks(w, dw, buf, out):
+        bb *= mu
+        bb += gb
+        if nesterov:
+            xp.multiply(bb, mu, out=s)
+            s += gb
+            s *= -lr
+        else:
+            xp.multiply(bb, -lr, out=s)
+        xp.add(_start(wb, keep, ob), s, out=ob)
     return out, config
 
 
@@ -196,6 +302,8 @@ UPDATE_RULES: dict[str, UpdateRule] = {
     "nesterov_momentum": nesterov_momentum,
     "rmsprop": rmsprop,
     "adam": adam,
+    "sgdw": sgdw,
+    "adamw": adamw,
 }
 
 
@@ -209,3 +317,109 @@ def get_update_rule(rule: str | UpdateRule) -> UpdateRule:
             f"{sorted(UPDATE_RULES)} or a callable"
         )
     return UPDATE_RULES[rule]
+
+
+# --- per-parameter groups -------------------------------------------------------------
+
+# The keys a parameter group may hold. Every other key is an error that lists these.
+PARAM_GROUP_KEYS: dict[str, str] = {
+    "params": "a glob pattern or a list of them, matched against parameter names",
+    "name": "a label for messages",
+    "lr_mult": "a learning-rate multiplier >= 0",
+    "weight_decay": "a decoupled weight decay >= 0 (instead of the update rule's)",
+    "frozen": "True to leave the parameters unchanged by training",
+}
+_SETTING_DEFAULTS: dict[str, Any] = {"lr_mult": 1.0, "weight_decay": None, "frozen": False}
+_SETTING_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr_mult": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
+    "weight_decay": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
+    "frozen": (lambda v: isinstance(v, (bool, np.bool_)), "a bool"),
+    "name": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def _group_patterns(fn: str, where: str, group: Mapping[str, Any]) -> list[str]:
+    if "params" not in group:
+        raise ValueError(f"{fn}: {where} has no 'params' (the glob patterns it applies to)")
+    pats = group["params"]
+    pats = [pats] if isinstance(pats, str) else pats
+    if (
+        not isinstance(pats, (list, tuple))
+        or not pats
+        or not all(isinstance(p, str) and p for p in pats)
+    ):
+        raise ValueError(
+            f"{fn}: expected {where}['params'] to be a glob pattern or a non-empty list of "
+            f"them, got {group['params']!r}"
+        )
+    return list(pats)
+
+
+def _check_group(fn: str, i: int, group: Any) -> tuple[str, list[str]]:
+    """Validate ``groups[i]``; return how messages name it and its patterns."""
+    if not isinstance(group, Mapping):
+        raise TypeError(f"{fn}: expected groups[{i}] to be a dict, got {type(group).__name__}")
+    where = f"groups[{i}]" + (f" ({group['name']!r})" if isinstance(group.get("name"), str) else "")
+    unknown = sorted(k for k in group if k not in PARAM_GROUP_KEYS)
+    if unknown:
+        raise ValueError(
+            f"{fn}: {where} has unknown key(s) {unknown}; valid keys are {list(PARAM_GROUP_KEYS)}"
+        )
+    for key, (ok, what) in _SETTING_CHECKS.items():
+        if key in group and not ok(group[key]):
+            raise ValueError(f"{fn}: expected {where}['{key}'] to be {what}, got {group[key]!r}")
+    return where, _group_patterns(fn, where, group)
+
+
+def resolve_param_groups(
+    names: Iterable[str] | Mapping[str, Any],
+    groups: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    strict: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Per-parameter training settings from a list of parameter groups.
+
+    Each group names its parameters by glob patterns (``fnmatch``, case-sensitive, over
+    the full name: ``"beta*"``, ``"*.b"``, ``"whiten.*"``) in ``"params"`` and sets some
+    of ``lr_mult``, ``weight_decay`` and ``frozen`` (see :data:`PARAM_GROUP_KEYS`).
+
+    Precedence: groups apply in list order and each sets only the keys it names, so for
+    every key the *last* group that matches a parameter and names that key wins. Write
+    general groups first, exceptions after::
+
+        [{"params": ["gamma*", "beta*", "b*"], "weight_decay": 0.0},
+         {"params": "beta*", "lr_mult": 64.0},
+         {"params": "gamma*", "frozen": True}]
+
+    Returns ``{name: {"lr_mult": float, "weight_decay": float | None, "frozen": bool}}``
+    for every name, in order; unmatched keys keep the defaults 1.0, None (the update
+    rule's own decay) and False. With ``strict`` a pattern that matches no parameter is
+    an error (it is almost always a typo). ``names`` may be a dict such as
+    ``model.params``. The result depends only on the arguments, so it can be recomputed
+    from a run's config on resume.
+    """
+    fn = "resolve_param_groups"
+    names = list(names.keys() if isinstance(names, Mapping) else names)
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{fn}: expected parameter names as strings, got {names!r}")
+    if groups is not None and not isinstance(groups, (list, tuple)):
+        raise TypeError(f"{fn}: expected groups to be a list of dicts, got {type(groups).__name__}")
+    settings = {n: dict(_SETTING_DEFAULTS) for n in names}
+    for i, group in enumerate(groups or ()):
+        where, patterns = _check_group(fn, i, group)
+        matched: set[str] = set()
+        for pat in patterns:
+            hits = [n for n in names if fnmatch.fnmatchcase(n, pat)]
+            if strict and not hits:
+                shown = names if len(names) <= 20 else names[:20] + ["..."]
+                raise ValueError(
+                    f"{fn}: {where} pattern {pat!r} matches no parameter; the parameters "
+                    f"are {shown} (pass strict=False to allow this)"
+                )
+            matched.update(hits)
+        for n in matched:
+            for key in _SETTING_DEFAULTS:
+                if key in group:
+                    value = group[key]
+                    settings[n][key] = bool(value) if key == "frozen" else float(value)
+    return settings

@@ -279,3 +279,32 @@ def plot_confusion_matrix(
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
     ax.set_title("Confusion matrix")
     return _finish(fig, path)
+
+
+def plot_lr_schedule(
+    learning_rates: Sequence[float],
+    iterations_per_epoch: int | None = None,
+    path: PathLike | None = None,
+    log: bool = False,
+    title: str | None = None,
+) -> Figure:
+    """The learning rate of each update (``learning_rates[i]`` is update ``i + 1``'s),
+    with epoch boundaries; ``log`` draws it on a log scale (for step and exponential
+    decay). ``nndl.schedules.Schedule.multipliers`` gives the values of a schedule."""
+    fn = "plot_lr_schedule"
+    lr = _as_1d(fn, "learning_rates", learning_rates)
+    if log and len(lr) and lr.min() <= 0:
+        raise ValueError(f"{fn}: a log scale needs learning rates > 0, got min {lr.min()}")
+    fig = _new_figure(fn, (6, 3.5))
+    ax = fig.add_subplot()
+    ax.plot(np.arange(1, len(lr) + 1), lr, color="tab:green", label="learning rate")
+    if iterations_per_epoch and len(lr) > iterations_per_epoch:
+        for x in range(iterations_per_epoch, len(lr), iterations_per_epoch):
+            ax.axvline(x + 0.5, color="0.85", linewidth=0.8, zorder=0)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title or "Learning-rate schedule")
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)
