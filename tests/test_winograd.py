@@ -106,3 +106,32 @@ def test_winograd_refuses_what_it_cannot_do():
         conv_forward_fast(x, w, b, {"stride": 2, "pad": 1, "algorithm": "winograd2"})
     with pytest.raises(ValueError, match="conv_forward_fast.*algorithm"):
         conv_forward_fast(x, w, b, {"stride": 1, "pad": 1, "algorithm": "fft"})
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    ("shape", "pad", "m"), [((3, 7, 5, 2), 1, 2), ((2, 9, 11, 3), 0, 4), ((4, 6, 6, 5), 2, 4)]
+)
+def test_compiled_kernels_equal_the_numpy_path(shape, pad, m, dtype, monkeypatch):
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((3, shape[0], 3, 3)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    results = []
+    for flag in ("0", "1"):
+        monkeypatch.setenv("NNDL_NUMBA", flag)
+        out, cache = winograd_forward(x, w, b, pad, m)
+        dout = np.random.default_rng(4).standard_normal(out.shape).astype(dtype)
+        results.append((out, *winograd_backward(dout, cache)))
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for a, c in zip(*results, strict=True):
+        assert np.abs(a - c).max() <= tol * np.abs(a).max()
+
+
+def test_numba_switch_falls_back_to_numpy(monkeypatch):
+    from nndl import winograd
+
+    monkeypatch.setenv("NNDL_NUMBA", "0")
+    assert winograd.compiled_kernels(np.ones(3)) is None
+    assert not winograd.compiled_available()

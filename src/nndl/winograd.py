@@ -22,6 +22,11 @@ over (channels x pixels) reads and writes them without a transposed copy, and ev
 strided slice along H or W keeps whole contiguous runs of N (NumPy's loops stay long
 where an (N, C, H, W) layout would leave runs of a few pixels).
 
+Transforms: with numba installed (the optional ``fast`` extra), compiled kernels
+(:mod:`nndl._numba_kernels`) do each transform tile by tile in one pass, 2-6x faster than
+the NumPy path here, which stays the reference (the tests compare the two) and the
+fallback. ``NNDL_NUMBA=0`` forces NumPy.
+
 Accuracy: exact in real arithmetic. In float64 it matches the direct convolution to
 about 1e-14 (tests: 1e-10). In float32, F(2x2,3x3) adds about one rounding of the
 transform's small sums (relative error ~1e-6 against float64); F(4x4,3x3) has larger
@@ -39,6 +44,7 @@ Memory, per layer with T = N * ceil(H'/m) * ceil(W'/m) tiles and a = m + 2:
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -104,6 +110,31 @@ TRANSFORMS = {2: F2, 4: F4}
 def applies(w_shape, stride: int) -> bool:
     """Whether a convolution with filters of ``w_shape`` and ``stride`` can use Winograd."""
     return tuple(w_shape[2:]) == (3, 3) and stride == 1
+
+
+# --- optional compiled kernels ---------------------------------------------------------
+
+
+def compiled_available() -> bool:
+    """Whether the numba kernels can be used (installed and not disabled)."""
+    return compiled_kernels(np.empty(0, np.float32)) is not None
+
+
+def compiled_kernels(a):
+    """The numba kernels (:mod:`nndl._numba_kernels`) for the NumPy array a, or None when
+    numba is missing, ``NNDL_NUMBA=0`` is set, or a is not float32/float64 NumPy."""
+    if os.environ.get("NNDL_NUMBA", "1") == "0" or not isinstance(a, np.ndarray):
+        return None
+    if a.dtype not in (np.float32, np.float64):
+        return None
+    try:
+        import numba
+
+        from . import _numba_kernels
+    except ImportError:
+        return None
+    numba.set_num_threads(min(parallel.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    return _numba_kernels
 
 
 # --- linear combinations of strided slices ----------------------------------------------
@@ -226,6 +257,10 @@ def _bytes_per_channel(g: _Geometry, itemsize: int) -> int:
 
 def input_transform(x, V, g: _Geometry) -> None:
     """V (a*a, C, T) = ``B^T d B`` for every input tile d of x (C, H, W, N) (threaded)."""
+    k = compiled_kernels(x)
+    if k is not None:
+        k.input_transform(x, V, g.t.BT.astype(x.dtype), g.pad, g.t.m, g.TY, g.TX)
+        return
     xp = get_array_module(x)
     t, a, m = g.t, g.t.alpha, g.t.m
     Hp, Wp = g.padded
@@ -252,6 +287,10 @@ def input_transform(x, V, g: _Geometry) -> None:
 
 def output_transform(M, out, b, g: _Geometry) -> None:
     """out (F, H', W', N) = ``A^T M A + b`` per tile, cropped to H' x W' (threaded)."""
+    k = compiled_kernels(M)
+    if k is not None:
+        k.output_transform(M, out, b, g.t.AT.astype(M.dtype), g.TY, g.TX)
+        return
     xp = get_array_module(M)
     t, a, m = g.t, g.t.alpha, g.t.m
     AT = t.AT
@@ -277,6 +316,10 @@ def output_transform(M, out, b, g: _Geometry) -> None:
 def dout_transform(dout, dM, db, g: _Geometry) -> None:
     """dM (a*a, F, T): the adjoint of :func:`output_transform` applied to dout
     (F, H', W', N); db (F,) receives dout's sums over (H', W', N) (threaded)."""
+    k = compiled_kernels(dout)
+    if k is not None and dout.flags.c_contiguous:
+        k.dout_transform(dout, dM, db, g.t.AT.astype(dout.dtype), g.TY, g.TX)
+        return
     xp = get_array_module(dout)
     t, a, m = g.t, g.t.alpha, g.t.m
     A = t.AT.T  # (a, m)
@@ -305,6 +348,10 @@ def dout_transform(dout, dM, db, g: _Geometry) -> None:
 
 def input_grad(dV, dx, g: _Geometry) -> None:
     """dx (C, H, W, N): the adjoint of :func:`input_transform` applied to dV (threaded)."""
+    k = compiled_kernels(dV)
+    if k is not None:
+        k.input_grad(dV, dx, g.t.BT.astype(dV.dtype), g.pad, g.t.m, g.TY, g.TX)
+        return
     xp = get_array_module(dV)
     a, m = g.t.alpha, g.t.m
     B = g.t.BT.T
