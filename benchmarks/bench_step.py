@@ -7,8 +7,10 @@ alternates, so load from other processes hits both sides alike). Per network it 
 ms per step (medians), model GFLOP/s (the convolutions' and affine layers' multiply-adds
 of forward + backward, no dx for the first layer, over nndl's time), the fraction of the
 GEMM rate, nndl / PyTorch (the median of per-repetition ratios; below 1 nndl is
-faster), the peak memory of a step (a child process per side: max RSS above the RSS
-after building the model and batch), and a per-layer breakdown of nndl's step.
+faster), the peak memory of a step (a child process per side, two steps: peak
+resident size above the resident size after building the model and batch, so it
+counts activations, caches, gradients, optimiser state and scratch, not the
+parameters), and a per-layer breakdown of nndl's step.
 
     python benchmarks/bench_step.py                  # every network, default threads
     python benchmarks/bench_step.py --threads 1      # the steadier comparison on a busy machine
@@ -25,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -427,19 +428,27 @@ def paired(a, b, reps: int):
     return med(ta), (med(tb) if tb else None), (med(ratios) if ratios else None)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_bytes(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (Linux), in bytes.
+
+    VmHWM (the peak resident size) belongs to the address space, which exec replaces;
+    ru_maxrss would carry the parent's peak over into the child.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _child_memory(name: str, side: str, batch: int, threads: int) -> None:
     """Child mode: build one side's step, run it twice, print its peak memory as JSON."""
     _set_threads(threads)
     step = _NndlNet(NETS[name], batch).step if side == "nndl" else _torch_step(NETS[name], batch)
-    base = _rss_bytes()
+    base = _status_bytes("VmRSS")
     step()
     step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _status_bytes("VmHWM")
     print(json.dumps({"step_peak": peak - base, "max_rss": peak}))
 
 

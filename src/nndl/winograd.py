@@ -115,6 +115,9 @@ def applies(w_shape, stride: int) -> bool:
 # --- optional compiled kernels ---------------------------------------------------------
 
 
+_state = {"layer_chosen": False}
+
+
 def compiled_available() -> bool:
     """Whether the numba kernels can be used (installed and not disabled)."""
     return compiled_kernels(np.empty(0, np.float32)) is not None
@@ -129,10 +132,16 @@ def compiled_kernels(a):
         return None
     try:
         import numba
-
-        from . import _numba_kernels
     except ImportError:
         return None
+    if not _state["layer_chosen"]:
+        # OpenMP's idle workers spin; on a small machine they would take cores from
+        # BLAS and nndl's own pool between kernels. The workqueue layer's threads sleep.
+        # (Ignored by numba if this process already ran a parallel kernel.)
+        numba.config.THREADING_LAYER = "workqueue"
+        _state["layer_chosen"] = True
+    from . import _numba_kernels
+
     numba.set_num_threads(min(parallel.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     return _numba_kernels
 
