@@ -155,19 +155,25 @@ def test_conv_recompute_and_chunks_equal_default(x_shape, w_shape, stride, pad, 
         np.testing.assert_allclose(g_o, g, rtol=1e-12, atol=1e-12)
 
 
-def _col_buffers(cache) -> list[np.ndarray]:
-    """The column-sized arrays a conv cache holds (anything larger than x)."""
-    x_shape = cache[0]
-    return [a for a in cache if isinstance(a, np.ndarray) and a.size > np.prod(x_shape)]
+def _col_buffers(cache, x) -> list[np.ndarray]:
+    """The arrays larger than x that a conv cache holds (columns, transformed input)."""
+    found = []
+    for item in cache:
+        if isinstance(item, tuple):
+            found += _col_buffers(item, x)
+        elif isinstance(item, np.ndarray) and item.size > x.size:
+            found.append(item)
+    return found
 
 
-def test_conv_cache_holds_at_most_one_column_buffer_and_none_when_recomputing():
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd2", "winograd4"])
+def test_conv_cache_holds_at_most_one_column_buffer_and_none_when_recomputing(algorithm):
     _, x, w, b = _conv_case(4, (4, 3, 8, 8), (5, 3, 3, 3))
-    cp = {"stride": 1, "pad": 1}
-    assert len(_col_buffers(conv_forward_fast(x, w, b, cp)[1])) == 1
-    assert _col_buffers(conv_forward_fast(x, w, b, {**cp, "recompute": True})[1]) == []
-    # A chunked batch cannot cache every chunk's columns: it recomputes.
-    assert _col_buffers(conv_forward_fast(x, w, b, {**cp, "col_buffer_bytes": 1})[1]) == []
+    cp = {"stride": 1, "pad": 1, "algorithm": algorithm}
+    assert len(_col_buffers(conv_forward_fast(x, w, b, cp)[1], x)) == 1
+    assert _col_buffers(conv_forward_fast(x, w, b, {**cp, "recompute": True})[1], x) == []
+    if algorithm == "im2col":  # a chunked batch cannot cache every chunk's columns
+        assert _col_buffers(conv_forward_fast(x, w, b, {**cp, "col_buffer_bytes": 1})[1], x) == []
 
 
 def test_conv_backward_leaves_cache_usable_twice():

@@ -1,67 +1,109 @@
 """Composite convolutional layers ("sandwiches") on the fast layers.
 
-The sandwiches own their intermediate buffers, so they may work on them in place (the
-caller's arrays are never modified):
+Every sandwich is one call of :func:`conv_block_forward`: a fast convolution followed by
+any of batch norm, an activation and a max pool, in the order CS231n and ResNets use
+(``conv - BN - act - pool``) or airbench's (``conv - pool - BN - act``,
+``pool_first=True``). The stages after the conv run fused on blocks of channels
+(:mod:`nndl.fused`): the conv's output buffer is normalised in place, ReLU runs after
+the pool on a quarter of the data (max and ReLU commute exactly, gradients included),
+and the caller's arrays are never modified.
 
-* ReLU is applied in place to the conv / batch-norm output the sandwich just made.
-* With pooling, ReLU runs AFTER the max pool, on a quarter of the data: max and ReLU
-  commute exactly (``max(relu(a), relu(b)) == relu(max(a, b))``), and the gradients
-  agree too: the pool routes each gradient to its window's first maximum, and ReLU's
-  mask at that element is ``pooled > 0``, so masking the pooled gradient first and then
-  scattering it is the same as scattering and then masking at full size.
+Activations: ``'relu'`` (fused) or ``None``; any other activation is a pair
+``(forward, backward)`` of functional layers (``forward(a) -> (out, cache)``,
+``backward(dout, cache) -> da``, e.g. a GELU from :mod:`nndl.layers`), applied after the
+fused stages, so it must come last: ``conv - BN - act`` or ``conv - pool - BN - act``.
+
+Inputs and outputs are (N, C, H, W) arrays; those the fast layers return are views of
+(C, H, W, N) buffers (see :mod:`nndl.fast_layers`), which the next sandwich reads
+without a copy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-from .backend import get_array_module
-from .conv_layers import spatial_batchnorm_backward, spatial_batchnorm_forward
-from .fast_layers import (
-    conv_backward_fast,
-    conv_forward_fast,
-    max_pool_backward_fast,
-    max_pool_forward_fast,
-)
+from .fast_layers import conv_backward_fast, conv_forward_fast, from_internal, to_internal
+from .fused import plan, post_conv_backward, post_conv_forward
+
+Activation = str | None | tuple[Callable[..., Any], Callable[..., Any]]
 
 
-def _relu_inplace(a):
-    """ReLU of a buffer the sandwich owns, in place; the result is also the mask's source."""
-    return get_array_module(a).maximum(a, 0, out=a)
+def conv_block_forward(
+    x,
+    w,
+    b,
+    conv_param: Mapping[str, Any],
+    gamma=None,
+    beta=None,
+    bn_param: MutableMapping[str, Any] | None = None,
+    pool_param: Mapping[str, Any] | None = None,
+    activation: Activation = "relu",
+    pool_first: bool = False,
+):
+    """Convolution, then [batch norm], [activation] and [max pool], fused.
+
+    Shapes: x (N, C, H, W), w (F, C, HH, WW), b (F,), gamma and beta (F,) -> out
+    (N, F, H'', W''). Batch norm runs when ``bn_param`` is given (a dict as for
+    :func:`nndl.conv_layers.spatial_batchnorm_forward`); the pool when ``pool_param``
+    is. Order: conv - BN - act - pool, or conv - pool - BN - act with ``pool_first``.
+    ``activation``: ``'relu'``, ``None`` or a ``(forward, backward)`` pair (applied
+    last, so not allowed with a pool after it).
+    """
+    fn = "conv_block_forward"
+    custom = activation not in ("relu", None)
+    if custom and pool_param is not None and not pool_first:
+        raise ValueError(
+            f"{fn}: a custom activation must come last; with a max pool after it, use "
+            "pool_first=True or separate layers"
+        )
+    if activation not in ("relu", None) and not (
+        isinstance(activation, tuple) and len(activation) == 2 and all(map(callable, activation))
+    ):
+        raise ValueError(
+            f"{fn}: expected activation 'relu', None or a (forward, backward) pair of "
+            f"functions, got {activation!r}"
+        )
+    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+    ac = to_internal(a)
+    p = plan(fn, ac, bn_param is not None, activation == "relu", pool_param, pool_first)
+    out, post_cache = post_conv_forward(ac, p, fn, gamma, beta, bn_param)
+    out = from_internal(out)
+    act_cache = None
+    if custom:
+        out, act_cache = activation[0](out)
+    return out, (conv_cache, post_cache, activation if custom else None, act_cache)
 
 
-def _relu_grad(dout, out):
-    """dout * (out > 0), in a new array (dout belongs to the caller)."""
-    return get_array_module(dout).multiply(dout, out > 0)
+def conv_block_backward(dout, cache):
+    """Gradients of :func:`conv_block_forward`: dx, dw, db, dgamma, dbeta (the last two
+    None without batch norm; dx None when ``conv_param['input_grad']`` was False)."""
+    conv_cache, post_cache, activation, act_cache = cache
+    if activation is not None:
+        dout = activation[1](dout, act_cache)
+    da, dgamma, dbeta = post_conv_backward(to_internal(dout), post_cache, "conv_block_backward")
+    dx, dw, db = conv_backward_fast(from_internal(da), conv_cache)
+    return dx, dw, db, dgamma, dbeta
 
 
 def conv_relu_forward(x, w, b, conv_param: Mapping[str, Any]):
     """Convolution then ReLU: x (N, C, H, W), w (F, C, HH, WW), b (F,) -> (N, F, H', W')."""
-    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
-    out = _relu_inplace(a)
-    return out, (conv_cache, out)
+    return conv_block_forward(x, w, b, conv_param)
 
 
 def conv_relu_backward(dout, cache):
     """Gradients of :func:`conv_relu_forward`: dx, dw, db."""
-    conv_cache, out = cache
-    return conv_backward_fast(_relu_grad(dout, out), conv_cache)
+    return conv_block_backward(dout, cache)[:3]
 
 
 def conv_relu_pool_forward(x, w, b, conv_param: Mapping[str, Any], pool_param: Mapping[str, Any]):
     """Convolution, ReLU, max pool: x (N, C, H, W) -> (N, F, H'', W'')."""
-    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
-    pooled, pool_cache = max_pool_forward_fast(a, pool_param)
-    out = _relu_inplace(pooled)
-    return out, (conv_cache, pool_cache, out)
+    return conv_block_forward(x, w, b, conv_param, pool_param=pool_param)
 
 
 def conv_relu_pool_backward(dout, cache):
     """Gradients of :func:`conv_relu_pool_forward`: dx, dw, db."""
-    conv_cache, pool_cache, out = cache
-    da = max_pool_backward_fast(_relu_grad(dout, out), pool_cache)
-    return conv_backward_fast(da, conv_cache)
+    return conv_block_backward(dout, cache)[:3]
 
 
 def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param: MutableMapping[str, Any]):
@@ -69,35 +111,50 @@ def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param: MutableMapp
 
     gamma, beta (F,); ``bn_param`` as for :func:`nndl.conv_layers.spatial_batchnorm_forward`.
     """
-    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
-    an, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
-    out = _relu_inplace(an)
-    return out, (conv_cache, bn_cache, out)
+    return conv_block_forward(x, w, b, conv_param, gamma, beta, bn_param)
 
 
 def conv_bn_relu_backward(dout, cache):
     """Gradients of :func:`conv_bn_relu_forward`: dx, dw, db, dgamma, dbeta."""
-    conv_cache, bn_cache, out = cache
-    dan, dgamma, dbeta = spatial_batchnorm_backward(_relu_grad(dout, out), bn_cache)
-    dx, dw, db = conv_backward_fast(dan, conv_cache)
-    return dx, dw, db, dgamma, dbeta
+    return conv_block_backward(dout, cache)
 
 
 def conv_bn_relu_pool_forward(
     x, w, b, gamma, beta, conv_param, bn_param: MutableMapping[str, Any], pool_param
 ):
     """Convolution, spatial batch norm, ReLU, max pool: x (N, C, H, W) -> (N, F, H'', W'')."""
-    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
-    an, bn_cache = spatial_batchnorm_forward(a, gamma, beta, bn_param)
-    pooled, pool_cache = max_pool_forward_fast(an, pool_param)
-    out = _relu_inplace(pooled)
-    return out, (conv_cache, bn_cache, pool_cache, out)
+    return conv_block_forward(x, w, b, conv_param, gamma, beta, bn_param, pool_param)
 
 
 def conv_bn_relu_pool_backward(dout, cache):
     """Gradients of :func:`conv_bn_relu_pool_forward`: dx, dw, db, dgamma, dbeta."""
-    conv_cache, bn_cache, pool_cache, out = cache
-    dan = max_pool_backward_fast(_relu_grad(dout, out), pool_cache)
-    dan, dgamma, dbeta = spatial_batchnorm_backward(dan, bn_cache)
-    dx, dw, db = conv_backward_fast(dan, conv_cache)
-    return dx, dw, db, dgamma, dbeta
+    return conv_block_backward(dout, cache)
+
+
+def conv_pool_bn_relu_forward(
+    x, w, b, gamma, beta, conv_param, pool_param, bn_param: MutableMapping[str, Any]
+):
+    """Convolution, max pool, spatial batch norm, ReLU (airbench's order):
+    x (N, C, H, W) -> (N, F, H'', W''); gamma, beta (F,)."""
+    return conv_block_forward(x, w, b, conv_param, gamma, beta, bn_param, pool_param, "relu", True)
+
+
+def conv_pool_bn_relu_backward(dout, cache):
+    """Gradients of :func:`conv_pool_bn_relu_forward`: dx, dw, db, dgamma, dbeta."""
+    return conv_block_backward(dout, cache)
+
+
+__all__ = [
+    "conv_block_backward",
+    "conv_block_forward",
+    "conv_bn_relu_backward",
+    "conv_bn_relu_forward",
+    "conv_bn_relu_pool_backward",
+    "conv_bn_relu_pool_forward",
+    "conv_pool_bn_relu_backward",
+    "conv_pool_bn_relu_forward",
+    "conv_relu_backward",
+    "conv_relu_forward",
+    "conv_relu_pool_backward",
+    "conv_relu_pool_forward",
+]

@@ -1,0 +1,114 @@
+"""A small thread pool for NumPy's element-wise work, so it uses every core BLAS uses.
+
+NumPy releases the GIL inside its loops (ufuncs, reductions, copies), so plain Python
+threads that each run NumPy calls on a disjoint part of an array run in parallel. The
+fast layers split their element-wise passes (im2col, Winograd transforms, batch norm,
+pooling, ReLU) into blocks of channels and hand the blocks to :func:`run`.
+
+Determinism: the blocks come from :func:`blocks`, which depends only on the problem's
+size, never on the thread count or on timing; every block writes its own slice of the
+output, and every reduction (a channel's mean, a bias gradient) lies inside one block.
+So results are bitwise identical for any thread count and any run.
+
+Threads: ``NNDL_NUM_THREADS`` in the environment, else the CPUs this process may use;
+:func:`set_num_threads` changes it at run time (1 runs every block in the caller's
+thread). BLAS calls never run inside the pool, so the pool and BLAS's own threads take
+turns instead of competing for the cores.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .checks import check_count
+
+BLOCK_BYTES = 1 << 21
+"""Target bytes of one block's main array: about a core's L2 cache, so a block's several
+passes run on cached data."""
+
+
+def _default_threads() -> int:
+    env = os.environ.get("NNDL_NUM_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(
+                f"nndl.parallel: expected NNDL_NUM_THREADS to be a whole number >= 1, got {env!r}"
+            )
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_state: dict[str, Any] = {"threads": None, "pool": None}
+_lock = threading.Lock()
+_inside = threading.local()
+
+
+def get_num_threads() -> int:
+    """Threads the fast layers' element-wise passes use."""
+    if _state["threads"] is None:
+        _state["threads"] = _default_threads()
+    return _state["threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (>= 1) for the fast layers' element-wise passes from now on."""
+    n = check_count("set_num_threads", "n", n, 1)
+    with _lock:
+        if n != _state["threads"] and _state["pool"] is not None:
+            _state["pool"].shutdown(wait=True)
+            _state["pool"] = None
+        _state["threads"] = n
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    with _lock:
+        if _state["pool"] is None:
+            _state["pool"] = ThreadPoolExecutor(n, thread_name_prefix="nndl")
+        return _state["pool"]
+
+
+def blocks(n: int, bytes_per_item: int, block_bytes: int | None = None) -> list[tuple[int, int]]:
+    """Split ``range(n)`` into ``(start, stop)`` blocks of about ``block_bytes`` each.
+
+    Depends only on its arguments (never on the thread count), which keeps results
+    independent of how many threads run the blocks.
+    """
+    if block_bytes is None:
+        block_bytes = BLOCK_BYTES
+    per = max(1, block_bytes // max(1, bytes_per_item))
+    return [(i, min(n, i + per)) for i in range(0, n, per)]
+
+
+def _call(fn: Callable[[int, int], None], span: tuple[int, int]) -> None:
+    _inside.active = True
+    try:
+        fn(*span)
+    finally:
+        _inside.active = False
+
+
+def run(fn: Callable[[int, int], None], spans: Sequence[tuple[int, int]]) -> None:
+    """Call ``fn(start, stop)`` for every span, on the pool's threads.
+
+    Each call must write only its own part of the output. Exceptions are re-raised in
+    the caller. Runs serially with one thread, one span, or when called from inside a
+    pool thread (nesting would wait on itself).
+    """
+    n = get_num_threads()
+    if n == 1 or len(spans) <= 1 or getattr(_inside, "active", False):
+        for span in spans:
+            fn(*span)
+        return
+    futures = [_pool(n).submit(_call, fn, span) for span in spans]
+    for f in futures:
+        f.result()
+
+
+__all__ = ["BLOCK_BYTES", "blocks", "get_num_threads", "run", "set_num_threads"]

@@ -1,0 +1,185 @@
+"""The fused conv blocks equal the naive layers composed, in every order and option."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from nndl import parallel
+from nndl.conv_layer_utils import (
+    conv_block_backward,
+    conv_block_forward,
+    conv_pool_bn_relu_backward,
+    conv_pool_bn_relu_forward,
+)
+from nndl.conv_layers import (
+    conv_backward_naive,
+    conv_forward_naive,
+    max_pool_backward_naive,
+    max_pool_forward_naive,
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
+)
+from nndl.fast_layers import conv_backward_fast, conv_forward_fast, is_internal
+from nndl.gradient_check import rel_error
+from nndl.layers import relu_backward, relu_forward
+
+CP = {"stride": 1, "pad": 1}
+
+
+def _naive_block(x, w, b, gamma, beta, bn_param, pool_param, relu, pool_first):
+    """conv - [pool] - [BN] - [relu] - [pool], composed from the naive layers."""
+    stages = []
+    h, c = conv_forward_naive(x, w, b, CP)
+    stages.append(("conv", c))
+    order = ["pool", "bn", "relu"] if pool_first else ["bn", "relu", "pool"]
+    for stage in order:
+        if stage == "pool" and pool_param is not None:
+            h, c = max_pool_forward_naive(h, pool_param)
+        elif stage == "bn" and bn_param is not None:
+            h, c = spatial_batchnorm_forward(h, gamma, beta, bn_param)
+        elif stage == "relu" and relu:
+            h, c = relu_forward(h)
+        else:
+            continue
+        stages.append((stage, c))
+    return h, stages
+
+
+def _naive_block_backward(dout, stages):
+    grads = {}
+    for stage, c in reversed(stages):
+        if stage == "pool":
+            dout = max_pool_backward_naive(dout, c)
+        elif stage == "bn":
+            dout, grads["dgamma"], grads["dbeta"] = spatial_batchnorm_backward(dout, c)
+        elif stage == "relu":
+            dout = relu_backward(dout, c)
+        else:
+            dx, dw, db = conv_backward_naive(dout, c)
+    return dx, dw, db, grads.get("dgamma"), grads.get("dbeta")
+
+
+def _inputs(seed, C=3, F=4, H=6, W=8):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, C, H, W))
+    w = rng.standard_normal((F, C, 3, 3))
+    b = rng.standard_normal(F)
+    gamma = rng.uniform(-1.5, 1.5, F)  # negative gammas: pooling must follow BN exactly
+    beta = rng.standard_normal(F)
+    return rng, x, w, b, gamma, beta
+
+
+OPTIONS = list(itertools.product([False, True], [False, True], [False, True], [False, True]))
+
+
+@pytest.mark.parametrize(("bn", "pool", "relu", "pool_first"), OPTIONS)
+def test_conv_block_equals_naive_composition(bn, pool, relu, pool_first):
+    rng, x, w, b, gamma, beta = _inputs(sum((bn, 2 * pool, 4 * relu, 8 * pool_first)))
+    pp = {"pool_height": 2, "pool_width": 2, "stride": 2} if pool else None
+    bn_f, bn_n = ({"mode": "train"}, {"mode": "train"}) if bn else (None, None)
+    act = "relu" if relu else None
+    out, cache = conv_block_forward(x, w, b, CP, gamma, beta, bn_f, pp, act, pool_first)
+    ref, stages = _naive_block(x, w, b, gamma, beta, bn_n, pp, relu, pool_first)
+    assert out.shape == ref.shape
+    assert rel_error(out, ref) < 1e-10
+    dout = rng.standard_normal(ref.shape)
+    got = conv_block_backward(dout, cache)
+    want = _naive_block_backward(dout, stages)
+    for name, g, h in zip(("dx", "dw", "db", "dgamma", "dbeta"), got, want, strict=True):
+        if h is None:
+            assert g is None, name
+        elif name == "db" and bn:  # zero up to rounding: BN removes any shift
+            assert np.abs(g - h).max() < 1e-9
+        else:
+            assert rel_error(g, h) < 1e-10, name
+    if bn:
+        np.testing.assert_allclose(bn_f["running_mean"], bn_n["running_mean"], rtol=1e-12)
+        np.testing.assert_allclose(bn_f["running_var"], bn_n["running_var"], rtol=1e-12)
+
+
+def test_overlapping_pool_and_test_mode_batch_norm():
+    rng, x, w, b, gamma, beta = _inputs(20, H=7, W=9)
+    pp = {"pool_height": 3, "pool_width": 3, "stride": 2}
+    bn_f, bn_n = {"mode": "train"}, {"mode": "train"}
+    conv_block_forward(x, w, b, CP, gamma, beta, bn_f, pp)
+    _naive_block(x, w, b, gamma, beta, bn_n, pp, True, False)
+    bn_f["mode"] = bn_n["mode"] = "test"
+    out, cache = conv_block_forward(x, w, b, CP, gamma, beta, bn_f, pp)
+    ref, _ = _naive_block(x, w, b, gamma, beta, bn_n, pp, True, False)
+    assert rel_error(out, ref) < 1e-10
+    with pytest.raises(ValueError, match="conv_block_backward.*'train' mode"):
+        conv_block_backward(np.ones(out.shape), cache)
+
+
+def test_airbench_order_sandwich_and_custom_activation():
+    rng, x, w, b, gamma, beta = _inputs(21)
+    pp = {"pool_height": 2, "pool_width": 2, "stride": 2}
+    out, cache = conv_pool_bn_relu_forward(x, w, b, gamma, beta, CP, pp, {"mode": "train"})
+    ref, stages = _naive_block(x, w, b, gamma, beta, {"mode": "train"}, pp, True, True)
+    assert rel_error(out, ref) < 1e-10
+    dout = rng.standard_normal(out.shape)
+    got, want = conv_pool_bn_relu_backward(dout, cache), _naive_block_backward(dout, stages)
+    for g, h in zip(got[:2], want[:2], strict=True):
+        assert rel_error(g, h) < 1e-10
+    # A custom activation given as a (forward, backward) pair, here ReLU's functional form.
+    out2, cache2 = conv_block_forward(
+        x, w, b, CP, gamma, beta, {"mode": "train"}, pp, (relu_forward, relu_backward), True
+    )
+    assert rel_error(out2, ref) < 1e-10
+    assert (
+        rel_error(conv_block_backward(dout, cache2)[1], _naive_block_backward(dout, stages)[1])
+        < 1e-10
+    )
+    with pytest.raises(ValueError, match="conv_block_forward: a custom activation must come last"):
+        conv_block_forward(x, w, b, CP, activation=(relu_forward, relu_backward), pool_param=pp)
+    with pytest.raises(ValueError, match="conv_block_forward: expected activation"):
+        conv_block_forward(x, w, b, CP, activation="gelu")
+
+
+def test_outputs_are_internal_views_the_next_layer_reads_without_a_copy():
+    _, x, w, b, gamma, beta = _inputs(22)
+    out, _ = conv_block_forward(x, w, b, CP, gamma, beta, {"mode": "train"})
+    assert out.shape == (2, 4, 6, 8) and is_internal(out)
+    out2, _ = conv_forward_fast(out, np.ones((2, 4, 3, 3)), np.zeros(2), CP)
+    assert is_internal(out2)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd2"])
+def test_input_grad_false_skips_dx_only(algorithm):
+    rng, x, w, b, _, _ = _inputs(23)
+    cp = {**CP, "algorithm": algorithm}
+    out, cache = conv_forward_fast(x, w, b, cp)
+    _, cache_skip = conv_forward_fast(x, w, b, {**cp, "input_grad": False})
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = conv_backward_fast(dout, cache)
+    dx2, dw2, db2 = conv_backward_fast(dout, cache_skip)
+    assert dx2 is None
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+    with pytest.raises(TypeError, match="conv_forward_fast.*input_grad.*bool"):
+        conv_forward_fast(x, w, b, {**cp, "input_grad": "no"})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_do_not_depend_on_the_thread_count(dtype, monkeypatch):
+    # Small blocks force many blocks per layer; 1 and 2 threads must agree bitwise.
+    monkeypatch.setattr(parallel, "BLOCK_BYTES", 256)
+    rng, x, w, b, gamma, beta = _inputs(24, C=16, F=8, H=8, W=8)
+    x, w, b, gamma, beta = (a.astype(dtype) for a in (x, w, b, gamma, beta))
+    pp = {"pool_height": 2, "pool_width": 2, "stride": 2}
+    dout = rng.standard_normal((2, 8, 4, 4)).astype(dtype)
+    results = []
+    before = parallel.get_num_threads()
+    try:
+        for n in (1, 2, 1):
+            parallel.set_num_threads(n)
+            out, cache = conv_block_forward(x, w, b, CP, gamma, beta, {"mode": "train"}, pp)
+            results.append([out.copy(), *[g.copy() for g in conv_block_backward(dout, cache)]])
+    finally:
+        parallel.set_num_threads(before)
+    for other in results[1:]:
+        for a, c in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(a, c)

@@ -1,0 +1,57 @@
+"""The thread pool: deterministic blocks, every span run once, errors re-raised."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from nndl import parallel
+
+
+def test_blocks_cover_the_range_once_and_ignore_the_thread_count():
+    spans = parallel.blocks(10, 300, block_bytes=1000)
+    assert spans == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert parallel.blocks(0, 8) == []
+    assert parallel.blocks(5, 10**9, block_bytes=1) == [(i, i + 1) for i in range(5)]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_run_calls_every_span_once_and_reraises(threads):
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(threads)
+    try:
+        seen, lock = [], threading.Lock()
+
+        def work(a, b):
+            with lock:
+                seen.append((a, b))
+
+        spans = parallel.blocks(50, 1, block_bytes=7)
+        parallel.run(work, spans)
+        assert sorted(seen) == spans
+
+        def fail(a, b):
+            if a == 7:
+                raise RuntimeError("block 7 failed")
+
+        with pytest.raises(RuntimeError, match="block 7 failed"):
+            parallel.run(fail, spans)
+        # Nested calls run serially instead of waiting on the pool.
+        nested = []
+        parallel.run(lambda a, b: parallel.run(lambda c, d: nested.append(c), [(a, b)]), spans)
+        assert sorted(nested) == [a for a, _ in spans]
+    finally:
+        parallel.set_num_threads(before)
+
+
+def test_bad_thread_counts_raise_clear_errors(monkeypatch):
+    with pytest.raises(ValueError, match="set_num_threads: expected n >= 1"):
+        parallel.set_num_threads(0)
+    with pytest.raises(TypeError, match="set_num_threads: expected n to be an int"):
+        parallel.set_num_threads(1.5)
+    monkeypatch.setenv("NNDL_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="NNDL_NUM_THREADS"):
+        parallel._default_threads()
+    monkeypatch.setenv("NNDL_NUM_THREADS", "3")
+    assert parallel._default_threads() == 3
