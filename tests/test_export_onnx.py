@@ -384,3 +384,23 @@ def test_without_onnx_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install 'nndl\[onnx\]'"):
         to_onnx(ConvNet(input_dim=(3, 4, 4), num_filters=(2,), seed=0), {})
+
+
+def test_a_run_folder_of_nndl_train_exports_as_the_readme_shows(tiny_cifar, tmp_path):
+    from nndl import cli
+
+    run = tmp_path / "run"
+    argv = ["train", "--data-dir", tiny_cifar, "--out", run, "--num-training", "80",
+            "--num-validation", "20", "--num-test", "20", "--num-filters", "4", "8",
+            "--batch-size", "20", "--epochs", "1", "--quiet"]  # fmt: skip
+    assert cli.main([str(a) for a in argv]) == 0
+    model, _ = load_model(run / "best_model.npz")
+    with np.load(run / "preprocess.npz") as f:
+        preprocess = {"mean_image": f["mean_image"], "class_names": list(f["class_names"])}
+    proto = to_onnx(model, preprocess, run / "model.onnx")
+    raw = load_CIFAR_batch(tiny_cifar / "test_batch")[0].transpose(0, 3, 1, 2).copy()
+    # What `nndl predict` does to an image: subtract the mean image, cast to the dtype.
+    expected = softmax(model.loss((raw - preprocess["mean_image"]).astype(model.dtype)))
+    np.testing.assert_allclose(onnx_probs(proto, raw), expected, atol=TOL, rtol=0)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["class_names"]) == preprocess["class_names"]

@@ -20,6 +20,7 @@ from .onnx import (
     PREPROCESS_KEYS,
     LayerTree,
     OnnxGraph,
+    check_preprocess,
     layer_tree,
     to_onnx,
 )
@@ -34,4 +35,5 @@ __all__ = [
     "LayerTree",
     "OnnxGraph",
     "layer_tree",
+    "check_preprocess",
 ]
