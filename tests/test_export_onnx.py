@@ -54,7 +54,7 @@ MISC_SPEC = [
         "relu"]},
     "global_maxpool",
     "batchnorm1d",
-    {"type": "linear", "units": 16},
+    {"type": "linear", "units": 16, "scale": 0.5},  # Gemm with alpha = beta = scale
     "relu",
     "dropout",
     {"type": "linear", "units": 10},
