@@ -58,6 +58,10 @@ with parameters ``block1.conv.W``, ``block1.conv.b``, ``block1.bn.gamma``,
               {"type": "conv2d", "filters": 64, "bias": false}, "batchnorm2d"]}
 
 :class:`nndl.network.Network` builds a trainable model from such a spec.
+
+Adding a layer type: register its class in :data:`LAYERS` and give it an ONNX emitter,
+one small function in :data:`nndl.export.EMITTERS` (a test checks that every layer type
+has one; see :mod:`nndl.export.onnx`).
 """
 
 from .activations import GELU, ReLU
