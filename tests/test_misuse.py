@@ -327,6 +327,14 @@ def _write(name: str, text: str) -> Callable[[Path], None]:
     return lambda d: (d / name).write_text(text)
 
 
+def _huge(name: str) -> Callable[[Path], None]:
+    def prepare(d: Path) -> None:
+        with open(d / "run" / name, "r+b") as f:
+            f.truncate(17 << 20)  # sparse: 17 MiB that take no disk
+
+    return prepare
+
+
 def _float_tiff(d: Path) -> None:
     PIL_Image.fromarray(np.full((8, 8), 1e6, np.float32), mode="F").save(d / "wide.tif")
 
@@ -508,6 +516,15 @@ CASES: dict[str, Case] = {
         EVALUATE, ("config.json", "not valid JSON"), edit_text("config.json", lambda t: t[:-20])
     ),
     "config-a-list": run_case(RESUME, ("config.json",), edit_text("config.json", lambda t: "[1]")),
+    "config-huge": run_case(EVALUATE, ("config.json", "larger than 16 MiB"), _huge("config.json")),
+    "metrics-huge": run_case(
+        RESUME, ("metrics.jsonl", "larger than 16 MiB"), _huge("metrics.jsonl")
+    ),
+    "config-resumed-not-a-list": run_case(
+        RESUME,
+        ("config.json: 'resumed' is not a list",),
+        edit_text("config.json", lambda t: t[: t.rindex("}")] + ', "resumed": {"a": 1}}'),
+    ),
     "config-missing-setting": run_case(
         EVALUATE, ("config.json: settings.num_test is missing",), edit_settings(num_test=...)
     ),

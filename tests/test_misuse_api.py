@@ -151,23 +151,25 @@ def test_notebook_gradient_check_cell_is_repeatable_and_matches_the_reference(gl
     reference = {"W1": 1.380104e-04, "W2": 1.822723e-02, "W3": 3.064049e-04,
                  "b1": 3.477652e-05, "b2": 2.516375e-03, "b3": 7.945660e-10}  # fmt: skip
 
-    def cell():
+    def setup():
         np.random.seed(231)
         X = np.random.randn(2, 3, 16, 16)
         y = np.random.randint(10, size=2)
         model = ThreeLayerConvNet(num_filters=3, filter_size=3, input_dim=(3, 16, 16),
                                   hidden_dim=7, dtype=np.float64)  # fmt: skip
-        loss, grads = model.loss(X, y)
-        errors = {}
-        for name in sorted(grads):
-            f = lambda _: model.loss(X, y)[0]  # noqa: E731
-            num = eval_numerical_gradient(f, model.params[name], verbose=False, h=1e-6)
-            errors[name] = rel_error(num, grads[name])
-        return errors
+        return X, y, model
 
-    first, second = cell(), cell()
-    assert first == second
-    for name, err in first.items():
+    X, y, model = setup()
+    X2, y2, again = setup()  # a second run of the cell starts from the same numbers
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+    assert all(np.array_equal(v, again.params[k]) for k, v in model.params.items())
+    loss, grads = model.loss(X, y)
+    errors = {}
+    for name in sorted(grads):
+        f = lambda _: model.loss(X, y)[0]  # noqa: E731
+        num = eval_numerical_gradient(f, model.params[name], verbose=False, h=1e-6)
+        errors[name] = rel_error(num, grads[name])
+    for name, err in errors.items():
         assert err == pytest.approx(reference[name], rel=0.05, abs=1e-8), name
         assert err <= 2e-2, name  # "relative errors up to the order of e-2"
 
@@ -278,7 +280,8 @@ def test_every_truncation_is_a_corrupt_file_error_naming_the_file(model_file):
 def test_every_bit_flip_is_refused_or_harmless(model_file):
     raw = model_file.read_bytes()
     reference, _ = load_model(model_file)
-    for pos in range(0, len(raw), 7):
+    # A sample of every region, and every byte of the zip's central directory at the end.
+    for pos in sorted({*range(0, len(raw), 11), *range(len(raw) - 400, len(raw))}):
         flipped = bytearray(raw)
         flipped[pos] ^= 1 << (pos % 8)
         model_file.write_bytes(bytes(flipped))
@@ -328,6 +331,18 @@ def test_a_header_that_lies_about_its_size_is_refused(model_file):
         for name, data in entries.items():
             z.writestr(name, data)
     with pytest.raises(CorruptFileError, match=r"params/b1: header says \(10000000000,\)"):
+        load_model(model_file)
+
+
+def test_an_unparsable_header_is_a_corrupt_file(model_file):
+    with zipfile.ZipFile(model_file) as z:
+        entries = {i.filename: z.read(i) for i in z.infolist()}
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,".ljust(117)  # unclosed
+    entries["params/b1.npy"] = b"\x93NUMPY\x01\x00v\x00" + header.encode() + b"\n" + bytes(8)
+    with zipfile.ZipFile(model_file, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    with pytest.raises(CorruptFileError, match=re.escape(str(model_file))):
         load_model(model_file)
 
 

@@ -25,6 +25,7 @@ import math
 import numbers
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -64,6 +65,8 @@ _DAMAGE = (
     RuntimeError,
     OverflowError,
     UnicodeDecodeError,
+    SyntaxError,
+    tokenize.TokenError,  # numpy parses a mangled legacy header with tokenize
 )
 
 
@@ -80,7 +83,9 @@ class NpzReader:
         self.fn, self.path = fn, Path(path)
         try:
             self._zip = zipfile.ZipFile(self.path)
-        except _DAMAGE as exc:
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except (*_DAMAGE, OSError) as exc:  # e.g. a mangled offset: seek() fails
             raise self._corrupt(exc) from None
         try:
             self.headers = self._read_headers(max_bytes)
@@ -118,7 +123,7 @@ class NpzReader:
                     data_bytes = info.file_size - member.tell()
             except CorruptFileError:
                 raise
-            except _DAMAGE as exc:
+            except (*_DAMAGE, OSError) as exc:
                 raise self._corrupt(exc) from None
             if dtype.hasobject:
                 raise self._corrupt(f"{key} is an object array (would need pickle)")
@@ -151,7 +156,7 @@ class NpzReader:
             with self._zip.open(key + ".npy") as member:
                 a = np.lib.format.read_array(member, allow_pickle=False)
                 member.read()  # reach the end of the entry, where its CRC is checked
-        except _DAMAGE as exc:
+        except (*_DAMAGE, OSError) as exc:
             raise self._corrupt(exc) from None
         return a
 

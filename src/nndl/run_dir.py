@@ -39,6 +39,8 @@ from .atomic import atomic_write_bytes
 from .checkpoint import NpzReader, atomic_savez, load_model
 
 LOCK_NAME = ".lock"
+# config.json and metrics.jsonl are small; a far larger one is not ours (and is not read).
+MAX_TEXT_BYTES = 16 << 20
 
 
 class CLIError(Exception):
@@ -233,16 +235,19 @@ class RunFolder:
             raise CLIError(f"{self.path} is not a complete run folder: no {path.name} ({what})")
 
     def read_config(self) -> dict[str, Any]:
-        """config.json, checked to hold a ``settings`` dict (and a ``data`` dict if any)."""
+        """config.json, checked to hold a ``settings`` object (``data`` and ``resumed``, if
+        there, an object and a list); the settings themselves are checked by the command."""
         self._need(self.config, "written when 'nndl train' starts")
         try:
-            config = json.loads(self.config.read_text(encoding="utf-8"))
+            config = json.loads(_read_text(self.config))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CLIError(f"{self.config} is not valid JSON: {exc}") from None
         if not isinstance(config, dict) or not isinstance(config.get("settings"), dict):
             raise CLIError(f"{self.config} holds no 'settings' object; it is not an nndl run")
         if not isinstance(config.get("data", {}), dict):
             raise CLIError(f"{self.config}: 'data' is not an object")
+        if not isinstance(config.get("resumed", []), list):
+            raise CLIError(f"{self.config}: 'resumed' is not a list")
         return config
 
     def write_json(self, name: str, obj: Any) -> None:
@@ -257,7 +262,7 @@ class RunFolder:
         if not self.metrics.exists():
             return []
         try:
-            lines = self.metrics.read_text(encoding="utf-8").splitlines()
+            lines = _read_text(self.metrics).splitlines()
             records = [json.loads(line) for line in lines if line.strip()]
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CLIError(f"{self.metrics} is not valid JSON lines: {exc}") from None
@@ -323,6 +328,12 @@ class RunFolder:
                 f"{len(pre['class_names'])}"
             )
         return model, dict(extra or {}), pre
+
+
+def _read_text(path: Path) -> str:
+    if path.stat().st_size > MAX_TEXT_BYTES:
+        raise CLIError(f"{path} is larger than {MAX_TEXT_BYTES >> 20} MiB; it is not an nndl file")
+    return path.read_text(encoding="utf-8")
 
 
 def _is_int(v: Any) -> bool:
