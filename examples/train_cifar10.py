@@ -54,7 +54,7 @@ solver.train()  # ends with the best validation parameters in the model
 print(f"best val acc {solver.best_val_acc:.3f} in {time.perf_counter() - start:.0f}s")
 
 # Save the model with what prediction needs, load it back and score the test set.
-save_model("convnet_cifar10.npz", model, extra={"class_names": data["class_names"]})
+save_model("convnet_cifar10.npz", model, extra={"class_names": data["class_names"].tolist()})
 restored, extra = load_model("convnet_cifar10.npz")
 scores = np.concatenate([restored.loss(data["X_test"][i : i + 200]) for i in range(0, 1000, 200)])
 print(f"test acc {np.mean(scores.argmax(axis=1) == data['y_test']):.3f}")

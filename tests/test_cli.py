@@ -42,6 +42,7 @@ RUN_FILES = {
     "accuracy.png",
     "val_acc_vs_time.png",
     "filters.png",
+    ".lock",
 }
 METRIC_KEYS = {"epoch", "iteration", "loss", "train_acc", "val_acc", "lr", "elapsed"}
 
@@ -239,6 +240,21 @@ def test_predict_prints_sorted_top3_consistent_with_training(trained, cifar, tmp
             assert probs[0] == pytest.approx(expected[k, top], abs=1e-4)
 
 
+def test_predict_reads_16_bit_and_float_images_by_their_range(trained, tmp_path):
+    run, _ = trained
+    gray = (np.arange(32 * 32).reshape(32, 32) * 5 % 256).astype(np.uint8)
+    PIL_Image.fromarray(gray).save(tmp_path / "a.png")
+    PIL_Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "a16.png")
+    PIL_Image.fromarray(gray.astype(np.float32) / 255, mode="F").save(tmp_path / "a.tif")
+    code, out, err = run_cli("predict", run, *(tmp_path / n for n in ("a.png", "a16.png", "a.tif")))
+    assert code == 0, err
+    lines = [line.split(": ", 1)[1] for line in out.strip().splitlines()]
+    assert lines[1] == lines[0]  # the 16-bit copy is the same image
+    assert [p.split()[0] for p in lines[2].split(", ")] == [
+        p.split()[0] for p in lines[0].split(", ")
+    ]
+
+
 def test_resume_continues_the_run(trained, cifar, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained[0], run)
@@ -292,7 +308,7 @@ def test_time_limit_stops_training(cifar, tmp_path):
     [
         (["train", "--model", "resnet"], "invalid choice: 'resnet'"),
         (["train", "--lr", "fast"], "invalid float value"),
-        (["train", "--epochs", "0"], "--epochs must be at least 1"),
+        (["train", "--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
         (["train", "--model", "three_layer_convnet", "--dropout", "0.5"], "does not apply"),
         (["train", "--model", "three_layer_convnet", "--num-filters", "4", "8"], "one value"),
         (["train", "--resume"], "--resume needs --out"),

@@ -107,7 +107,7 @@ def test_split_is_first_train_next_val_first_test(tiny_cifar):
     np.testing.assert_array_equal(d["y_val"], raw_y[70:90])
     np.testing.assert_array_equal(d["y_test"], raw_yt[:10])
     np.testing.assert_array_equal(d["mean_image"], np.zeros((3, 32, 32), np.float32))
-    assert d["class_names"] == CLASS_NAMES
+    assert d["class_names"].tolist() == CLASS_NAMES
 
 
 def test_mean_subtraction_uses_the_train_mean_for_every_split(tiny_cifar):
@@ -178,7 +178,8 @@ def test_class_names_come_from_batches_meta(tiny_cifar):
     meta = {"label_names": [f"c{i}" for i in range(10)], "num_vis": 3072}
     write_pickle(tiny_cifar / "batches.meta", meta)
     assert load_class_names(tiny_cifar) == meta["label_names"]
-    assert get_CIFAR10_data(5, 0, 0, data_dir=tiny_cifar)["class_names"] == meta["label_names"]
+    names = get_CIFAR10_data(5, 0, 0, data_dir=tiny_cifar)["class_names"]
+    assert names.tolist() == meta["label_names"]
 
 
 # ---------------------------------------------------------------- malformed batches
@@ -289,7 +290,7 @@ def test_real_cifar10_split(real_cifar):
     assert d["X_val"].shape == (1000, 3, 32, 32) and d["y_val"].shape == (1000,)
     assert d["X_test"].shape == (1000, 3, 32, 32) and d["y_test"].shape == (1000,)
     assert d["X_train"].dtype == np.float32 and d["y_train"].dtype == np.int64
-    assert d["class_names"] == CLASS_NAMES
+    assert d["class_names"].tolist() == CLASS_NAMES
     assert d["y_train"][:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
     assert d["y_test"][:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
     np.testing.assert_allclose(d["X_train"].mean(axis=0, dtype=np.float64), 0, atol=1e-3)

@@ -207,6 +207,32 @@ def check_count(fn: str, name: str, value: Any, minimum: int = 0) -> int:
     return int(value)
 
 
+def check_real(
+    fn: str,
+    name: str,
+    value: Any,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    above: bool = False,
+) -> float:
+    """Return ``value`` as a float after checking it is a finite real number in range.
+
+    ``minimum`` / ``maximum`` are inclusive bounds; with ``above`` the value must be
+    strictly greater than ``minimum``. NaN and infinities are always refused.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: expected {name} to be a number, got {value!r}")
+    x = float(value)
+    if not np.isfinite(x):
+        raise ValueError(f"{fn}: expected {name} to be a finite number, got {x}")
+    if minimum is not None and (x <= minimum if above else x < minimum):
+        raise ValueError(f"{fn}: expected {name} {'>' if above else '>='} {minimum:g}, got {x:g}")
+    if maximum is not None and x > maximum:
+        raise ValueError(f"{fn}: expected {name} <= {maximum:g}, got {x:g}")
+    return x
+
+
 def conv_options(fn: str, conv_param: Mapping[str, Any], default_bytes: int) -> tuple[bool, int]:
     """Return the fast conv's ``(recompute, col_buffer_bytes)`` options from ``conv_param``.
 

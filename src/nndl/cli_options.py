@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import inspect
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import __version__
+from .checkpoint import MAX_FILE_BYTES
 from .models import MODELS
 from .optim import UPDATE_RULES
 from .run_dir import CLIError
@@ -69,6 +71,95 @@ _MODEL_KWARGS = {
 }
 # Flags that only steer this invocation; a resumed run may change them freely.
 RUN_CONTROL = ("epochs",)
+# A checkpoint holds about four copies of the parameters (the current and best ones and
+# Adam's two moments) and must stay loadable (nndl.checkpoint.MAX_FILE_BYTES).
+MAX_PARAM_BYTES = MAX_FILE_BYTES // 4
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a float that is neither NaN nor infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _is_int(v: Any, minimum: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+def _is_real(v: Any, low: float, high: float = math.inf, above: bool = False) -> bool:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return False
+    return (v > low if above else v >= low) and v <= high
+
+
+def _ints(minimum: int, nonempty: bool) -> Callable[[Any], bool]:
+    return lambda v: (
+        isinstance(v, list) and (bool(v) or not nonempty) and all(_is_int(x, minimum) for x in v)
+    )
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+# What every setting must be, as (description, check); the same rules hold for flags and
+# for the settings a resumed or evaluated run reads back from its config.json.
+SETTING_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "model": (f"one of {sorted(MODELS)}", lambda v: isinstance(v, str) and v in MODELS),
+    "num_filters": ("one or more integers >= 1", _ints(1, nonempty=True)),
+    "filter_size": ("an integer >= 1", lambda v: _is_int(v, 1)),
+    "hidden_dims": ("integers >= 1", _ints(1, nonempty=False)),
+    "pool_every": ("an integer >= 1", lambda v: _is_int(v, 1)),
+    "batchnorm": ("true or false", lambda v: isinstance(v, bool)),
+    "dropout": ("a number in [0, 1]", lambda v: _is_real(v, 0, 1)),
+    "weight_scale": ("a number > 0", _optional(lambda v: _is_real(v, 0, above=True))),
+    "reg": ("a number >= 0", lambda v: _is_real(v, 0)),
+    "update_rule": (
+        f"one of {sorted(UPDATE_RULES)}",
+        lambda v: isinstance(v, str) and v in UPDATE_RULES,
+    ),
+    "lr": ("a number > 0", lambda v: _is_real(v, 0, above=True)),
+    "lr_decay": ("a number > 0", lambda v: _is_real(v, 0, above=True)),
+    "batch_size": ("an integer >= 1", lambda v: _is_int(v, 1)),
+    "epochs": ("an integer >= 1", lambda v: _is_int(v, 1)),
+    "num_training": ("an integer >= 1", lambda v: _is_int(v, 1)),
+    "num_validation": ("an integer >= 1", lambda v: _is_int(v, 1)),
+    "num_test": ("an integer >= 0", lambda v: _is_int(v, 0)),
+    "dtype": ("float32 or float64", lambda v: v in ("float32", "float64")),
+    "seed": ("an integer >= 0", lambda v: _is_int(v, 0)),
+    "time_limit": ("a number >= 0 (seconds)", _optional(lambda v: _is_real(v, 0))),
+    "target_acc": ("a number in [0, 1]", _optional(lambda v: _is_real(v, 0, 1))),
+}
+# The settings a run cannot do without (model flags may be absent: that model's defaults).
+REQUIRED_SETTINGS = tuple(k for k in DEFAULTS if k not in MODEL_FLAGS)
+
+
+def check_settings(
+    settings: Mapping[str, Any],
+    name: Callable[[str], str],
+    required: Sequence[str] = (),
+) -> None:
+    """Refuse any setting that breaks :data:`SETTING_RULES`; ``name(key)`` says where it
+    came from in the message (a flag, or a key of a run's config.json)."""
+    for key in required:
+        if key not in settings:
+            raise CLIError(f"{name(key)} is missing")
+    for key, value in settings.items():
+        if key in SETTING_RULES:
+            what, ok = SETTING_RULES[key]
+            if not ok(value):
+                raise CLIError(f"{name(key)} must be {what}, got {value!r}")
+    if "batch_size" in settings and "num_training" in settings:
+        if settings["batch_size"] > settings["num_training"]:
+            raise CLIError(
+                f"{name('batch_size')} {settings['batch_size']} is more than the "
+                f"{settings['num_training']} training images ({name('num_training')})"
+            )
 
 
 def flag_name(key: str) -> str:
@@ -141,17 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument(
         "--dropout",
-        type=float,
+        type=finite_float,
         metavar="P",
         help=f"dropout keep probability, 0 for none {_default('dropout')}",
     )
     m.add_argument(
         "--weight-scale",
-        type=float,
+        type=finite_float,
         metavar="STD",
         help="std of the initial weights; convnet default: He initialisation",
     )
-    m.add_argument("--reg", type=float, help=f"L2 regularisation strength {_default('reg')}")
+    m.add_argument("--reg", type=finite_float, help=f"L2 regularisation strength {_default('reg')}")
     m.add_argument(
         "--dtype",
         choices=["float32", "float64"],
@@ -164,10 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(UPDATE_RULES),
         help=f"update rule from nndl.optim {_default('update_rule')}",
     )
-    o.add_argument("--lr", type=float, help=f"initial learning rate {_default('lr')}")
+    o.add_argument("--lr", type=finite_float, help=f"initial learning rate {_default('lr')}")
     o.add_argument(
         "--lr-decay",
-        type=float,
+        type=finite_float,
         help=f"learning rate factor after each epoch {_default('lr_decay')}",
     )
     o.add_argument("--batch-size", type=int, help=f"minibatch size {_default('batch_size')}")
@@ -183,13 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument(
         "--time-limit",
-        type=float,
+        type=finite_float,
         metavar="SECONDS",
         help="stop training after this many seconds (checked every iteration)",
     )
     o.add_argument(
         "--target-acc",
-        type=float,
+        type=finite_float,
         metavar="ACC",
         help="stop at the end of the first epoch whose val accuracy reaches ACC",
     )
@@ -279,20 +370,56 @@ def explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
 
 
-def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def check_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (see :func:`explicit_flags`), each checked."""
     given = explicit_flags(args)
+    stopping = {k: getattr(args, k, None) for k in ("time_limit", "target_acc")}
+    check_settings({**given, **stopping}, flag_name)
+    return given
+
+
+def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    given = check_flags(args)
     model = given.get("model", DEFAULTS["model"])
     settings = {k: v for k, v in DEFAULTS.items() if k not in MODEL_FLAGS}
     if model == DEFAULTS["model"]:
         settings.update({k: DEFAULTS[k] for k in MODEL_FLAGS})
     settings.update(given)
     settings["model"] = model
-    for key in ("batch_size", "epochs", "num_training", "num_validation"):
-        if settings[key] < 1:
-            raise CLIError(f"{flag_name(key)} must be at least 1, got {settings[key]}")
-    if settings["lr"] <= 0:
-        raise CLIError(f"--lr must be positive, got {settings['lr']}")
+    check_settings(settings, flag_name)
     return settings
+
+
+def preflight(
+    settings: dict[str, Any],
+    explicit: Sequence[str] = (),
+    input_dim: tuple[int, ...] = (3, 32, 32),
+    num_classes: int = 10,
+) -> dict[str, Any]:
+    """The model's keywords for ``settings``, checked (sizes included) before any data is
+    loaded or memory spent: the model's parameter shapes are computed, not allocated."""
+    kwargs = build_kwargs(settings, input_dim, num_classes, explicit)
+    size = min(input_dim[1:]) if len(input_dim) == 3 else None
+    if size is not None and kwargs.get("filter_size", 1) > size:
+        raise CLIError(
+            f"--filter-size must be at most {size} (the images are "
+            f"{input_dim[1]}x{input_dim[2]}), got {kwargs['filter_size']}"
+        )
+    try:
+        shapes = MODELS[settings["model"]].param_shapes(**kwargs)
+    except NotImplementedError:
+        return kwargs  # a model without a parameter plan is checked when it is built
+    except (TypeError, ValueError) as exc:
+        raise CLIError(f"model {settings['model']}: {exc}") from None
+    count = sum(math.prod(shape) for shape in shapes.values())
+    nbytes = count * np.dtype(settings["dtype"]).itemsize
+    if nbytes > MAX_PARAM_BYTES:
+        raise CLIError(
+            f"model {settings['model']} would hold {count:,} parameters ({nbytes / 2**30:.1f} "
+            f"GiB); at most {MAX_PARAM_BYTES / 2**30:.1f} GiB: use fewer --num-filters or "
+            "--hidden-dims"
+        )
+    return kwargs
 
 
 def build_kwargs(

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import output_size
+from .checks import check_count, output_size
 from .conv_layer_utils import (
     conv_bn_relu_backward,
     conv_bn_relu_forward,
@@ -19,7 +19,15 @@ from .conv_layer_utils import (
     conv_relu_pool_forward,
 )
 from .layers import affine_backward, affine_forward, softmax_loss
-from .model_base import Model
+from .model_base import (
+    Model,
+    ParamSpec,
+    batchnorm_specs,
+    check_dims,
+    check_weight_scale,
+    normal_spec,
+    zeros_spec,
+)
 
 POOL_PARAM = {"pool_height": 2, "pool_width": 2, "stride": 2}
 
@@ -39,6 +47,16 @@ def _conv_pool_size(fn: str, C: int, H: int, W: int, filter_size: int, pool: boo
             f"(from input {(C, H, W)} and filter_size {filter_size})"
         )
     return H2, W2
+
+
+def _check_filter_size(fn: str, filter_size: Any, H: int, W: int) -> int:
+    """A filter no larger than the input image (a larger one sees only padding)."""
+    k = check_count(fn, "filter_size", filter_size, 1)
+    if k > min(H, W):
+        raise ValueError(
+            f"{fn}: expected filter_size at most {min(H, W)} (the input is {H}x{W}), got {k}"
+        )
+    return k
 
 
 def _conv_block_forward(model: Model, x, idx: int, use_bn: bool, pool: bool, conv_param):
@@ -76,7 +94,8 @@ class ThreeLayerConvNet(Model):
     ``W1`` (F, C, k, k), ``b1`` (F,), ``W2`` (F * H/2 * W/2, hidden_dim), ``b2``,
     ``W3`` (hidden_dim, num_classes), ``b3``, and with batch norm ``gamma1, beta1`` (F,),
     ``gamma2, beta2`` (hidden_dim,). Weights are normal with std ``weight_scale``, biases
-    zero. ``seed`` seeds the model's Generator (initial weights).
+    zero. ``seed`` seeds the model's own Generator (initial weights); without it they are
+    drawn from NumPy's global random state (``np.random.seed`` makes them repeatable).
     """
 
     name = "three_layer_convnet"
@@ -94,10 +113,10 @@ class ThreeLayerConvNet(Model):
         use_batchnorm: bool = False,
         seed: int | None = None,
     ) -> None:
-        C, H, W = (int(d) for d in input_dim)
+        plan = self._param_plan(self._arguments(locals()))  # checks every argument first
         self._setup(
             dict(
-                input_dim=[C, H, W],
+                input_dim=[int(d) for d in input_dim],
                 num_filters=num_filters,
                 filter_size=filter_size,
                 hidden_dim=hidden_dim,
@@ -113,16 +132,30 @@ class ThreeLayerConvNet(Model):
         )
         self.use_batchnorm = bool(use_batchnorm)
         self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
-        Hp, Wp = _conv_pool_size(type(self).__name__, C, H, W, filter_size, True)
-        self._add_weight("W1", (num_filters, C, filter_size, filter_size), weight_scale)
-        self._add_bias("b1", num_filters)
-        self._add_weight("W2", (num_filters * Hp * Wp, hidden_dim), weight_scale)
-        self._add_bias("b2", hidden_dim)
-        self._add_weight("W3", (hidden_dim, num_classes), weight_scale)
-        self._add_bias("b3", num_classes)
-        if self.use_batchnorm:
-            self._add_batchnorm(1, num_filters)
-            self._add_batchnorm(2, hidden_dim)
+        self._init_params(plan)
+
+    @classmethod
+    def _param_plan(cls, a: dict[str, Any]) -> dict[str, ParamSpec]:
+        fn = cls.__name__
+        C, H, W = check_dims(fn, "input_dim", a["input_dim"], 3)
+        F = check_count(fn, "num_filters", a["num_filters"], 1)
+        k = _check_filter_size(fn, a["filter_size"], H, W)
+        hidden = check_count(fn, "hidden_dim", a["hidden_dim"], 1)
+        classes = check_count(fn, "num_classes", a["num_classes"], 1)
+        std = check_weight_scale(fn, a["weight_scale"])
+        Hp, Wp = _conv_pool_size(fn, C, H, W, k, True)
+        plan = {
+            "W1": normal_spec((F, C, k, k), std),
+            "b1": zeros_spec(F),
+            "W2": normal_spec((F * Hp * Wp, hidden), std),
+            "b2": zeros_spec(hidden),
+            "W3": normal_spec((hidden, classes), std),
+            "b3": zeros_spec(classes),
+        }
+        if a["use_batchnorm"]:
+            plan.update(batchnorm_specs(1, F))
+            plan.update(batchnorm_specs(2, hidden))
+        return plan
 
     def loss(self, X: np.ndarray, y: np.ndarray | None = None):
         """Scores (N, C) when ``y`` is None, else ``(loss, grads)``."""
@@ -172,20 +205,14 @@ class ConvNet(Model):
         dtype: Any = np.float32,
         seed: int | None = None,
     ) -> None:
-        fn = type(self).__name__
-        C, H, W = (int(d) for d in input_dim)
+        plan = self._param_plan(self._arguments(locals()))  # checks every argument first
         num_filters = [int(f) for f in num_filters]
-        hidden_dims = [int(h) for h in hidden_dims]
-        if not num_filters:
-            raise ValueError(f"{fn}: expected at least one conv layer in num_filters, got []")
-        if pool_every < 1:
-            raise ValueError(f"{fn}: expected pool_every >= 1, got {pool_every}")
         self._setup(
             dict(
-                input_dim=[C, H, W],
+                input_dim=[int(d) for d in input_dim],
                 num_filters=num_filters,
                 filter_size=filter_size,
-                hidden_dims=hidden_dims,
+                hidden_dims=[int(h) for h in hidden_dims],
                 num_classes=num_classes,
                 use_batchnorm=use_batchnorm,
                 pool_every=pool_every,
@@ -203,31 +230,50 @@ class ConvNet(Model):
         self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
         self.num_conv = len(num_filters)
         self.num_hidden = len(hidden_dims)
+        self.num_layers = self.num_conv + self.num_hidden + 1
         self.pools = [(i + 1) % pool_every == 0 for i in range(self.num_conv)]
+        self._init_params(plan)
+
+    @classmethod
+    def _param_plan(cls, a: dict[str, Any]) -> dict[str, ParamSpec]:
+        fn = cls.__name__
+        C, H, W = check_dims(fn, "input_dim", a["input_dim"], 3)
+        num_filters = check_dims(fn, "num_filters", a["num_filters"])
+        if not num_filters:
+            raise ValueError(f"{fn}: expected at least one conv layer in num_filters, got []")
+        hidden_dims = check_dims(fn, "hidden_dims", a["hidden_dims"])
+        k = _check_filter_size(fn, a["filter_size"], H, W)
+        num_classes = check_count(fn, "num_classes", a["num_classes"], 1)
+        pool_every = check_count(fn, "pool_every", a["pool_every"], 1)
+        weight_scale = a["weight_scale"]
+        if weight_scale is not None:
+            weight_scale = check_weight_scale(fn, weight_scale)
+        bn = bool(a["use_batchnorm"])
 
         def std(fan_in: int, gain: float = 2.0) -> float:
             return float(np.sqrt(gain / fan_in)) if weight_scale is None else weight_scale
 
+        plan: dict[str, ParamSpec] = {}
         idx = 0
-        for F, pool in zip(num_filters, self.pools, strict=True):
+        for i, F in enumerate(num_filters):
             idx += 1
-            self._add_weight(f"W{idx}", (F, C, filter_size, filter_size), std(C * filter_size**2))
-            self._add_bias(f"b{idx}", F)
-            if self.use_batchnorm:
-                self._add_batchnorm(idx, F)
-            H, W = _conv_pool_size(fn, C, H, W, filter_size, pool)
+            plan[f"W{idx}"] = normal_spec((F, C, k, k), std(C * k * k))
+            plan[f"b{idx}"] = zeros_spec(F)
+            if bn:
+                plan.update(batchnorm_specs(idx, F))
+            H, W = _conv_pool_size(fn, C, H, W, k, (i + 1) % pool_every == 0)
             C = F
         dims = [C * H * W, *hidden_dims]
         for D_in, D_out in zip(dims[:-1], dims[1:], strict=True):
             idx += 1
-            self._add_weight(f"W{idx}", (D_in, D_out), std(D_in))
-            self._add_bias(f"b{idx}", D_out)
-            if self.use_batchnorm:
-                self._add_batchnorm(idx, D_out)
+            plan[f"W{idx}"] = normal_spec((D_in, D_out), std(D_in))
+            plan[f"b{idx}"] = zeros_spec(D_out)
+            if bn:
+                plan.update(batchnorm_specs(idx, D_out))
         idx += 1
-        self.num_layers = idx
-        self._add_weight(f"W{idx}", (dims[-1], num_classes), std(dims[-1], 1.0))
-        self._add_bias(f"b{idx}", num_classes)
+        plan[f"W{idx}"] = normal_spec((dims[-1], num_classes), std(dims[-1], 1.0))
+        plan[f"b{idx}"] = zeros_spec(num_classes)
+        return plan
 
     def loss(self, X: np.ndarray, y: np.ndarray | None = None):
         """Scores (N, C) when ``y`` is None, else ``(loss, grads)``."""

@@ -16,7 +16,9 @@ cannot run code, and every malformed file is reported by name.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,8 @@ __all__ = [
     "load_CIFAR_batch",
     "load_CIFAR10",
     "get_CIFAR10_data",
+    "data_fingerprint",
+    "channel_mean_std",
 ]
 
 CLASS_NAMES = (
@@ -100,11 +104,18 @@ def resolve_data_dir(
     some of the files is reported, never overwritten.
     """
     if data_dir is not None:
+        if not os.fspath(data_dir):
+            raise ValueError("resolve_data_dir: data_dir is empty; expected a folder")
         base, source = Path(data_dir).expanduser(), "the data_dir argument"
     elif os.environ.get(DATA_DIR_ENV):
         base, source = Path(os.environ[DATA_DIR_ENV]).expanduser(), f"${DATA_DIR_ENV}"
     else:
         base, source = default_cache_dir(), "the per-user cache folder"
+    if base.exists() and not base.is_dir():
+        raise NotADirectoryError(
+            f"resolve_data_dir: {base} (from {source}) is a file; expected the folder "
+            f"{CIFAR10_FOLDER} or the folder holding it"
+        )
     batches_dir = _batches_dir_in(base)
     missing = _missing(batches_dir)
     if not missing:
@@ -188,11 +199,16 @@ def _to_nhwc_float(x: np.ndarray) -> np.ndarray:
 
 
 def load_class_names(root: str | os.PathLike[str]) -> list[str]:
-    """The class names from ``batches.meta`` (``root`` is ``cifar-10-batches-py``)."""
+    """The 10 class names from ``batches.meta`` (``root`` is ``cifar-10-batches-py``)."""
     path = _batches_dir_in(Path(root).expanduser()) / META_FILE
     names = _read_dict(path, ("label_names",))["label_names"]
     if not isinstance(names, list | tuple) or not all(isinstance(n, str | bytes) for n in names):
         raise ValueError(f"{path}: expected 'label_names' as a list of strings")
+    if len(names) != len(CLASS_NAMES):
+        # The labels index these names; another count would fail far from the cause.
+        raise ValueError(
+            f"{path}: expected {len(CLASS_NAMES)} label_names (CIFAR-10), got {len(names)}"
+        )
     return [_as_str(n) for n in names]
 
 
@@ -249,7 +265,8 @@ def get_CIFAR10_data(
     ``y_train (num_training,)`` int64, ``X_val``, ``y_val``, ``X_test``, ``y_test``, plus
     ``mean_image (3, 32, 32)`` float32 (what was subtracted; zeros without
     ``subtract_mean``, so ``(image - mean_image)`` always preprocesses a new image the same
-    way) and ``class_names`` (10 strings). The folder is found, and fetched if missing
+    way) and ``class_names`` (an array of 10 strings): every value is an array, so a
+    notebook may print each one's ``.shape``. The folder is found, and fetched if missing
     and ``download`` is true, by :func:`resolve_data_dir`; only as many training batches
     as the split needs are read.
     """
@@ -258,6 +275,7 @@ def get_CIFAR10_data(
     num_validation = check_count(fn, "num_validation", num_validation, 0)
     num_test = check_count(fn, "num_test", num_test, 0)
     root = resolve_data_dir(data_dir, download=download, progress=progress)
+    class_names = np.array(load_class_names(root), dtype=str)
     needed = num_training + num_validation
     x_train_all, y_train_all = _load_train(root, needed)
     if needed > len(x_train_all):
@@ -294,8 +312,24 @@ def get_CIFAR10_data(
         "X_test": X_test,
         "y_test": y_test_all[:num_test].copy(),
         "mean_image": mean_image,
-        "class_names": load_class_names(root),
+        "class_names": class_names,
     }
+
+
+def data_fingerprint(
+    data: Mapping[str, np.ndarray], keys: Sequence[str] = ("X_train", "y_train", "X_val", "y_val")
+) -> str:
+    """``"sha256:<hex>"`` of the arrays ``data[key]`` (their dtype, shape and bytes).
+
+    Two data sets with the same fingerprint hold the same examples in the same order; a
+    resumed run checks it so that it never continues on other data.
+    """
+    h = hashlib.sha256()
+    for key in keys:
+        a = np.ascontiguousarray(data[key])
+        h.update(f"{key} {a.dtype.str} {a.shape}\n".encode())
+        h.update(a.reshape(-1).view(np.uint8))  # the bytes, without a copy
+    return "sha256:" + h.hexdigest()
 
 
 def channel_mean_std(
@@ -341,6 +375,3 @@ def channel_mean_std(
         squares += np.einsum("nchw,nchw->c" if channel_axis == 1 else "nhwc,nhwc->c", dev, dev)
     return mean, np.sqrt(squares / count)
 
-
-# Appended so that the list at the top (shared with other work on this module) is untouched.
-__all__ += ["channel_mean_std"]

@@ -97,17 +97,23 @@ def md5sum(path: str | Path) -> str:
 
 
 class _Progress:
-    """tqdm when it is installed, else a few plain lines on stderr."""
+    """tqdm on a terminal when it is installed, else a few plain lines on stderr (a bar
+    redrawn into a log file or a CI log would write thousands of partial lines)."""
 
     def __init__(self, total: int | None, desc: str) -> None:
         self.total, self.done, self.last_tenth = total, 0, -1
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            self.bar = None
+        self.bar = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                pass
+            else:
+                self.bar = tqdm(
+                    total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024
+                )
+        if self.bar is None:
             print(f"{desc}: downloading", file=sys.stderr)
-        else:
-            self.bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
 
     def update(self, n: int) -> None:
         self.done += n

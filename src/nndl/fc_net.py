@@ -7,8 +7,18 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_count
 from .layers import affine_backward, affine_forward, softmax_loss
-from .model_base import Model
+from .model_base import (
+    Model,
+    ParamSpec,
+    batchnorm_specs,
+    check_dims,
+    check_dropout,
+    check_weight_scale,
+    normal_spec,
+    zeros_spec,
+)
 
 
 class TwoLayerNet(Model):
@@ -31,6 +41,7 @@ class TwoLayerNet(Model):
         dtype: Any = np.float32,
         seed: int | None = None,
     ) -> None:
+        plan = self._param_plan(self._arguments(locals()))  # checks every argument first
         self._setup(
             dict(
                 input_dim=input_dim,
@@ -44,10 +55,21 @@ class TwoLayerNet(Model):
             dtype,
             seed,
         )
-        self._add_weight("W1", (input_dim, hidden_dim), weight_scale)
-        self._add_bias("b1", hidden_dim)
-        self._add_weight("W2", (hidden_dim, num_classes), weight_scale)
-        self._add_bias("b2", num_classes)
+        self._init_params(plan)
+
+    @classmethod
+    def _param_plan(cls, a: dict[str, Any]) -> dict[str, ParamSpec]:
+        fn = cls.__name__
+        D = check_count(fn, "input_dim", a["input_dim"], 1)
+        H = check_count(fn, "hidden_dim", a["hidden_dim"], 1)
+        C = check_count(fn, "num_classes", a["num_classes"], 1)
+        std = check_weight_scale(fn, a["weight_scale"])
+        return {
+            "W1": normal_spec((D, H), std),
+            "b1": zeros_spec(H),
+            "W2": normal_spec((H, C), std),
+            "b2": zeros_spec(C),
+        }
 
     def loss(self, X: np.ndarray, y: np.ndarray | None = None):
         """Scores (N, C) when ``y`` is None, else ``(loss, grads)``."""
@@ -70,8 +92,9 @@ class FullyConnectedNet(Model):
     KEEPING a unit (cs231n semantics; 0 means no dropout). As in cs231n, a ``seed``
     pins the dropout mask (``dropout_param['seed']``: the same mask on every call, which
     classic notebooks' gradient checks rely on) and seeds the initial weights; without a
-    seed, masks are drawn afresh from the model's Generator ``model.rng``. To train a
-    seeded model with fresh masks, ``del model.dropout_param['seed']``. Weights are normal with std
+    seed, weights and fresh masks come from NumPy's global random state. To train a
+    seeded model with fresh masks (from its Generator ``model.rng``),
+    ``del model.dropout_param['seed']``. Weights are normal with std
     ``weight_scale``, biases zero, ``gamma{i}`` one and ``beta{i}`` zero. Params are
     numbered by layer: ``W1, b1[, gamma1, beta1], ..., WL, bL``.
     """
@@ -90,6 +113,7 @@ class FullyConnectedNet(Model):
         dtype: Any = np.float32,
         seed: int | None = None,
     ) -> None:
+        plan = self._param_plan(self._arguments(locals()))  # checks every argument first
         hidden_dims = [int(h) for h in hidden_dims]
         self._setup(
             dict(
@@ -112,13 +136,25 @@ class FullyConnectedNet(Model):
         self.use_dropout = self.dropout_param is not None
         if self.use_dropout and seed is not None:
             self.dropout_param["seed"] = seed
-        dims = [int(input_dim), *hidden_dims, int(num_classes)]
-        for i in range(self.num_layers):
-            idx = i + 1
-            self._add_weight(f"W{idx}", (dims[i], dims[i + 1]), weight_scale)
-            self._add_bias(f"b{idx}", dims[i + 1])
-            if self.use_batchnorm and idx < self.num_layers:
-                self._add_batchnorm(idx, dims[i + 1])
+        self._init_params(plan)
+
+    @classmethod
+    def _param_plan(cls, a: dict[str, Any]) -> dict[str, ParamSpec]:
+        fn = cls.__name__
+        hidden_dims = check_dims(fn, "hidden_dims", a["hidden_dims"])
+        D = check_count(fn, "input_dim", a["input_dim"], 1)
+        C = check_count(fn, "num_classes", a["num_classes"], 1)
+        check_dropout(fn, a["dropout"])
+        std = check_weight_scale(fn, a["weight_scale"])
+        dims = [D, *hidden_dims, C]
+        num_layers = len(dims) - 1
+        plan: dict[str, ParamSpec] = {}
+        for idx in range(1, num_layers + 1):
+            plan[f"W{idx}"] = normal_spec((dims[idx - 1], dims[idx]), std)
+            plan[f"b{idx}"] = zeros_spec(dims[idx])
+            if a["use_batchnorm"] and idx < num_layers:
+                plan.update(batchnorm_specs(idx, dims[idx]))
+        return plan
 
     def loss(self, X: np.ndarray, y: np.ndarray | None = None):
         """Scores (N, C) when ``y`` is None, else ``(loss, grads)``."""

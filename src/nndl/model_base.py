@@ -5,15 +5,27 @@ A model holds ``params`` (name -> array in ``model.dtype``) and implements
 test mode), else ``(loss, grads)`` with ``grads`` keyed like ``params``. ``config`` holds
 the JSON-serialisable constructor arguments and ``name`` the registry key, so
 ``nndl.models.build_model(model.name, **model.config)`` rebuilds the same architecture.
+
+A model describes its parameters in one pure step, ``_param_plan`` (shape and initial
+value of each), before anything is allocated: ``Model.param_shapes(**kwargs)`` gives the
+shapes a constructor call would produce without building it, which is how a saved
+model's config is checked against the arrays stored beside it before memory is spent.
+
+Random draws: a model built with a ``seed`` owns a Generator (``model.rng``) for its
+initial weights and dropout masks; with ``seed=None`` (the classic API) both come from
+NumPy's global random state, so ``np.random.seed(231)`` makes a notebook repeatable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, ClassVar
+import inspect
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from .checks import check_count, check_real
 from .layer_utils import (
     affine_batchnorm_relu_backward,
     affine_batchnorm_relu_forward,
@@ -42,11 +54,78 @@ def float_dtype(fn: str, dtype: Any) -> np.dtype:
     return dt
 
 
+class ParamSpec(NamedTuple):
+    """One parameter of a model's plan: its shape and how it starts.
+
+    ``init`` is ``"normal"`` (std ``std``), ``"zeros"`` or ``"ones"``; ``bn_layer`` marks
+    the ``gamma`` of a batch norm layer, which also gets running statistics of its shape.
+    """
+
+    shape: tuple[int, ...]
+    init: str
+    std: float = 0.0
+    bn_layer: int | None = None
+
+
+def normal_spec(shape: Sequence[int], std: float) -> ParamSpec:
+    return ParamSpec(tuple(shape), "normal", float(std))
+
+
+def zeros_spec(size: int) -> ParamSpec:
+    return ParamSpec((size,), "zeros")
+
+
+def batchnorm_specs(idx: int, size: int) -> dict[str, ParamSpec]:
+    """``gamma{idx}`` (ones, with running statistics) and ``beta{idx}`` (zeros)."""
+    return {
+        f"gamma{idx}": ParamSpec((size,), "ones", bn_layer=idx),
+        f"beta{idx}": ParamSpec((size,), "zeros"),
+    }
+
+
+def check_dims(fn: str, name: str, value: Any, ndim: int | None = None) -> tuple[int, ...]:
+    """A sequence of sizes (each an int >= 1) as a tuple; ``ndim`` fixes its length."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(f"{fn}: expected {name} to be a sequence of ints, got {value!r}")
+    if ndim is not None and len(value) != ndim:
+        raise ValueError(f"{fn}: expected {name} to hold {ndim} sizes, got {list(value)!r}")
+    return tuple(check_count(fn, f"{name} entries", v, 1) for v in value)
+
+
+def check_dropout(fn: str, keep_prob: Any) -> float:
+    """The dropout keep probability in [0, 1] (0 or 1: no dropout)."""
+    if isinstance(keep_prob, numbers.Real) and not isinstance(keep_prob, bool):
+        if 0 <= keep_prob <= 1:
+            return float(keep_prob)
+    raise ValueError(
+        f"{fn}: expected dropout (probability of keeping a unit) in [0, 1], "
+        f"0 meaning no dropout; got {keep_prob!r}"
+    )
+
+
+def check_weight_scale(fn: str, weight_scale: Any) -> float:
+    return check_real(fn, "weight_scale", weight_scale, 0, above=True)
+
+
+def _arguments(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` bound to ``cls.__init__`` with its defaults filled in (no ``self``)."""
+    signature = inspect.signature(cls.__init__)
+    try:
+        bound = signature.bind(None, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{cls.__name__}: {exc}") from None
+    bound.apply_defaults()
+    args = dict(bound.arguments)
+    args.pop(next(iter(signature.parameters)))
+    return args
+
+
 class Model:
     """Base class: parameter storage, config, running statistics and the model's RNG.
 
-    Subclasses call :meth:`_setup` first, then add weights with :meth:`_add_weight` /
-    :meth:`_add_bias` and batch norm layers with :meth:`_add_batchnorm`.
+    Subclasses implement :meth:`_param_plan` (pure: checks the arguments and returns every
+    parameter's :class:`ParamSpec`), and their constructor calls :meth:`_setup`, then
+    :meth:`_init_params` with the plan.
     """
 
     name: ClassVar[str] = ""
@@ -54,29 +133,62 @@ class Model:
     params: dict[str, np.ndarray]
     bn_params: list[dict[str, Any]]
     dtype: np.dtype
-    rng: np.random.Generator
+    rng: np.random.Generator | None
     config: dict[str, Any]
+
+    @classmethod
+    def param_shapes(cls, **kwargs: Any) -> dict[str, tuple[int, ...]]:
+        """The shape of every parameter ``cls(**kwargs)`` would hold, computed without
+        allocating anything; bad arguments raise as the constructor would."""
+        return {k: spec.shape for k, spec in cls._param_plan(_arguments(cls, kwargs)).items()}
+
+    @classmethod
+    def _param_plan(cls, args: dict[str, Any]) -> dict[str, ParamSpec]:
+        """Check the constructor arguments ``args`` (all of them, defaults filled in) and
+        return the parameters' specs in creation order. Must not allocate arrays."""
+        raise NotImplementedError(f"{cls.__name__} does not implement _param_plan")
+
+    @staticmethod
+    def _arguments(local_vars: dict[str, Any]) -> dict[str, Any]:
+        """A constructor's arguments from ``locals()`` taken as its first statement."""
+        return {k: v for k, v in local_vars.items() if k not in ("self", "__class__")}
 
     def _setup(self, config: dict[str, Any], reg: float, dtype: Any, seed: int | None) -> None:
         fn = type(self).__name__
         self.dtype = float_dtype(fn, dtype)
-        if not np.isfinite(reg) or reg < 0:
-            raise ValueError(f"{fn}: expected reg >= 0, got {reg!r}")
-        self.reg = float(reg)
+        self.reg = check_real(fn, "reg", reg, 0)
+        if seed is not None:
+            check_count(fn, "seed", seed, 0)
         cfg = {k: _jsonable(v) for k, v in config.items()}
         cfg["dtype"] = self.dtype.name
         self.config = cfg
-        # The model's own Generator draws initial weights and dropout masks; NumPy's
-        # global random state is never touched.
-        self.rng = np.random.default_rng(seed)
+        # With a seed the model's own Generator draws initial weights and dropout masks;
+        # without one they come from NumPy's global random state, as in the classic API.
+        self.rng = None if seed is None else np.random.default_rng(seed)
         self.params = {}
         self.bn_params = []
         self.dropout_param: dict[str, Any] | None = None
 
     # --- construction helpers -------------------------------------------------------
+    def _init_params(self, plan: dict[str, ParamSpec]) -> None:
+        """Create the parameters of ``plan`` in its order (weights drawn in that order)."""
+        for key, spec in plan.items():
+            if spec.init == "normal":
+                self._add_weight(key, spec.shape, spec.std)
+            else:
+                fill = np.ones if spec.init == "ones" else np.zeros
+                self.params[key] = fill(spec.shape, dtype=self.dtype)
+            if spec.bn_layer is not None:
+                self._add_bn_state(spec.bn_layer, spec.shape[0])
+
+    def _standard_normal(self, shape: tuple[int, ...]) -> np.ndarray:
+        if self.rng is None:
+            return np.random.standard_normal(shape)  # the classic np.random.randn draws
+        return self.rng.standard_normal(shape)
+
     def _add_weight(self, key: str, shape: tuple[int, ...], std: float) -> None:
         # Drawn in float64 and cast, so float32 and float64 models from one seed agree.
-        self.params[key] = (self.rng.standard_normal(shape) * std).astype(self.dtype)
+        self.params[key] = (self._standard_normal(shape) * std).astype(self.dtype)
 
     def _add_bias(self, key: str, size: int) -> None:
         self.params[key] = np.zeros(size, dtype=self.dtype)
@@ -89,6 +201,9 @@ class Model:
         """
         self.params[f"gamma{idx}"] = np.ones(size, dtype=self.dtype)
         self.params[f"beta{idx}"] = np.zeros(size, dtype=self.dtype)
+        self._add_bn_state(idx, size)
+
+    def _add_bn_state(self, idx: int, size: int) -> None:
         self.bn_params.append(
             {
                 "mode": "train",
@@ -101,12 +216,7 @@ class Model:
     def _set_dropout(self, keep_prob: float) -> None:
         """cs231n semantics: ``keep_prob`` is the probability of keeping a unit; 0 or 1
         means no dropout."""
-        fn = type(self).__name__
-        if not 0 <= keep_prob <= 1:
-            raise ValueError(
-                f"{fn}: expected dropout (probability of keeping a unit) in [0, 1], "
-                f"0 meaning no dropout; got {keep_prob!r}"
-            )
+        keep_prob = check_dropout(type(self).__name__, keep_prob)
         if 0 < keep_prob < 1:
             self.dropout_param = {"mode": "train", "p": float(keep_prob)}
 
@@ -155,14 +265,20 @@ class Model:
     def _dropout_forward(self, x):
         """Inverted dropout with masks from the model's Generator (identity if disabled).
 
-        Setting ``model.dropout_param['seed']`` pins the mask (the same on every call),
-        which gradient checks of a dropout model need.
+        Without a Generator (``seed=None``) each mask comes from a Generator seeded by one
+        draw from NumPy's global random state, so ``np.random.seed`` pins it while the
+        layer itself never touches global state. Setting ``model.dropout_param['seed']``
+        pins the mask (the same on every call), which gradient checks of a dropout model
+        need.
         """
         dp = self.dropout_param
         if dp is None or dp["mode"] == "test":
             return x, None
         if "seed" not in dp:
-            dp = {**dp, "rng": self.rng}
+            rng = self.rng
+            if rng is None:
+                rng = np.random.default_rng(np.random.randint(2**63, dtype=np.int64))
+            dp = {**dp, "rng": rng}
         return dropout_forward(x, dp)
 
     @staticmethod

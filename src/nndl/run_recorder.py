@@ -29,7 +29,13 @@ class RunRecorder(Callback):
     when validation accuracy improved), then checkpoint.npz (last, so that a resume never
     skips a recorded epoch), and prints the one-line summary. Stops the solver at the
     time limit or the target accuracy. :meth:`finish` writes the plots and the summary.
+
+    Progress within an epoch: a tqdm bar when stderr is a terminal; otherwise (a log file,
+    CI) one plain line at most every ``progress_every`` seconds, since a bar redrawn into
+    a file writes thousands of partial lines.
     """
+
+    progress_every = 60.0
 
     def __init__(
         self,
@@ -55,6 +61,7 @@ class RunRecorder(Callback):
         self.start_wall = time.perf_counter()
         self._t0 = self.start_wall
         self._bar = None
+        self._last_progress = self._t0
         self.stop_reason: str | None = None
 
     def resume_from(self, solver: Any) -> None:
@@ -75,12 +82,12 @@ class RunRecorder(Callback):
             print(line, flush=True)
 
     def on_train_begin(self, solver: Any) -> None:
-        self._t0 = time.perf_counter()
-        if self.quiet:
+        self._t0 = self._last_progress = time.perf_counter()
+        if self.quiet or not sys.stderr.isatty():
             return
         try:
             from tqdm import tqdm
-        except ImportError:  # the bar is a nicety; the epoch lines still appear
+        except ImportError:  # the bar is a nicety; plain progress lines still appear
             return
         self._bar = tqdm(
             total=solver.num_iterations,
@@ -97,6 +104,14 @@ class RunRecorder(Callback):
                 loss=f"{loss:.3f}", lr=f"{_current_lr(solver):.1e}", refresh=False
             )
             self._bar.update(1)
+        elif not self.quiet and time.perf_counter() - self._last_progress >= self.progress_every:
+            self._last_progress = time.perf_counter()
+            print(
+                f"iteration {iteration}/{solver.num_iterations}  loss {loss:.3f}  "
+                f"lr {_current_lr(solver):.1e}  {self._elapsed():.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
         if self.time_limit is not None and time.perf_counter() - self._t0 >= self.time_limit:
             self._stop(solver, f"time limit of {self.time_limit:g}s reached")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -51,14 +53,55 @@ def _positive_int(name: str, value: Any, minimum: int = 1, allow_none: bool = Fa
     return int(value)
 
 
+class _StepBoundaryInterrupts:
+    """Hold Ctrl-C (SIGINT) while a training step runs; raise it between steps.
+
+    A KeyboardInterrupt in the middle of a step would leave the model half updated (batch
+    norm running statistics already moved, some parameters stepped and others not), and
+    a checkpoint of that state could never be resumed exactly. So while training, SIGINT
+    only sets a flag, and :meth:`check` raises KeyboardInterrupt at the next step boundary.
+    Python delivers signals to the main thread only, so elsewhere, or when the program
+    has installed its own SIGINT handler, nothing is changed.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StepBoundaryInterrupts:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._previous = signal.signal(signal.SIGINT, self._defer)
+        return self
+
+    def _defer(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def check(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        if exc_type is None:
+            self.check()  # a Ctrl-C during the last step
+
+
 class Solver:
     """Train ``model`` on ``data`` (a dict with ``X_train, y_train, X_val, y_val``).
 
     ``train()`` runs ``max(N // batch_size, 1) * num_epochs`` iterations; each epoch visits
     a fresh permutation of the training set drawn from the solver's Generator (seeded by
-    ``seed``). After each epoch every parameter's learning rate is multiplied by
-    ``lr_decay``, and the accuracies are checked (train on ``num_train_samples`` examples,
-    validation on ``num_val_samples`` or all); they are also checked at the start.
+    ``seed``; without one, by a draw from NumPy's global random state, so that
+    ``np.random.seed`` makes a run repeatable). After each epoch every parameter's
+    learning rate is multiplied by ``lr_decay``, and the accuracies are checked (train on
+    ``num_train_samples`` examples, validation on ``num_val_samples`` or all); they are
+    also checked at the start.
     ``best_params`` (copies) are those of the best validation accuracy and are swapped
     into the model when training finishes. ``update_rule`` is a name in
     :data:`nndl.optim.UPDATE_RULES` or a callable ``(w, dw, config) -> (next_w, config)``;
@@ -121,7 +164,12 @@ class Solver:
         self.checkpoint_name = opts["checkpoint_name"]
         self.print_every = _positive_int("print_every", opts["print_every"])
         self.verbose = bool(opts["verbose"])
-        self.rng = np.random.default_rng(opts["seed"])
+        seed = opts["seed"]
+        if seed is None:
+            # As the classic Solver drew batches from np.random, np.random.seed makes an
+            # unseeded run repeatable; the solver keeps its own (checkpointed) Generator.
+            seed = np.random.randint(2**63, dtype=np.int64)
+        self.rng = np.random.default_rng(seed)
 
         callbacks = list(opts["callbacks"] or [])
         if self.verbose and not any(isinstance(cb, PrintProgress) for cb in callbacks):
@@ -182,6 +230,20 @@ class Solver:
             self.optim_configs[p] = config
         return loss
 
+    def _iteration(self, N: int, ipe: int, started: float) -> bool:
+        """One step, its callbacks and any epoch end; False if the loss was not finite."""
+        pos = self.iteration % ipe
+        if pos == 0 or self._perm is None:
+            self._perm = self.rng.permutation(N)
+        loss = self._step(self._perm[pos * self.batch_size : (pos + 1) * self.batch_size])
+        if loss is None:
+            return False
+        self.iteration += 1
+        self._call("on_iteration_end", self.iteration, loss)
+        if self.iteration % ipe == 0:
+            self._end_epoch(started)
+        return True
+
     def _record_accuracy(self) -> tuple[float, float]:
         train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
         val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples)
@@ -215,7 +277,12 @@ class Solver:
         self._call("on_epoch_end", self.epoch, logs)
 
     def train(self) -> None:
-        """Run (or, after a stop or :meth:`load_checkpoint`, continue) the training."""
+        """Run (or, after a stop or :meth:`load_checkpoint`, continue) the training.
+
+        Ctrl-C (in the main thread) takes effect between steps: ``KeyboardInterrupt`` is
+        raised with the solver and model exactly as of the last finished step (its
+        callbacks and any epoch end included), so a checkpoint saved then resumes exactly.
+        """
         started = time.perf_counter()
         N = len(self.X_train)
         ipe = self.iterations_per_epoch = max(N // self.batch_size, 1)
@@ -225,21 +292,15 @@ class Solver:
         if self._last_params is not None:
             self.model.params = self._last_params
             self._last_params = None
-        if self.iteration == 0 and not self.val_acc_history:
-            self._record_accuracy()
-        self._call("on_train_begin")
-
-        while self.iteration < self.num_iterations and not self.stop_training:
-            pos = self.iteration % ipe
-            if pos == 0 or self._perm is None:
-                self._perm = self.rng.permutation(N)
-            loss = self._step(self._perm[pos * self.batch_size : (pos + 1) * self.batch_size])
-            if loss is None:
-                break
-            self.iteration += 1
-            self._call("on_iteration_end", self.iteration, loss)
-            if self.iteration % ipe == 0:
-                self._end_epoch(started)
+        with _StepBoundaryInterrupts() as interrupts:
+            if self.iteration == 0 and not self.val_acc_history:
+                self._record_accuracy()
+            self._call("on_train_begin")
+            interrupts.check()
+            while self.iteration < self.num_iterations and not self.stop_training:
+                if not self._iteration(N, ipe, started):
+                    break
+                interrupts.check()
         if self.stop_training and self.stop_reason is None:
             self.stop_reason = f"Solver: stopped by a callback after iteration {self.iteration}"
 
