@@ -52,7 +52,16 @@ def environment(**extra: str) -> dict[str, str]:
     """The subprocesses' environment: this one (conftest points downloads at a closed
     port) with one BLAS thread, for the same arithmetic in every process and less
     contention on 2 cores."""
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **extra}
+    # One thread everywhere: the cases run concurrently, and under a memory limit every
+    # extra thread's stack and BLAS buffers would count against it.
+    env = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "NNDL_NUM_THREADS": "1",
+        "NUMBA_NUM_THREADS": "1",
+        **extra,
+    }
     env.pop("NNDL_DEBUG", None)
     return env
 
@@ -64,7 +73,10 @@ def nndl(*args, cwd=None, env=None, limit_mb=None, timeout=120) -> subprocess.Co
         cmd = [sys.executable, "-m", "nndl", *argv]
     else:
         code = (
-            "import resource, runpy, sys; "
+            # OpenBLAS allocates its work buffers on the first product and exits the process
+            # when that fails; warm it up first so the limit meets NumPy's own allocations.
+            "import resource, runpy, sys, numpy as np; "
+            "np.ones((64, 64), np.float32) @ np.ones((64, 64), np.float32); "
             f"resource.setrlimit(resource.RLIMIT_AS, ({limit_mb << 20}, {limit_mb << 20})); "
             f"sys.argv = ['nndl', *{argv!r}]; runpy.run_module('nndl', run_name='__main__')"
         )

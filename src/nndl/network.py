@@ -16,7 +16,9 @@ import numpy as np
 from .checks import check_count, check_probability
 from .layers import softmax_loss
 from .model_base import Model
+from .model_base import ParamSpec as PlanSpec
 from .nn import Context, Module, ParamSpec, build, format_summary, summarize
+from .nn.module import Shape
 from .nn.init import init_params
 from .nn.spec import as_spec
 
@@ -58,6 +60,26 @@ class Network(Model):
         dtype: Any = np.float32,
         seed: int | None = None,
     ) -> None:
+        root, in_shape, num_classes = self._bind(layers, input_dim, num_classes)
+        self.label_smoothing = check_probability("Network", "label_smoothing", label_smoothing)
+        self._setup(
+            dict(layers=root.config()["layers"], input_dim=list(in_shape),
+                 num_classes=num_classes, reg=reg, label_smoothing=self.label_smoothing,
+                 seed=seed),
+            reg, dtype, seed,
+        )  # fmt: skip
+        self.root = root
+        self.input_dim = in_shape
+        self.param_specs: dict[str, ParamSpec] = _collect(root, "param_specs")
+        self.buffers = {k: np.full(b.shape, b.fill, dtype=self.dtype)
+                        for k, b in _collect(root, "buffer_specs").items()}  # fmt: skip
+        self.params = init_params(self.param_specs, self._draw, self.dtype)
+        self._decay = [k for k, s in self.param_specs.items() if s.decay and s.trainable]
+        self._frozen = [k for k, s in self.param_specs.items() if not s.trainable]
+
+    @staticmethod
+    def _bind(layers: Any, input_dim: Any, num_classes: Any) -> tuple[Module, Shape, int]:
+        """Build the spec's module tree and bind it to ``input_dim``: pure, no arrays."""
         fn = "Network"
         root = build(as_spec(layers))
         if isinstance(input_dim, (int, np.integer)) or not isinstance(input_dim, Sequence):
@@ -73,21 +95,13 @@ class Network(Model):
                 f'scores for num_classes={num_classes} (end with {{"type": "linear", '
                 f'"units": {num_classes}}})'
             )
-        self.label_smoothing = check_probability(fn, "label_smoothing", label_smoothing)
-        self._setup(
-            dict(layers=root.config()["layers"], input_dim=list(in_shape),
-                 num_classes=num_classes, reg=reg, label_smoothing=self.label_smoothing,
-                 seed=seed),
-            reg, dtype, seed,
-        )  # fmt: skip
-        self.root = root
-        self.input_dim = in_shape
-        self.param_specs: dict[str, ParamSpec] = _collect(root, "param_specs")
-        self.buffers = {k: np.full(b.shape, b.fill, dtype=self.dtype)
-                        for k, b in _collect(root, "buffer_specs").items()}  # fmt: skip
-        self.params = init_params(self.param_specs, self._draw, self.dtype)
-        self._decay = [k for k, s in self.param_specs.items() if s.decay and s.trainable]
-        self._frozen = [k for k, s in self.param_specs.items() if not s.trainable]
+        return root, in_shape, num_classes
+
+    @classmethod
+    def _param_plan(cls, args: dict[str, Any]) -> dict[str, PlanSpec]:
+        """Shapes of every parameter the spec implies (checked, nothing allocated)."""
+        root, _, _ = cls._bind(args["layers"], args["input_dim"], args["num_classes"])
+        return {k: PlanSpec(s.shape, "zeros") for k, s in _collect(root, "param_specs").items()}
 
     def _draw(self, key: str, shape: tuple[int, ...], std: float) -> np.ndarray:
         self._add_weight(key, shape, std)  # the one place models draw initial weights
