@@ -374,4 +374,3 @@ def channel_mean_std(
         dev = X[i : i + chunk_size].astype(np.float64) - mean.reshape(shape)
         squares += np.einsum("nchw,nchw->c" if channel_axis == 1 else "nhwc,nhwc->c", dev, dev)
     return mean, np.sqrt(squares / count)
-

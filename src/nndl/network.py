@@ -18,8 +18,8 @@ from .layers import softmax_loss
 from .model_base import Model
 from .model_base import ParamSpec as PlanSpec
 from .nn import Context, Module, ParamSpec, build, format_summary, summarize
-from .nn.module import Shape
 from .nn.init import init_params
+from .nn.module import Shape
 from .nn.spec import as_spec
 
 
