@@ -30,6 +30,7 @@ from pathlib import Path
 
 import nndl.checkpoint
 import nndl.cli
+import nndl.cli.entry
 import nndl.optim
 import nndl.solver
 
@@ -43,7 +44,7 @@ def main() -> int:
     def fire(sig: int) -> None:
         os.kill(os.getpid(), sig)
 
-    build_model = nndl.cli.build_model
+    build_model = nndl.cli.entry.build_model
 
     def build_wrapped(name, **kwargs):
         model = build_model(name, **kwargs)
@@ -72,7 +73,7 @@ def main() -> int:
         model.loss = wrapped
         return model
 
-    nndl.cli.build_model = build_wrapped
+    nndl.cli.entry.build_model = build_wrapped
 
     for name, rule in list(nndl.optim.UPDATE_RULES.items()):
 

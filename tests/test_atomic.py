@@ -1,11 +1,11 @@
-"""nndl.atomic: a file is replaced whole or not at all."""
+"""nndl.io.atomic: a file is replaced whole or not at all."""
 
 import os
 import stat
 
 import pytest
 
-from nndl.atomic import atomic_open, atomic_write_bytes
+from nndl.io.atomic import atomic_open, atomic_write_bytes
 
 
 def test_a_finished_write_replaces_the_file_with_the_usual_mode(tmp_path):

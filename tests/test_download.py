@@ -1,4 +1,4 @@
-"""nndl.download: fetching over a loopback HTTP server, checksums, safe and atomic unpacking."""
+"""nndl.io.download: fetching over a loopback HTTP server, checksums, safe and atomic unpacking."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from _cifar import write_synthetic_cifar10
 
 from nndl.data import get_CIFAR10_data, load_CIFAR10, resolve_data_dir
-from nndl.download import (
+from nndl.io.download import (
     CIFAR10_FILES,
     ChecksumError,
     DownloadError,

@@ -1,4 +1,4 @@
-"""nndl.safe_pickle: arrays and containers load; anything that could run code is refused."""
+"""nndl.io.safe_pickle: arrays and containers load; anything that could run code is refused."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nndl.data import load_CIFAR10
-from nndl.safe_pickle import RefusedGlobalError, load_pickle_file, safe_load, safe_loads
+from nndl.io.safe_pickle import RefusedGlobalError, load_pickle_file, safe_load, safe_loads
 
 
 class _Exploit:

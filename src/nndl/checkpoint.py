@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .atomic import atomic_open
+from .io.atomic import atomic_open
 
 if TYPE_CHECKING:
     from .model_base import Model

@@ -10,7 +10,7 @@ looked for in this order (the first one given is the one used):
 
 Each may name either ``cifar-10-batches-py`` itself or the folder holding it. When the
 data is not there, :func:`resolve_data_dir` downloads the official archive into it (see
-:mod:`nndl.download`). Batches are read with :mod:`nndl.safe_pickle`, so a crafted file
+:mod:`nndl.io.download`). Batches are read with :mod:`nndl.io.safe_pickle`, so a crafted file
 cannot run code, and every malformed file is reported by name.
 """
 
@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 
 from nndl.checks import check_count
-from nndl.download import (
+from nndl.io.download import (
     CIFAR10_FILES,
     CIFAR10_FOLDER,
     CIFAR10_MD5,
     download_cifar10,
     where_to_put_message,
 )
-from nndl.safe_pickle import load_pickle_file
+from nndl.io.safe_pickle import load_pickle_file
 
 __all__ = [
     "CLASS_NAMES",

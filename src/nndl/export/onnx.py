@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
 from ..cnn import ConvNet, ThreeLayerConvNet
 from ..fc_net import FullyConnectedNet, TwoLayerNet
+from ..io.atomic import atomic_write_bytes
 from ..network import Network
 from ..nn import (
     GELU,

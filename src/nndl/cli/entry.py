@@ -1,7 +1,7 @@
 """The ``nndl`` command line: ``nndl train``, ``nndl evaluate`` and ``nndl predict``.
 
 ``nndl train`` trains a model from the registry on CIFAR-10 and writes everything about
-the run into one folder (see :mod:`nndl.run_dir` for its contents); ``evaluate`` and
+the run into one folder (see :mod:`nndl.cli.run_folder` for its contents); ``evaluate`` and
 ``predict`` read that folder back. Progress bars, plots and image loading need the
 ``cli`` extra: ``pip install 'nndl[cli]'``.
 """
@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .cli_options import (  # DEFAULTS re-exported: the default run is nndl.cli.DEFAULTS
+from .. import __version__
+from ..models import build_model
+from .options import (  # DEFAULTS re-exported: the default run is nndl.cli.DEFAULTS
     DEFAULTS,  # noqa: F401
     REQUIRED_SETTINGS,
     RUN_CONTROL,
@@ -33,8 +34,8 @@ from .cli_options import (  # DEFAULTS re-exported: the default run is nndl.cli.
     preflight,
     settings_from_args,
 )
-from .models import build_model
-from .run_dir import (
+from .recorder import RunRecorder
+from .run_folder import (
     CLIError,
     RunFolder,
     batched_scores,
@@ -46,7 +47,6 @@ from .run_dir import (
     require_matplotlib,
     softmax,
 )
-from .run_recorder import RunRecorder
 
 # Errors that mean bad input (flags, files, data): reported as `nndl CMD: error: ...`, exit 2.
 # A RefusedGlobalError (a crafted pickle) is an UnpicklingError.
@@ -177,7 +177,7 @@ def _open_run(args: argparse.Namespace, run: RunFolder, settings: dict | None, e
 
 def _solver_for(args, run: RunFolder, settings: dict, explicit: dict, data: dict, info: dict):
     """The model, its Solver and the RunRecorder that keeps the folder up to date."""
-    from .solver import Solver
+    from ..solver import Solver
 
     kwargs = build_kwargs(settings, info["input_dim"], len(info["class_names"]), explicit)
     model = build_model(settings["model"], **kwargs)
@@ -253,7 +253,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(evaluation_report(result))
     run.write_json("evaluation.json", result)
     if args.plot:
-        from .plots import plot_confusion_matrix
+        from ..plots import plot_confusion_matrix
 
         plot_confusion_matrix(cm, names, path=run.path / "confusion_matrix.png")
         print(f"wrote {run.path / 'confusion_matrix.png'}")

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .callbacks import Callback
-from .checkpoint import save_model
-from .run_dir import RunFolder
+from ..callbacks import Callback
+from ..checkpoint import save_model
+from .run_folder import RunFolder
 
 
 def _current_lr(solver: Any) -> float:
@@ -160,7 +160,7 @@ class RunRecorder(Callback):
             self._bar = None
 
     def write_plots(self, solver: Any) -> None:
-        from . import plots
+        from .. import plots
 
         r = self.records
         plots.plot_loss(

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_write_bytes
-from .checkpoint import NpzReader, atomic_savez, load_model
+from ..checkpoint import NpzReader, atomic_savez, load_model
+from ..io.atomic import atomic_write_bytes
 
 LOCK_NAME = ".lock"
 # config.json and metrics.jsonl are small; a far larger one is not ours (and is not read).
@@ -87,7 +87,7 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 def evaluate_scores(scores: np.ndarray, y: Any, class_names: Sequence[str]) -> dict[str, Any]:
     """Accuracy, per-class accuracy, class counts and confusion matrix, JSON-ready."""
-    from .plots import confusion_matrix
+    from ..plots import confusion_matrix
 
     y = np.asarray(y, dtype=np.int64)
     pred = np.asarray(scores).argmax(axis=1)
@@ -133,7 +133,7 @@ def load_cifar(
     progress: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """CIFAR-10 splits sized by ``settings`` (as ``settings['dtype']``) and a data summary."""
-    from .data import data_fingerprint, get_CIFAR10_data, resolve_data_dir
+    from ..data import data_fingerprint, get_CIFAR10_data, resolve_data_dir
 
     root = resolve_data_dir(data_dir, download=True, progress=progress)
     data = get_CIFAR10_data(

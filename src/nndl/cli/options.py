@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .checkpoint import MAX_FILE_BYTES
-from .models import MODELS
-from .optim import UPDATE_RULES
-from .run_dir import CLIError
+from .. import __version__
+from ..checkpoint import MAX_FILE_BYTES
+from ..models import MODELS
+from ..optim import UPDATE_RULES
+from .run_folder import CLIError
 
 # The default run, used for every setting not given on the command line; tune it here.
 # Chosen for time to 65% validation accuracy on a 2-core CPU, as benchmarks/bench_train.py
