@@ -12,9 +12,8 @@ import time
 import numpy as np
 
 from nndl.callbacks import Callback
-from nndl.checkpoint import load_model, save_model
 from nndl.data import get_CIFAR10_data
-from nndl.models import build_model
+from nndl.models import build_model, load_model, save_model
 from nndl.solver import Solver
 
 num_training = int(sys.argv[1]) if len(sys.argv) > 1 else 5000

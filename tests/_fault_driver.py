@@ -28,9 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-import nndl.checkpoint
 import nndl.cli
 import nndl.cli.entry
+import nndl.io.atomic
 import nndl.optim
 import nndl.solver
 
@@ -88,19 +88,19 @@ def main() -> int:
 
         nndl.optim.UPDATE_RULES[name] = update
 
-    save_checkpoint = nndl.solver.save_solver_checkpoint
+    save_checkpoint = nndl.solver.Solver.save_checkpoint
 
-    def save_wrapped(path, solver, extra=None):
+    def save_wrapped(solver, path, extra=None):
         if solver.epoch == at and kind == "sigint-save":
             fire(signal.SIGINT)
         if solver.epoch == at and kind == "kill-save":
-            with nndl.checkpoint.atomic_open(Path(path)) as f:
+            with nndl.io.atomic.atomic_open(Path(path)) as f:
                 f.write(b"PK\x03\x04 half a checkpoint")
                 f.flush()
                 fire(signal.SIGKILL)
-        return save_checkpoint(path, solver, extra)
+        return save_checkpoint(solver, path, extra)
 
-    nndl.solver.save_solver_checkpoint = save_wrapped
+    nndl.solver.Solver.save_checkpoint = save_wrapped
     return nndl.cli.main(argv)
 
 

@@ -6,11 +6,12 @@ import os
 import numpy as np
 import pytest
 
-import nndl.checkpoint as ckpt
+import nndl.io.checkpoint as ckpt
 from nndl.callbacks import Callback
-from nndl.checkpoint import atomic_savez, load_model, save_model
 from nndl.cnn import ConvNet
 from nndl.fc_net import FullyConnectedNet
+from nndl.io.checkpoint import atomic_savez
+from nndl.models import load_model, save_model
 from nndl.solver import Solver
 
 
@@ -167,3 +168,135 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["a.npz"]
     with np.load(path, allow_pickle=False) as f:
         assert f["x"].tolist() == [0, 1, 2]
+
+
+# --- state dicts in memory, and the tree format ------------------------------------------
+
+
+class Counter:
+    """A stand-in for a data loader or a schedule: a component with a state dict."""
+
+    def __init__(self):
+        self.count = 0
+
+    def state_dict(self):
+        return {"count": self.count, "seen": np.arange(self.count)}
+
+    def load_state_dict(self, state):
+        if not isinstance(state.get("count"), int):
+            raise ValueError(f"Counter.load_state_dict: bad count {state.get('count')!r}")
+        self.count = state["count"]
+
+
+class Tick(Callback):
+    def __init__(self, counter):
+        self.counter = counter
+
+    def on_iteration_end(self, solver, iteration, loss):
+        self.counter.count += 1
+
+
+def _with_counter(model, **kw):
+    counter = Counter()
+    solver = _solver(model, callbacks=[Tick(counter), *kw.pop("callbacks", [])], **kw)
+    solver.components["counter"] = counter
+    return solver
+
+
+@pytest.mark.parametrize("stop", [{"epoch": 1}, {"iteration": 7}], ids=["epoch", "mid-epoch"])
+def test_solver_state_dict_round_trip_continues_bit_identically(tmp_path, stop):
+    full = _with_counter(_model())
+    full.train()
+    first = _with_counter(_model(), callbacks=[StopAfter(**stop)])
+    first.train()
+    state = first.state_dict()
+    resumed = _with_counter(_model(seed=99), seed=42)
+    resumed.load_state_dict(state)
+    assert resumed.components["counter"].count == first.iteration
+    resumed.train()
+    _assert_same_run(full, resumed)
+    assert resumed.components["counter"].count == full.components["counter"].count
+    # The state is a copy: training the first solver on changes nothing in it.
+    first.train()
+    resumed2 = _with_counter(_model(seed=7))
+    resumed2.load_state_dict(state)
+    resumed2.train()
+    _assert_same_run(full, resumed2)
+    # And the same through a file, components included.
+    path = first.save_checkpoint(tmp_path / "c.npz")
+    again = _with_counter(_model(seed=3))
+    again.load_checkpoint(path)
+    assert again.components["counter"].count == full.components["counter"].count
+
+
+def test_a_refused_component_state_undoes_the_model(tmp_path):
+    solver = _with_counter(_model())
+    solver.train()
+    state = solver.state_dict()
+    state["components"]["counter"]["count"] = "many"
+    fresh = _with_counter(_model(seed=5))
+    before = fresh.model.state_dict()
+    with pytest.raises(ValueError, match="component 'counter'.*bad count"):
+        fresh.load_state_dict(state)
+    for k, v in before["params"].items():
+        assert np.array_equal(fresh.model.params[k], v), k
+    assert fresh.iteration == 0
+    with pytest.raises(ValueError, match=r"components \[\]; expected \['counter'\]"):
+        fresh.load_state_dict({**state, "components": {}})
+
+
+def test_model_state_dict_holds_params_buffers_and_rng():
+    model = _model(seed=3)
+    state = model.state_dict()
+    assert set(state) == {"params", "buffers", "rng"}
+    assert set(state["buffers"]) == {"running_mean1", "running_var1", "running_mean2",
+                                     "running_var2"}  # fmt: skip
+    model.rng.random(5)  # move the Generator; loading puts it back
+    state["params"]["W1"][...] = 0  # a copy: the model keeps its own
+    assert np.any(model.params["W1"])
+    model.load_state_dict(state)
+    assert not np.any(model.params["W1"])
+    assert model.rng.bit_generator.state == state["rng"]
+    with pytest.raises(ValueError, match="W1 to be a float array"):
+        model.load_state_dict(
+            {**state, "params": {**state["params"], "W1": np.zeros((6, 10), int)}}
+        )
+
+
+def test_a_tree_round_trips_and_mixed_leaves_stay_apart(tmp_path):
+    tree = {
+        "a": {"x": np.arange(3), "y": 1.5, "deep": {"z": np.ones((2, 2), np.float32)}},
+        "names": ["p", "q"],
+        "layers": [{"type": "conv2d", "filters": 4}],
+        "none": None,
+        "empty": {},
+        "scalar": np.float64(2.5),
+    }
+    path = ckpt.save_tree(tmp_path / "t", tree)
+    assert path.name == "t.npz"
+    seen = {}
+    back = ckpt.read_tree("test", path, check=lambda outline: seen.update(outline))
+    assert seen["a"]["x"] == ckpt.StoredArray((3,), np.dtype(int))
+    assert back["version"] == ckpt.VERSION and "format" not in back
+    assert np.array_equal(back["a"]["x"], np.arange(3)) and back["a"]["y"] == 1.5
+    assert back["a"]["deep"]["z"].dtype == np.float32
+    assert back["names"] == ["p", "q"] and back["layers"] == tree["layers"]
+    assert back["none"] is None and back["empty"] == {} and back["scalar"] == 2.5
+    with pytest.raises(ValueError, match="reserved"):
+        ckpt.save_tree(tmp_path / "u", {"version": 1})
+    with pytest.raises(TypeError, match="a/b is a object array|expected numbers"):
+        ckpt.save_tree(tmp_path / "u", {"a": {"b": np.array(["s"])}})
+    with pytest.raises(TypeError, match="expected a name without '/'"):
+        ckpt.save_tree(tmp_path / "u", {"a/b": 1})
+    with pytest.raises(TypeError, match="a is a set"):
+        ckpt.save_tree(tmp_path / "u", {"a": {1, 2}})
+
+    def refuse(outline):
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        ckpt.read_tree("test", path, check=refuse)
+    meta = np.array(json.dumps({"format": "nndl", "version": 2, "a": 1}))
+    np.savez(tmp_path / "clash.npz", meta=meta, **{"a/b": np.zeros(2)})
+    with pytest.raises(ckpt.CorruptFileError, match="'a/b' lies under a JSON value"):
+        ckpt.read_tree("test", tmp_path / "clash.npz")

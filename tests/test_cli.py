@@ -25,8 +25,8 @@ PIL_Image = pytest.importorskip("PIL.Image")
 from _cifar import write_synthetic_cifar10  # noqa: E402
 
 from nndl import cli  # noqa: E402
-from nndl.checkpoint import load_model  # noqa: E402
 from nndl.data import get_CIFAR10_data  # noqa: E402
+from nndl.models import load_model  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SIZES = ["--num-training", "100", "--num-validation", "20", "--num-test", "20"]

@@ -15,11 +15,11 @@ from _cifar import real_cifar_dir, synthetic_batch
 
 import nndl.nn.spec as nn_spec
 from nndl.augment import normalize
-from nndl.checkpoint import load_model, save_model
 from nndl.cnn import ConvNet, ThreeLayerConvNet
 from nndl.data import channel_mean_std, load_CIFAR_batch
 from nndl.export import EMITTERS, MODEL_TREES, layer_tree, to_onnx
 from nndl.fc_net import FullyConnectedNet, TwoLayerNet
+from nndl.models import load_model, save_model
 from nndl.network import Network
 from nndl.nn import LAYERS, Linear, ReLU
 

@@ -45,6 +45,8 @@ SIZES = ["--num-training", "100", "--num-validation", "20", "--num-test", "20"]
 # 5 steps per epoch; 3 epochs are the uninterrupted reference run.
 NET = ["--num-filters", "4", "8", "--hidden-dims", "8", "--dropout", "0.9", "--batch-size", "20"]
 QUIET = ["--no-plots", "--quiet"]
+# The parameters of NET's first and second conv and of its hidden layer.
+W1, W2, W3 = "W1", "W2", "W3"
 EPOCHS = ["--epochs", "3"]
 
 
@@ -137,7 +139,7 @@ def assert_same_run(a: Path, b: Path) -> None:
             if key == "meta":
                 mx, my = json.loads(str(x[key])), json.loads(str(y[key]))
                 assert mx.get("solver") == my.get("solver"), name
-                assert mx["model_rng"] == my["model_rng"] and mx["extra"] == my["extra"], name
+                assert mx["model"] == my["model"] and mx["extra"] == my["extra"], name
             else:
                 assert np.array_equal(x[key], y[key]), (name, key)
     strip = lambda r: {k: v for k, v in r.items() if k != "elapsed"}  # noqa: E731
@@ -242,7 +244,7 @@ def rewrite_npz(name: str, edit: Callable[[dict], None]) -> Callable[[Path], Non
 def craft_config(**changes) -> Callable[[dict], None]:
     def edit(arrays: dict) -> None:
         meta = json.loads(str(arrays["meta"]))
-        meta["config"].update(changes)
+        meta["model"]["config"].update(changes)
         arrays["meta"] = np.array(json.dumps(meta))
 
     return edit
@@ -357,7 +359,7 @@ def _object_array(d: Path) -> None:
 
 def _bad_rng(arrays: dict) -> None:
     meta = json.loads(str(arrays["meta"]))
-    meta["model_rng"] = {"bit_generator": "seed"}  # would call np.random.seed()
+    meta["model"]["rng"] = {"bit_generator": "seed"}  # would call np.random.seed()
     arrays["meta"] = np.array(json.dumps(meta))
 
 
@@ -455,26 +457,30 @@ CASES: dict[str, Case] = {
         RESUME, ("checkpoint.npz", "truncated or corrupt"), truncate("checkpoint.npz", 0.999)
     ),
     "checkpoint-bit-flip": run_case(
-        RESUME, ("checkpoint.npz", "CRC"), flip_bit("checkpoint.npz", "params/W1.npy")
+        RESUME, ("checkpoint.npz", "CRC"), flip_bit("checkpoint.npz", f"model/params/{W1}.npy")
     ),
     "checkpoint-bit-flip-optim": run_case(
-        RESUME, ("checkpoint.npz", "CRC"), flip_bit("checkpoint.npz", "optim/W2/m.npy")
+        RESUME,
+        ("checkpoint.npz", "CRC"),
+        flip_bit("checkpoint.npz", f"solver/optim_configs/{W2}/m.npy"),
     ),
     "checkpoint-other-shapes": run_case(
         RESUME,
-        ("checkpoint.npz", "holds params W1 of shape (5, 3, 3, 3)"),
-        rewrite_npz("checkpoint.npz", lambda a: a.update({"params/W1": np.zeros((5, 3, 3, 3))})),
+        ("checkpoint.npz", f"holds params {W1} of shape (5, 3, 3, 3)"),
+        rewrite_npz(
+            "checkpoint.npz", lambda a: a.update({f"model/params/{W1}": np.zeros((5, 3, 3, 3))})
+        ),
     ),
     "checkpoint-bad-shuffle": run_case(
         RESUME,
         ("checkpoint.npz", "shuffle"),
-        rewrite_npz("checkpoint.npz", lambda a: a.update({"perm": a["perm"] + 1000})),
+        rewrite_npz("checkpoint.npz", lambda a: a.update({"solver/perm": a["solver/perm"] + 1000})),
     ),
     "best-model-cut": run_case(
         EVALUATE, ("best_model.npz", "truncated or corrupt"), truncate("best_model.npz", 0.5)
     ),
     "best-model-bit-flip": run_case(
-        EVALUATE, ("best_model.npz", "CRC"), flip_bit("best_model.npz", "params/W3.npy")
+        EVALUATE, ("best_model.npz", "CRC"), flip_bit("best_model.npz", f"model/params/{W3}.npy")
     ),
     "best-model-predict": run_case(
         ["predict", "{run}", "{d}/img.png"], ("best_model.npz",), truncate("best_model.npz", 0.3)
@@ -516,11 +522,11 @@ CASES: dict[str, Case] = {
     "header-claims-1e12": run_case(
         EVALUATE,
         ("best_model.npz", "header says"),
-        lying_header("best_model.npz", "params/W1.npy"),
+        lying_header("best_model.npz", f"model/params/{W1}.npy"),
         limit_mb=400,
     ),
     "crafted-rng-state": run_case(
-        EVALUATE, ("best_model.npz", "model_rng"), rewrite_npz("best_model.npz", _bad_rng)
+        EVALUATE, ("best_model.npz", "bad rng state"), rewrite_npz("best_model.npz", _bad_rng)
     ),
     "object-array": run_case(EVALUATE, ("best_model.npz", "object array"), _object_array),
     # config.json and metrics.jsonl, malformed.

@@ -20,18 +20,12 @@ import pytest
 from _cifar import CLASS_NAMES, REPO_ROOT, write_pickle
 
 from nndl.callbacks import Callback
-from nndl.checkpoint import (
-    MAX_FILE_BYTES,
-    CorruptFileError,
-    NpzReader,
-    load_model,
-    save_model,
-)
 from nndl.cnn import ConvNet, ThreeLayerConvNet
 from nndl.data import data_fingerprint, get_CIFAR10_data, load_class_names, resolve_data_dir
 from nndl.fc_net import FullyConnectedNet, TwoLayerNet
 from nndl.gradient_check import eval_numerical_gradient, rel_error
-from nndl.models import MODELS, build_model
+from nndl.io.checkpoint import MAX_FILE_BYTES, CorruptFileError, NpzReader
+from nndl.models import MODELS, build_model, load_model, save_model
 from nndl.optim import adam
 from nndl.solver import Solver
 
@@ -294,18 +288,17 @@ def test_every_bit_flip_is_refused_or_harmless(model_file):
                 assert np.array_equal(model.params[k], v), (pos, k)
 
 
-def _rewrite_meta(path: Path, **changes) -> None:
+def _rewrite_meta(path: Path, edit) -> None:
     with np.load(path) as f:
         arrays = {k: f[k] for k in f.files}
     meta = json.loads(str(arrays["meta"]))
-    meta.update(changes)
+    edit(meta)
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(path, **arrays)
 
 
 def test_a_crafted_config_is_refused_before_anything_is_allocated(model_file):
-    config = json.loads(str(np.load(model_file)["meta"]))["config"]
-    _rewrite_meta(model_file, config={**config, "num_filters": [10**6, 10**6]})
+    _rewrite_meta(model_file, lambda m: m["model"]["config"].update(num_filters=[10**6, 10**6]))
     tracemalloc.start()
     with pytest.raises(ValueError, match=r"holds params W1 of shape \(2, 3, 3, 3\) but"):
         load_model(model_file)
@@ -318,7 +311,7 @@ def test_array_sizes_are_bounded_before_reading(model_file):
     with pytest.raises(CorruptFileError, match="declares more than 1000 bytes"):
         NpzReader("test", model_file, max_bytes=1000)
     with NpzReader("test", model_file) as f:
-        assert f.shapes("params/")["W1"] == (2, 3, 3, 3)
+        assert f.shapes("model/params/")["W1"] == (2, 3, 3, 3)
     assert MAX_FILE_BYTES >= 1 << 30  # room for SPEC's reference model and its optimiser
 
 
@@ -326,11 +319,11 @@ def test_a_header_that_lies_about_its_size_is_refused(model_file):
     with zipfile.ZipFile(model_file) as z:
         entries = {i.filename: z.read(i) for i in z.infolist()}
     header = "{'descr': '<f8', 'fortran_order': False, 'shape': (10000000000,), }".ljust(117)
-    entries["params/b1.npy"] = b"\x93NUMPY\x01\x00v\x00" + header.encode() + b"\n" + bytes(16)
+    entries["model/params/b1.npy"] = b"\x93NUMPY\x01\x00v\x00" + header.encode() + b"\n" + bytes(16)
     with zipfile.ZipFile(model_file, "w") as z:
         for name, data in entries.items():
             z.writestr(name, data)
-    with pytest.raises(CorruptFileError, match=r"params/b1: header says \(10000000000,\)"):
+    with pytest.raises(CorruptFileError, match=r"model/params/b1: header says \(10000000000,\)"):
         load_model(model_file)
 
 
@@ -338,7 +331,7 @@ def test_an_unparsable_header_is_a_corrupt_file(model_file):
     with zipfile.ZipFile(model_file) as z:
         entries = {i.filename: z.read(i) for i in z.infolist()}
     header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,".ljust(117)  # unclosed
-    entries["params/b1.npy"] = b"\x93NUMPY\x01\x00v\x00" + header.encode() + b"\n" + bytes(8)
+    entries["model/params/b1.npy"] = b"\x93NUMPY\x01\x00v\x00" + header.encode() + b"\n" + bytes(8)
     with zipfile.ZipFile(model_file, "w") as z:
         for name, data in entries.items():
             z.writestr(name, data)
@@ -347,21 +340,24 @@ def test_an_unparsable_header_is_a_corrupt_file(model_file):
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("edit", "message"),
     [
-        ({"name": "resnet"}, "names the model 'resnet'"),
-        ({"config": [1, 2]}, "config that is not a dict"),
-        ({"config": {"num_filters": "x"}}, "invalid convnet config"),
-        ({"model_rng": {"bit_generator": "seed"}}, "bad model_rng"),
-        ({"model_rng": {"bit_generator": "PCG64", "state": "?"}}, "bad model_rng"),
-        ({"extra": [1]}, "'extra' that is not a dict"),
-        ({"format": "other"}, "not an nndl file"),
+        (lambda m: m["model"].update(name="resnet"), "names the model 'resnet'"),
+        (lambda m: m["model"].update(config=[1, 2]), "config that is not a dict"),
+        (lambda m: m["model"]["config"].update(num_filters="x"), "invalid convnet config"),
+        (lambda m: m["model"].update(rng={"bit_generator": "seed"}), "bad rng state"),
+        (lambda m: m["model"].update(rng={"bit_generator": "PCG64", "state": "?"}), "bad rng"),
+        (lambda m: m.update(extra=[1]), "'extra' that is not a dict"),
+        (lambda m: m.update(format="other"), "not an nndl file"),
+        (lambda m: m.update(version=3), "nndl file version 3"),
+        (lambda m: m["model"].pop("name"), "names the model None"),
     ],
 )
-def test_crafted_metadata_is_refused(model_file, change, message):
-    _rewrite_meta(model_file, **change)
-    with pytest.raises(ValueError, match=re.escape(message)):
+def test_crafted_metadata_is_refused(model_file, edit, message):
+    _rewrite_meta(model_file, edit)
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
         load_model(model_file)
+    assert str(model_file) in str(info.value)
 
 
 def _fc_solver(**kw):
@@ -377,16 +373,22 @@ def _fc_solver(**kw):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda a, m: a.update(perm=a["perm"][::-1] * 0), "shuffle"),
-        (lambda a, m: a.update({"history/loss": a["history/loss"][:-1]}), "history/loss"),
-        (lambda a, m: a.update({"optim/W1/m": np.zeros(3)}), "update-rule state W1/m"),
+        (lambda a, m: a.update({"solver/perm": a["solver/perm"][::-1] * 0}), "shuffle"),
+        (lambda a, m: a.update({"solver/history/loss": a["solver/history/loss"][:-1]}),
+         "history/loss"),
+        (lambda a, m: a.update({"solver/optim_configs/W1/m": np.zeros(3)}),
+         "update-rule state W1/m"),
         (lambda a, m: m["solver"].update(iteration=3), "disagree"),
         (lambda a, m: m["solver"].update(epoch=-1), "solver epoch -1"),
-        (lambda a, m: m["solver"]["optim_scalars"].pop("W1"), "update-rule settings"),
-        (lambda a, m: m["solver"]["optim_scalars"]["W1"].update(t=float("nan")), "bad update-rule"),
+        (lambda a, m: m["solver"]["optim_configs"].pop("W1"), "update-rule settings for W1"),
+        (lambda a, m: m["solver"]["optim_configs"]["W1"].update(t=float("nan")),
+         "bad update-rule"),
         (lambda a, m: m["solver"].update(rng={"bit_generator": "default_rng"}), "solver rng"),
+        (lambda a, m: m["model"].update(rng={"bit_generator": "seed"}), "bad rng state"),
+        (lambda a, m: a.pop("solver/history/val_acc"), "history/val_acc"),
+        (lambda a, m: m.update(kind="model"), "not a Solver checkpoint"),
     ],
-)
+)  # fmt: skip
 def test_a_crafted_checkpoint_is_refused_and_changes_nothing(tmp_path, edit, message):
     solver = _fc_solver()
     solver.train()

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from nndl.callbacks import Callback
-from nndl.checkpoint import load_model, save_model
 from nndl.cnn import ConvNet
 from nndl.gradient_check import eval_numerical_gradient, rel_error
-from nndl.models import MODELS, build_model
+from nndl.models import MODELS, build_model, load_model, save_model
 from nndl.network import Network
 from nndl.solver import Solver
 
@@ -170,7 +169,7 @@ def test_state_dict_round_trip():
     other.load_state_dict(model.state_dict())
     assert np.array_equal(other.loss(X), model.loss(X))
     with pytest.raises(ValueError, match=r"Network.load_state_dict: expected params"):
-        other.load_state_dict({"params": {"x": np.zeros(1)}, "state": {}})
+        other.load_state_dict({"params": {"x": np.zeros(1)}, "buffers": {}})
     with pytest.raises(ValueError, match=r"Network.load_state_arrays: expected keys"):
         other.load_state_arrays({})
 

@@ -14,14 +14,18 @@ model's config is checked against the arrays stored beside it before memory is s
 Random draws: a model built with a ``seed`` owns a Generator (``model.rng``) for its
 initial weights and dropout masks; with ``seed=None`` (the classic API) both come from
 NumPy's global random state, so ``np.random.seed(231)`` makes a notebook repeatable.
+
+State: :meth:`Model.state_dict` holds the parameters, the running statistics and the
+Generator's state; :meth:`Model.load_state_dict` restores them. Files are written by
+:func:`nndl.models.save_model` and read by :func:`nndl.models.load_model`.
 """
 
 from __future__ import annotations
 
 import inspect
 import numbers
-from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar, NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -33,6 +37,9 @@ from .layer_utils import (
     affine_relu_forward,
 )
 from .layers import dropout_backward, dropout_forward
+from .nn.init import init_params
+from .nn.module import ParamSpec
+from .rng import rng_state, set_rng_state
 
 
 def _jsonable(value: Any) -> Any:
@@ -54,32 +61,22 @@ def float_dtype(fn: str, dtype: Any) -> np.dtype:
     return dt
 
 
-class ParamSpec(NamedTuple):
-    """One parameter of a model's plan: its shape and how it starts.
-
-    ``init`` is ``"normal"`` (std ``std``), ``"zeros"`` or ``"ones"``; ``bn_layer`` marks
-    the ``gamma`` of a batch norm layer, which also gets running statistics of its shape.
-    """
-
-    shape: tuple[int, ...]
-    init: str
-    std: float = 0.0
-    bn_layer: int | None = None
-
-
 def normal_spec(shape: Sequence[int], std: float) -> ParamSpec:
-    return ParamSpec(tuple(shape), "normal", float(std))
+    """A weight drawn from a normal with std ``std`` (L2-regularised)."""
+    shape = tuple(shape)
+    return ParamSpec(shape, float(std), True, "weight")
 
 
 def zeros_spec(size: int) -> ParamSpec:
-    return ParamSpec((size,), "zeros")
+    """A bias of ``size`` zeros (not regularised)."""
+    return ParamSpec((size,), "zeros", False, "bias")
 
 
 def batchnorm_specs(idx: int, size: int) -> dict[str, ParamSpec]:
-    """``gamma{idx}`` (ones, with running statistics) and ``beta{idx}`` (zeros)."""
+    """``gamma{idx}`` (ones; its layer also gets running statistics) and ``beta{idx}``."""
     return {
-        f"gamma{idx}": ParamSpec((size,), "ones", bn_layer=idx),
-        f"beta{idx}": ParamSpec((size,), "zeros"),
+        f"gamma{idx}": ParamSpec((size,), "ones", False, "bn_scale"),
+        f"beta{idx}": ParamSpec((size,), "zeros", False, "bn_shift"),
     }
 
 
@@ -137,10 +134,16 @@ class Model:
     config: dict[str, Any]
 
     @classmethod
+    def param_plan(cls, **kwargs: Any) -> dict[str, ParamSpec]:
+        """The :class:`ParamSpec` of every parameter ``cls(**kwargs)`` would hold, in
+        creation order, computed without allocating anything; bad arguments raise as the
+        constructor would."""
+        return cls._param_plan(_arguments(cls, kwargs))
+
+    @classmethod
     def param_shapes(cls, **kwargs: Any) -> dict[str, tuple[int, ...]]:
-        """The shape of every parameter ``cls(**kwargs)`` would hold, computed without
-        allocating anything; bad arguments raise as the constructor would."""
-        return {k: spec.shape for k, spec in cls._param_plan(_arguments(cls, kwargs)).items()}
+        """The shape of every parameter ``cls(**kwargs)`` would hold (see :meth:`param_plan`)."""
+        return {k: spec.shape for k, spec in cls.param_plan(**kwargs).items()}
 
     @classmethod
     def _param_plan(cls, args: dict[str, Any]) -> dict[str, ParamSpec]:
@@ -171,15 +174,17 @@ class Model:
 
     # --- construction helpers -------------------------------------------------------
     def _init_params(self, plan: dict[str, ParamSpec]) -> None:
-        """Create the parameters of ``plan`` in its order (weights drawn in that order)."""
+        """Create the parameters of ``plan`` in its order (weights drawn in that order);
+        every ``gamma{idx}`` (role ``bn_scale``) gets running statistics."""
+        self.params = init_params(plan, self._draw, self.dtype)
         for key, spec in plan.items():
-            if spec.init == "normal":
-                self._add_weight(key, spec.shape, spec.std)
-            else:
-                fill = np.ones if spec.init == "ones" else np.zeros
-                self.params[key] = fill(spec.shape, dtype=self.dtype)
-            if spec.bn_layer is not None:
-                self._add_bn_state(spec.bn_layer, spec.shape[0])
+            if spec.role == "bn_scale":
+                self._add_bn_state(int(key.removeprefix("gamma")), spec.shape[0])
+
+    def _draw(self, key: str, shape: tuple[int, ...], std: float) -> np.ndarray:
+        """Initial weights ``key``: a normal draw with std ``std``, in the model's dtype."""
+        self._add_weight(key, shape, std)  # the one place models draw initial weights
+        return self.params.pop(key)
 
     def _standard_normal(self, shape: tuple[int, ...]) -> np.ndarray:
         if self.rng is None:
@@ -322,31 +327,74 @@ class Model:
                     )
                 bn_param[stat] = value.astype(self.dtype, copy=True)
 
-    def state_dict(self) -> dict[str, dict[str, np.ndarray]]:
-        """Copies of the parameters and the running statistics:
-        ``{"params": {...}, "state": {...}}`` (see :meth:`load_state_dict`)."""
+    def first_weights(self) -> np.ndarray | None:
+        """The weights of the layer that sees the input (``W1``; for filter plots)."""
+        return self.params.get("W1")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that changes while the model trains, as copies:
+        ``{"params": {...}, "buffers": {...}, "rng": state or None}``: the parameters, the
+        running statistics (:meth:`state_arrays`) and the state of the model's Generator
+        (None without a seed). :meth:`load_state_dict` restores it."""
         return {
             "params": {k: v.copy() for k, v in self.params.items()},
-            "state": {k: np.array(v, copy=True) for k, v in self.state_arrays().items()},
+            "buffers": {k: np.array(v, copy=True) for k, v in self.state_arrays().items()},
+            "rng": None if self.rng is None else rng_state(self.rng),
         }
 
-    def load_state_dict(self, state: dict[str, dict[str, np.ndarray]]) -> None:
-        """Restore :meth:`state_dict`'s result (same keys and shapes; cast to the dtype)."""
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s result: the same names and shapes (arrays are cast
+        to the model's dtype; ``rng`` may be absent or None, which keeps the model's own).
+
+        Everything is checked before anything changes: a refused state (``ValueError``)
+        leaves the model as it was.
+        """
         fn = f"{type(self).__name__}.load_state_dict"
-        if not isinstance(state, dict) or set(state) != {"params", "state"}:
-            got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"{fn}: expected a dict with keys ['params', 'state'], got {got}")
-        params = state["params"]
-        if set(params) != set(self.params):
-            raise ValueError(f"{fn}: expected params {sorted(self.params)}, got {sorted(params)}")
-        for k, v in params.items():
-            if np.shape(v) != self.params[k].shape:
-                raise ValueError(
-                    f"{fn}: expected {k} of shape {self.params[k].shape}, got {np.shape(v)}"
-                )
-        self.load_state_arrays(state["state"])
+        if not isinstance(state, Mapping) or not {"params", "buffers"} <= set(state):
+            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"{fn}: expected a dict with params, buffers and rng, got {got}")
+        params = _float_arrays(fn, "params", state["params"], self.params)
+        buffers = _float_arrays(fn, "buffers", state["buffers"], self.state_arrays())
+        restored = None
+        if state.get("rng") is not None and self.rng is not None:
+            try:
+                restored = set_rng_state(None, state["rng"])  # checked on a fresh one
+            except ValueError as exc:
+                raise ValueError(f"{fn}: bad rng state: {exc}") from None
+        self.load_state_arrays(buffers)
         self.params = {k: np.array(params[k], dtype=self.dtype) for k in self.params}
+        if restored is not None:
+            self.rng = set_rng_state(self.rng, rng_state(restored))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({args})"
+
+
+def _float_arrays(fn: str, what: str, got: Any, expected: Mapping[str, np.ndarray]) -> dict:
+    """``got`` checked to hold float arrays of exactly ``expected``'s names and shapes."""
+    if not isinstance(got, Mapping) or set(got) != set(expected):
+        names = sorted(got) if isinstance(got, Mapping) else type(got).__name__
+        raise ValueError(f"{fn}: expected {what} {sorted(expected)}, got {names}")
+    for k, v in got.items():
+        if not isinstance(v, np.ndarray) or v.dtype.kind != "f":
+            kind = v.dtype if isinstance(v, np.ndarray) else type(v).__name__
+            raise ValueError(f"{fn}: expected {what} {k} to be a float array, got {kind}")
+        if v.shape != expected[k].shape:
+            raise ValueError(
+                f"{fn}: expected {what} {k} of shape {expected[k].shape}, got {v.shape}"
+            )
+    return dict(got)
+
+
+__all__ = [
+    "Model",
+    "ParamSpec",
+    "normal_spec",
+    "zeros_spec",
+    "batchnorm_specs",
+    "float_dtype",
+    "check_dims",
+    "check_dropout",
+    "check_weight_scale",
+]

@@ -2,7 +2,7 @@
 
 It follows the protocol of every nndl model (``params``, ``loss(X, y=None)``, ``config``,
 ``name``), so the Solver trains it, ``build_model('network', **model.config)`` rebuilds
-it, and ``nndl.checkpoint.save_model``/``load_model`` store it (batch-norm running
+it, and ``nndl.models.save_model``/``load_model`` store it (batch-norm running
 statistics through :meth:`Network.state_arrays`).
 """
 
@@ -16,8 +16,7 @@ import numpy as np
 from .checks import check_count, check_probability
 from .layers import softmax_loss
 from .model_base import Model
-from .model_base import ParamSpec as PlanSpec
-from .nn import Context, Module, ParamSpec, build, format_summary, summarize
+from .nn import Context, Dropout, Module, ParamSpec, build, format_summary, summarize
 from .nn.init import init_params
 from .nn.module import Shape
 from .nn.spec import as_spec
@@ -61,13 +60,17 @@ class Network(Model):
         seed: int | None = None,
     ) -> None:
         root, in_shape, num_classes = self._bind(layers, input_dim, num_classes)
-        self.label_smoothing = check_probability("Network", "label_smoothing", label_smoothing)
-        self._setup(
-            dict(layers=root.config()["layers"], input_dim=list(in_shape),
-                 num_classes=num_classes, reg=reg, label_smoothing=self.label_smoothing,
-                 seed=seed),
-            reg, dtype, seed,
-        )  # fmt: skip
+        label_smoothing = check_probability("Network", "label_smoothing", label_smoothing)
+        config = dict(layers=root.config()["layers"], input_dim=list(in_shape),
+                      num_classes=num_classes, reg=reg, label_smoothing=label_smoothing,
+                      seed=seed)  # fmt: skip
+        self._build(root, in_shape, config, reg, dtype, seed, label_smoothing)
+
+    def _build(self, root: Module, in_shape: Shape, config: dict[str, Any], reg: float,
+               dtype: Any, seed: int | None, label_smoothing: float = 0.0) -> None:  # fmt: skip
+        """Set up a model around the bound tree ``root``; ``config`` rebuilds it."""
+        self._setup(config, reg, dtype, seed)
+        self.label_smoothing = label_smoothing
         self.root = root
         self.input_dim = in_shape
         self.param_specs: dict[str, ParamSpec] = _collect(root, "param_specs")
@@ -76,6 +79,7 @@ class Network(Model):
         self.params = init_params(self.param_specs, self._draw, self.dtype)
         self._decay = [k for k, s in self.param_specs.items() if s.decay and s.trainable]
         self._frozen = [k for k, s in self.param_specs.items() if not s.trainable]
+        self._dropout = any(isinstance(m, Dropout) for m in root.modules())
 
     @staticmethod
     def _bind(layers: Any, input_dim: Any, num_classes: Any) -> tuple[Module, Shape, int]:
@@ -98,14 +102,17 @@ class Network(Model):
         return root, in_shape, num_classes
 
     @classmethod
-    def _param_plan(cls, args: dict[str, Any]) -> dict[str, PlanSpec]:
-        """Shapes of every parameter the spec implies (checked, nothing allocated)."""
-        root, _, _ = cls._bind(args["layers"], args["input_dim"], args["num_classes"])
-        return {k: PlanSpec(s.shape, "zeros") for k, s in _collect(root, "param_specs").items()}
+    def _param_plan(cls, args: dict[str, Any]) -> dict[str, ParamSpec]:
+        """Every parameter the spec implies (checked, nothing allocated)."""
+        root, _, _ = Network._bind(args["layers"], args["input_dim"], args["num_classes"])
+        return _collect(root, "param_specs")
 
-    def _draw(self, key: str, shape: tuple[int, ...], std: float) -> np.ndarray:
-        self._add_weight(key, shape, std)  # the one place models draw initial weights
-        return self.params.pop(key)
+    def _rng(self, train: bool) -> np.random.Generator | None:
+        """The Generator dropout draws from: the model's, or without a seed one seeded from
+        NumPy's global random state (so ``np.random.seed`` makes the masks repeatable)."""
+        if not (train and self._dropout) or self.rng is not None:
+            return self.rng
+        return np.random.default_rng(np.random.randint(2**63, dtype=np.int64))
 
     def _input(self, X) -> np.ndarray:
         if getattr(X, "ndim", 0) != len(self.input_dim) + 1 or X.shape[1:] != self.input_dim:
@@ -120,7 +127,8 @@ class Network(Model):
         X = self._input(X)
         train = y is not None
         ctx = Context(self.params, self.buffers, {} if train else None,
-                      "train" if train else "test", self.rng, need_input_grad=False)  # fmt: skip
+                      "train" if train else "test", self._rng(train),
+                      need_input_grad=False)  # fmt: skip
         scores, cache = self.root.forward(X, ctx)
         if not train:
             return scores
@@ -148,6 +156,13 @@ class Network(Model):
                     f"{fn}: expected {key} of shape {self.buffers[key].shape}, got {value.shape}"
                 )
         self.buffers = {k: np.array(arrays[k], dtype=self.dtype) for k in self.buffers}
+
+    def first_weights(self) -> np.ndarray | None:
+        """The weights ``W`` of the first layer that has them (for filter plots)."""
+        for module in self.root.modules():
+            if "W" in module.param_specs(module.in_shape):
+                return self.params[module.key("W")]
+        return None
 
     # --- description ------------------------------------------------------------------
     def summary_data(self, batch_size: int = 1) -> dict[str, Any]:

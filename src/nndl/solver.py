@@ -11,6 +11,7 @@ Example::
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import signal
 import threading
@@ -22,9 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from . import solver_state as checks
 from .callbacks import Callback, PrintProgress
-from .checkpoint import load_solver_checkpoint, save_solver_checkpoint
+from .io.checkpoint import read_tree, save_tree
+from .legacy import upgrade
 from .optim import UPDATE_RULES, get_update_rule
+from .rng import rng_state, set_rng_state
+
+__all__ = ["Solver"]
 
 DATA_KEYS = ("X_train", "y_train", "X_val", "y_val")
 
@@ -113,7 +119,15 @@ class Solver:
     Attributes: ``epoch``, ``iteration`` (completed updates), ``num_iterations``,
     ``iterations_per_epoch``, ``loss_history``, ``train_acc_history``, ``val_acc_history``
     (entry 0 is the check at the start), ``best_val_acc``, ``best_params``,
-    ``optim_configs``, ``stop_training`` and ``stop_reason``.
+    ``optim_configs``, ``stop_training``, ``stop_reason`` and ``components``.
+
+    State: :meth:`state_dict` holds everything a run continues from (the model's state,
+    counters, histories, best parameters, the update rules' state, the Generator and the
+    current shuffle; see :mod:`nndl.solver_state`), and :meth:`load_state_dict` restores
+    it, so training continues bit-identically. ``components`` maps a name to any object
+    with ``state_dict()``/``load_state_dict()`` (a data loader, a learning-rate schedule,
+    an EMA of the weights) whose state is saved and restored with the solver's.
+    :meth:`save_checkpoint`/:meth:`load_checkpoint` do the same through a file.
     """
 
     def __init__(self, model: Any, data: Mapping[str, Any], **kwargs: Any) -> None:
@@ -175,6 +189,7 @@ class Solver:
         if self.verbose and not any(isinstance(cb, PrintProgress) for cb in callbacks):
             callbacks.insert(0, PrintProgress(self.print_every))
         self.callbacks: list[Callback] = callbacks
+        self.components: dict[str, Any] = {}
 
         self.iterations_per_epoch = max(len(self.X_train) // self.batch_size, 1)
         self.num_iterations = self.iterations_per_epoch * self.num_epochs
@@ -332,12 +347,146 @@ class Solver:
             correct += int((scores.argmax(axis=1) == y[start : start + batch_size]).sum())
         return correct / N
 
+    # --- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run, as copies (see :mod:`nndl.solver_state`)."""
+        model = self.model.state_dict()
+        model["params"] = {k: v.copy() for k, v in self.training_params().items()}
+        return {
+            "model": model,
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "best_val_acc": self.best_val_acc,
+            "iterations_per_epoch": self.iterations_per_epoch,
+            "batch_size": self.batch_size,
+            "num_epochs": self.num_epochs,
+            "lr_decay": self.lr_decay,
+            "update_rule": self.update_rule_name,
+            "optim_configs": checks.optim_state("Solver.state_dict", self.optim_configs),
+            "best_params": {k: v.copy() for k, v in self.best_params.items()},
+            "history": {
+                "loss": np.array(self.loss_history, dtype=np.float64),
+                "train_acc": np.array(self.train_acc_history, dtype=np.float64),
+                "val_acc": np.array(self.val_acc_history, dtype=np.float64),
+            },
+            "rng": rng_state(self.rng),
+            "perm": None if self._perm is None else self._perm.copy(),
+            "components": {name: c.state_dict() for name, c in self.components.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s result; :meth:`train` then continues that run.
+
+        The solver must train the same architecture with the same batch size and training
+        set size (else ``ValueError``); its ``num_epochs`` may differ, to train for longer.
+        Everything is checked before the solver changes: a refused state leaves the
+        solver, its model and its components as they were.
+        """
+        self._restore(state, "Solver.load_state_dict: the state")
+
+    def _restore(self, state: Any, where: str) -> None:
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{where} is a {type(state).__name__}, not a solver state")
+        missing = [k for k in checks.STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"{where} lacks {missing}")
+        ipe = checks.count(where, state, "iterations_per_epoch")
+        if ipe != self.iterations_per_epoch:
+            raise ValueError(
+                f"{where} was written with {ipe} iterations per epoch (batch_size "
+                f"{state.get('batch_size')}) but this solver has {self.iterations_per_epoch} "
+                f"(batch_size {self.batch_size}); expected the same batch size and training set"
+            )
+        rule, stored = self.update_rule_name, state["update_rule"]
+        if rule is not None and stored is not None and rule != stored:
+            raise ValueError(
+                f"{where} was trained with update_rule {stored!r}, this solver uses {rule!r}"
+            )
+        epoch = checks.count(where, state, "epoch")
+        iteration = checks.count(where, state, "iteration")
+        if iteration // ipe != epoch:
+            raise ValueError(
+                f"{where} holds epoch {epoch} and iteration {iteration}, which disagree at "
+                f"{ipe} iterations per epoch"
+            )
+        best_val_acc = state["best_val_acc"]
+        if not isinstance(best_val_acc, numbers.Real) or isinstance(best_val_acc, bool):
+            raise ValueError(f"{where} holds best_val_acc {best_val_acc!r}")
+        shapes = {k: v.shape for k, v in self.model.params.items()}
+        best = checks.check_best_params(where, state["best_params"], shapes)
+        optim = checks.check_optim_configs(
+            where, state["optim_configs"], shapes, self.optim_configs
+        )
+        histories = checks.check_histories(where, state["history"], epoch, iteration)
+        perm = checks.check_perm(where, state["perm"], len(self.X_train))
+        try:
+            rng = set_rng_state(None, state["rng"])
+        except ValueError as exc:
+            raise ValueError(f"{where} holds a bad solver rng: {exc}") from None
+        components = state["components"]
+        if not isinstance(components, Mapping) or set(components) != set(self.components):
+            got = sorted(components) if isinstance(components, Mapping) else components
+            raise ValueError(f"{where} holds components {got}; expected {sorted(self.components)}")
+        self._load_objects(state["model"], components, where)
+        # Everything is checked and the model and components restored: now the solver.
+        self.optim_configs = {p: {k: np.array(v) if isinstance(v, np.ndarray) else v
+                                  for k, v in c.items()} for p, c in optim.items()}  # fmt: skip
+        self.best_params = {k: np.array(v) for k, v in best.items()}
+        self.loss_history = histories["loss"]
+        self.train_acc_history = histories["train_acc"]
+        self.val_acc_history = histories["val_acc"]
+        self._perm = perm
+        self.epoch, self.iteration = epoch, iteration
+        self.best_val_acc = float(best_val_acc)
+        self.rng = rng
+        self._last_params = None
+
+    def _load_objects(self, model: Any, components: Mapping[str, Any], where: str) -> None:
+        """Restore the model, then each component; a refusal undoes what was restored."""
+        before = self.model.state_dict()
+        try:
+            self.model.load_state_dict(model)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        done: list[tuple[Any, Any]] = []
+        try:
+            for name, component in self.components.items():
+                previous = component.state_dict()
+                component.load_state_dict(components[name])
+                done.append((component, previous))
+        except (TypeError, ValueError) as exc:
+            for component, previous in reversed(done):
+                component.load_state_dict(previous)
+            self.model.load_state_dict(before)
+            raise ValueError(f"{where}: component {name!r}: {exc}") from None
+
     # --- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Save everything needed to continue this run (atomic ``.npz``, no pickle)."""
-        return save_solver_checkpoint(path, self, extra)
+        """Save :meth:`state_dict` and the model's name and config to ``path`` (an atomic
+        ``.npz``, no pickle; :mod:`nndl.io.checkpoint`), with the JSON ``extra``."""
+        state = self.state_dict()
+        model = {"name": self.model.name, "config": self.model.config, **state.pop("model")}
+        return save_tree(path, {"kind": "checkpoint", "model": model, "solver": state,
+                                "extra": extra})  # fmt: skip
 
     def load_checkpoint(self, path: str | os.PathLike) -> dict | None:
         """Restore a checkpoint of a run with this model architecture and batch size;
-        ``train()`` then continues that run. Returns the checkpoint's ``extra``."""
-        return load_solver_checkpoint(path, self)
+        ``train()`` then continues that run. Returns the checkpoint's ``extra``.
+
+        The stored arrays' shapes are checked before any is read, everything else as by
+        :meth:`load_state_dict`; a refused or damaged file (a ``ValueError`` naming it)
+        leaves the solver as it was. Checkpoints of nndl 0.1.0 load too.
+        """
+        fn = "Solver.load_checkpoint"
+        where = f"{fn}: {path}"
+        shapes = {k: v.shape for k, v in self.model.params.items()}
+
+        def check(outline: dict[str, Any]) -> None:  # before any array is read
+            checks.check_outline(where, upgrade(outline), shapes, len(self.X_train))
+
+        tree = upgrade(read_tree(fn, path, check))
+        model = {k: tree["model"].get(k) for k in ("params", "buffers", "rng")}
+        state = {**tree["solver"], "model": model}
+        self._restore(state, where)
+        extra = tree.get("extra")
+        return None if extra is None else dict(extra)

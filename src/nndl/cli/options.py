@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..checkpoint import MAX_FILE_BYTES
+from ..io.checkpoint import MAX_FILE_BYTES
 from ..models import MODELS
 from ..optim import UPDATE_RULES
 from .run_folder import CLIError
@@ -72,7 +72,7 @@ _MODEL_KWARGS = {
 # Flags that only steer this invocation; a resumed run may change them freely.
 RUN_CONTROL = ("epochs",)
 # A checkpoint holds about four copies of the parameters (the current and best ones and
-# Adam's two moments) and must stay loadable (nndl.checkpoint.MAX_FILE_BYTES).
+# Adam's two moments) and must stay loadable (nndl.io.checkpoint.MAX_FILE_BYTES).
 MAX_PARAM_BYTES = MAX_FILE_BYTES // 4
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..callbacks import Callback
-from ..checkpoint import save_model
+from ..models import save_model
 from .run_folder import RunFolder
 
 

@@ -8,7 +8,7 @@ A run folder holds (every file written atomically: temp file beside it + ``os.re
 - ``metrics.jsonl``: one JSON object per finished epoch: ``epoch``, ``iteration``,
   ``loss`` (mean training loss of the epoch), ``train_acc``, ``val_acc``, ``lr``,
   ``elapsed`` (training seconds since the run began, summed over resumes);
-- ``best_model.npz`` / ``last_model.npz``: :func:`nndl.checkpoint.save_model` files of
+- ``best_model.npz`` / ``last_model.npz``: :func:`nndl.models.save_model` files of
   the best-validation and the latest epoch (``extra``: epoch, iteration, accuracies);
 - ``preprocess.npz``: ``mean_image`` (C, H, W) subtracted from every input,
   ``class_names`` and ``dtype``, so that ``predict`` prepares images as training did;
@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import NpzReader, atomic_savez, load_model
 from ..io.atomic import atomic_write_bytes
+from ..io.checkpoint import NpzReader, atomic_savez
+from ..models import load_model
 
 LOCK_NAME = ".lock"
 # config.json and metrics.jsonl are small; a far larger one is not ours (and is not read).

@@ -1,0 +1,164 @@
+"""Checks of a :class:`nndl.solver.Solver` state dict, as pure functions.
+
+``Solver.state_dict()`` returns (every array a copy)::
+
+    {"model": {"params", "buffers", "rng"},          # the model's state_dict(), with the
+                                                      # parameters training continues from
+     "epoch", "iteration", "best_val_acc",            # counters
+     "iterations_per_epoch", "batch_size", "num_epochs", "lr_decay", "update_rule",
+     "optim_configs": {param: {key: array or JSON scalar}},   # the update rule's state
+     "best_params": {param: array},
+     "history": {"loss", "train_acc", "val_acc"},     # float64 arrays
+     "rng": Generator state, "perm": this epoch's shuffle or None,
+     "components": {name: component.state_dict()}}    # data loader, schedule, EMA, ...
+
+The functions here check such a dict (or what a file holds) against a solver's model and
+training set before anything changes; every message starts with ``where`` (the caller
+and, for a file, its path).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .io.checkpoint import StoredArray, check_shapes
+
+__all__ = [
+    "STATE_KEYS",
+    "optim_state",
+    "count",
+    "check_optim_configs",
+    "check_histories",
+    "check_perm",
+    "check_best_params",
+    "check_outline",
+]
+
+STATE_KEYS = ("model", "epoch", "iteration", "best_val_acc", "iterations_per_epoch",
+              "batch_size", "num_epochs", "lr_decay", "update_rule", "optim_configs",
+              "best_params", "history", "rng", "perm", "components")  # fmt: skip
+HISTORIES = ("loss", "train_acc", "val_acc")
+
+
+def _is_scalar(v: Any) -> bool:
+    """A JSON scalar an update rule may keep: None, a bool, a string or a finite number."""
+    if v is None or isinstance(v, (bool, str)):
+        return True
+    return isinstance(v, numbers.Real) and math.isfinite(v)
+
+
+def optim_state(fn: str, configs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Copies of the update rules' configs: arrays copied, 0-d arrays and NumPy scalars as
+    Python numbers; anything else is a TypeError naming the entry."""
+    out: dict[str, dict[str, Any]] = {}
+    for p, config in configs.items():
+        out[p] = {}
+        for key, value in config.items():
+            if isinstance(value, np.ndarray) and value.ndim == 0 or isinstance(value, np.generic):
+                value = value.item()
+            if isinstance(value, np.ndarray):
+                value = value.copy()
+            elif not (value is None or isinstance(value, (bool, str, numbers.Real))):
+                raise TypeError(
+                    f"{fn}: optim config entry {p}[{key!r}] is a {type(value).__name__}; "
+                    "expected arrays or JSON scalars"
+                )
+            out[p][key] = value
+    return out
+
+
+def count(where: str, state: Mapping[str, Any], key: str) -> int:
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{where} holds solver {key} {value!r}; expected an int >= 0")
+    return int(value)
+
+
+def _shape(v: Any) -> tuple[int, ...] | None:
+    return tuple(v.shape) if isinstance(v, (np.ndarray, StoredArray)) else None
+
+
+def check_optim_configs(
+    where: str, configs: Any, shapes: Mapping[str, tuple], required: Mapping | None = None
+) -> dict:
+    """One config per parameter: arrays of the parameter's shape and finite JSON scalars,
+    with at least the keys of ``required[param]`` (the solver's own settings)."""
+    if not isinstance(configs, Mapping) or set(configs) != set(shapes):
+        got = sorted(configs) if isinstance(configs, Mapping) else configs
+        raise ValueError(f"{where} holds update-rule settings for {got}; expected {sorted(shapes)}")
+    out = {}
+    for p, config in configs.items():
+        if not isinstance(config, Mapping):
+            raise ValueError(f"{where} holds bad update-rule settings for {p}")
+        missing = sorted(set((required or {}).get(p, ())) - set(config))
+        if missing:
+            raise ValueError(f"{where} holds update-rule settings for {p} without {missing}")
+        for key, value in config.items():
+            shape = _shape(value)
+            if shape is None and not _is_scalar(value):
+                raise ValueError(f"{where} holds bad update-rule settings for {p}")
+            if shape is not None and shape != tuple(shapes[p]):
+                raise ValueError(
+                    f"{where} holds update-rule state {p}/{key} of shape {shape} but the "
+                    f"model's {p} is {tuple(shapes[p])}"
+                )
+        out[p] = dict(config)
+    return out
+
+
+def check_best_params(where: str, best: Any, shapes: Mapping[str, tuple]) -> dict:
+    """The best parameters so far: none yet, or exactly the model's names and shapes."""
+    if isinstance(best, Mapping) and not best:
+        return {}
+    check_shapes(where, "best params", best, shapes)
+    for k, v in best.items():
+        if v.dtype.kind != "f":
+            raise ValueError(f"{where} holds best params {k} of dtype {v.dtype}")
+    return dict(best)
+
+
+def check_histories(where: str, history: Any, epoch: int, iteration: int) -> dict[str, list]:
+    """One loss per step; one accuracy per epoch and one at the start (none yet if the
+    state was saved before ``train()`` ran)."""
+    if not isinstance(history, Mapping):
+        raise ValueError(f"{where} holds no history/{HISTORIES[0]}")
+    checks = (epoch + 1, 0) if iteration == 0 else (epoch + 1,)
+    out = {}
+    for key in HISTORIES:
+        values = history.get(key)
+        lengths = (iteration,) if key == "loss" else checks
+        if not isinstance(values, np.ndarray) or values.ndim != 1 or len(values) not in lengths:
+            got = _shape(values) or type(values).__name__
+            raise ValueError(f"{where} holds {got} history/{key}; expected {lengths[0]} values")
+        out[key] = np.asarray(values, dtype=np.float64).tolist()
+    return out
+
+
+def check_perm(where: str, perm: Any, n: int) -> np.ndarray | None:
+    """This epoch's shuffle: None, or a permutation of ``range(n)``."""
+    if perm is None:
+        return None
+    ok = isinstance(perm, np.ndarray) and perm.dtype.kind in "iu" and perm.shape == (n,)
+    if not ok or not np.array_equal(np.sort(perm), np.arange(n)):
+        raise ValueError(f"{where} holds a shuffle that is not one of {n} examples")
+    return perm.astype(np.int64)
+
+
+def check_outline(where: str, outline: Mapping[str, Any], shapes: Mapping[str, tuple], n: int):
+    """Refuse a stored checkpoint whose arrays do not fit the solver (before reading any):
+    parameters, best parameters, update-rule state and the shuffle."""
+    solver, model = outline.get("solver"), outline.get("model")
+    if outline.get("kind") != "checkpoint" or not isinstance(solver, Mapping):
+        raise ValueError(f"{where} is a saved model, not a Solver checkpoint")
+    params = model.get("params") if isinstance(model, Mapping) else None
+    check_shapes(where, "params", params, shapes)
+    check_best_params(where, solver.get("best_params"), shapes)
+    check_optim_configs(where, solver.get("optim_configs"), shapes)
+    perm = _shape(solver.get("perm"))
+    if perm is not None and perm != (n,):
+        raise ValueError(f"{where} holds a shuffle that is not one of {n} examples")
