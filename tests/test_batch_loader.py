@@ -1,4 +1,4 @@
-"""Tests for nndl.augment.BatchLoader: epochs, determinism, exact resume, thread hygiene."""
+"""Tests for nndl.batch_loader.BatchLoader: epochs, determinism, exact resume, thread hygiene."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from nndl.augment import BatchLoader, flip_horizontal
+from nndl.augment import flip_horizontal
+from nndl.batch_loader import BatchLoader
 
 SPEC = [
     {"name": "random_crop", "pad": 1},

@@ -9,7 +9,8 @@ import copy
 
 import numpy as np
 
-from nndl.augment import BatchLoader, tta_predict
+from nndl.augment import tta_predict
+from nndl.batch_loader import BatchLoader
 from nndl.cnn import ConvNet
 from nndl.ema import EMA
 from nndl.optim import UPDATE_RULES, resolve_param_groups

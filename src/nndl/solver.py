@@ -11,10 +11,7 @@ Example::
 from __future__ import annotations
 
 import math
-import numbers
 import os
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -25,10 +22,11 @@ import numpy as np
 
 from . import solver_state as checks
 from .callbacks import Callback, PrintProgress
+from .interrupts import StepBoundaryInterrupts
 from .io.checkpoint import read_tree, save_tree
 from .legacy import upgrade
 from .optim import UPDATE_RULES, get_update_rule
-from .rng import rng_state, set_rng_state
+from .rng import rng_state
 
 __all__ = ["Solver"]
 
@@ -57,45 +55,6 @@ def _positive_int(name: str, value: Any, minimum: int = 1, allow_none: bool = Fa
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"Solver: expected {name} to be an int >= {minimum}, got {value!r}")
     return int(value)
-
-
-class _StepBoundaryInterrupts:
-    """Hold Ctrl-C (SIGINT) while a training step runs; raise it between steps.
-
-    A KeyboardInterrupt in the middle of a step would leave the model half updated (batch
-    norm running statistics already moved, some parameters stepped and others not), and
-    a checkpoint of that state could never be resumed exactly. So while training, SIGINT
-    only sets a flag, and :meth:`check` raises KeyboardInterrupt at the next step boundary.
-    Python delivers signals to the main thread only, so elsewhere, or when the program
-    has installed its own SIGINT handler, nothing is changed.
-    """
-
-    def __init__(self) -> None:
-        self.pending = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _StepBoundaryInterrupts:
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            self._previous = signal.signal(signal.SIGINT, self._defer)
-        return self
-
-    def _defer(self, signum: int, frame: Any) -> None:
-        self.pending = True
-
-    def check(self) -> None:
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
-
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-        if exc_type is None:
-            self.check()  # a Ctrl-C during the last step
 
 
 class Solver:
@@ -307,7 +266,7 @@ class Solver:
         if self._last_params is not None:
             self.model.params = self._last_params
             self._last_params = None
-        with _StepBoundaryInterrupts() as interrupts:
+        with StepBoundaryInterrupts() as interrupts:
             if self.iteration == 0 and not self.val_acc_history:
                 self._record_accuracy()
             self._call("on_train_begin")
@@ -385,60 +344,20 @@ class Solver:
         self._restore(state, "Solver.load_state_dict: the state")
 
     def _restore(self, state: Any, where: str) -> None:
-        if not isinstance(state, Mapping):
-            raise ValueError(f"{where} is a {type(state).__name__}, not a solver state")
-        missing = [k for k in checks.STATE_KEYS if k not in state]
-        if missing:
-            raise ValueError(f"{where} lacks {missing}")
-        ipe = checks.count(where, state, "iterations_per_epoch")
-        if ipe != self.iterations_per_epoch:
-            raise ValueError(
-                f"{where} was written with {ipe} iterations per epoch (batch_size "
-                f"{state.get('batch_size')}) but this solver has {self.iterations_per_epoch} "
-                f"(batch_size {self.batch_size}); expected the same batch size and training set"
-            )
-        rule, stored = self.update_rule_name, state["update_rule"]
-        if rule is not None and stored is not None and rule != stored:
-            raise ValueError(
-                f"{where} was trained with update_rule {stored!r}, this solver uses {rule!r}"
-            )
-        epoch = checks.count(where, state, "epoch")
-        iteration = checks.count(where, state, "iteration")
-        if iteration // ipe != epoch:
-            raise ValueError(
-                f"{where} holds epoch {epoch} and iteration {iteration}, which disagree at "
-                f"{ipe} iterations per epoch"
-            )
-        best_val_acc = state["best_val_acc"]
-        if not isinstance(best_val_acc, numbers.Real) or isinstance(best_val_acc, bool):
-            raise ValueError(f"{where} holds best_val_acc {best_val_acc!r}")
-        shapes = {k: v.shape for k, v in self.model.params.items()}
-        best = checks.check_best_params(where, state["best_params"], shapes)
-        optim = checks.check_optim_configs(
-            where, state["optim_configs"], shapes, self.optim_configs
-        )
-        histories = checks.check_histories(where, state["history"], epoch, iteration)
-        perm = checks.check_perm(where, state["perm"], len(self.X_train))
-        try:
-            rng = set_rng_state(None, state["rng"])
-        except ValueError as exc:
-            raise ValueError(f"{where} holds a bad solver rng: {exc}") from None
-        components = state["components"]
-        if not isinstance(components, Mapping) or set(components) != set(self.components):
-            got = sorted(components) if isinstance(components, Mapping) else components
-            raise ValueError(f"{where} holds components {got}; expected {sorted(self.components)}")
-        self._load_objects(state["model"], components, where)
+        c = checks.check_state(where, state, self)
+        self._load_objects(state["model"], state["components"], where)
         # Everything is checked and the model and components restored: now the solver.
         self.optim_configs = {p: {k: np.array(v) if isinstance(v, np.ndarray) else v
-                                  for k, v in c.items()} for p, c in optim.items()}  # fmt: skip
-        self.best_params = {k: np.array(v) for k, v in best.items()}
-        self.loss_history = histories["loss"]
-        self.train_acc_history = histories["train_acc"]
-        self.val_acc_history = histories["val_acc"]
-        self._perm = perm
-        self.epoch, self.iteration = epoch, iteration
-        self.best_val_acc = float(best_val_acc)
-        self.rng = rng
+                                  for k, v in config.items()}
+                              for p, config in c["optim_configs"].items()}  # fmt: skip
+        self.best_params = {k: np.array(v) for k, v in c["best_params"].items()}
+        self.loss_history = c["history"]["loss"]
+        self.train_acc_history = c["history"]["train_acc"]
+        self.val_acc_history = c["history"]["val_acc"]
+        self._perm = c["perm"]
+        self.epoch, self.iteration = c["epoch"], c["iteration"]
+        self.best_val_acc = c["best_val_acc"]
+        self.rng = c["rng"]
         self._last_params = None
 
     def _load_objects(self, model: Any, components: Mapping[str, Any], where: str) -> None:

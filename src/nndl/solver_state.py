@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .io.checkpoint import StoredArray, check_shapes
+from .rng import set_rng_state
 
 __all__ = [
     "STATE_KEYS",
@@ -37,6 +38,7 @@ __all__ = [
     "check_perm",
     "check_best_params",
     "check_outline",
+    "check_state",
 ]
 
 STATE_KEYS = ("model", "epoch", "iteration", "best_val_acc", "iterations_per_epoch",
@@ -162,3 +164,60 @@ def check_outline(where: str, outline: Mapping[str, Any], shapes: Mapping[str, t
     perm = _shape(solver.get("perm"))
     if perm is not None and perm != (n,):
         raise ValueError(f"{where} holds a shuffle that is not one of {n} examples")
+
+
+def check_state(where: str, state: Any, solver: Any) -> dict[str, Any]:
+    """The solver's own entries of ``state`` checked against ``solver`` (its model's
+    parameter shapes, batch size, update rule and settings, training set size and
+    components): counters, histories, best parameters, update-rule state, RNG and
+    shuffle, ready to apply. The model's and the components' states are checked by their
+    own ``load_state_dict``. Reads only the solver's public attributes."""
+    shapes = {k: v.shape for k, v in solver.model.params.items()}
+    iterations_per_epoch, update_rule = solver.iterations_per_epoch, solver.update_rule_name
+    components = solver.components
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{where} is a {type(state).__name__}, not a solver state")
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{where} lacks {missing}")
+    ipe = count(where, state, "iterations_per_epoch")
+    if ipe != iterations_per_epoch:
+        raise ValueError(
+            f"{where} was written with {ipe} iterations per epoch (batch_size "
+            f"{state.get('batch_size')}) but this solver has {iterations_per_epoch} "
+            f"(batch_size {solver.batch_size}); expected the same batch size and training set"
+        )
+    stored = state["update_rule"]
+    if update_rule is not None and stored is not None and update_rule != stored:
+        raise ValueError(
+            f"{where} was trained with update_rule {stored!r}, this solver uses {update_rule!r}"
+        )
+    epoch, iteration = count(where, state, "epoch"), count(where, state, "iteration")
+    if iteration // ipe != epoch:
+        raise ValueError(
+            f"{where} holds epoch {epoch} and iteration {iteration}, which disagree at "
+            f"{ipe} iterations per epoch"
+        )
+    best_val_acc = state["best_val_acc"]
+    if not isinstance(best_val_acc, numbers.Real) or isinstance(best_val_acc, bool):
+        raise ValueError(f"{where} holds best_val_acc {best_val_acc!r}")
+    try:
+        rng = set_rng_state(None, state["rng"])
+    except ValueError as exc:
+        raise ValueError(f"{where} holds a bad solver rng: {exc}") from None
+    stored_components = state["components"]
+    if not isinstance(stored_components, Mapping) or set(stored_components) != set(components):
+        got = sorted(stored_components) if isinstance(stored_components, Mapping) else None
+        raise ValueError(f"{where} holds components {got}; expected {sorted(components)}")
+    return {
+        "epoch": epoch,
+        "iteration": iteration,
+        "best_val_acc": float(best_val_acc),
+        "best_params": check_best_params(where, state["best_params"], shapes),
+        "optim_configs": check_optim_configs(
+            where, state["optim_configs"], shapes, solver.optim_configs
+        ),
+        "history": check_histories(where, state["history"], epoch, iteration),
+        "perm": check_perm(where, state["perm"], len(solver.X_train)),
+        "rng": rng,
+    }

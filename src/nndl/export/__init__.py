@@ -7,23 +7,14 @@ runtime can classify images with no nndl code around it. Requires the ``onnx`` e
 ``import nndl.export`` works without it.
 
 Adding a layer type: write one emitter ``(graph, module, x) -> y`` and register it in
-:data:`EMITTERS` under the layer's class (see :mod:`nndl.export.onnx`). A hand-written
+:data:`EMITTERS` under the layer's class (see :mod:`nndl.export.graph`). A hand-written
 model exports once :data:`MODEL_TREES` maps its class to a function describing it as an
 :mod:`nndl.nn` layer tree.
 """
 
-from .onnx import (
-    DEFAULT_OPSET,
-    EMITTERS,
-    MIN_OPSET,
-    MODEL_TREES,
-    PREPROCESS_KEYS,
-    LayerTree,
-    OnnxGraph,
-    check_preprocess,
-    layer_tree,
-    to_onnx,
-)
+from .graph import EMITTERS, OnnxGraph
+from .onnx import DEFAULT_OPSET, MIN_OPSET, PREPROCESS_KEYS, check_preprocess, to_onnx
+from .trees import MODEL_TREES, LayerTree, layer_tree
 
 __all__ = [
     "to_onnx",
