@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import nndl.cli
-import nndl.cli.entry
+import nndl.cli.train
 import nndl.io.atomic
 import nndl.optim
 import nndl.solver
@@ -44,7 +44,7 @@ def main() -> int:
     def fire(sig: int) -> None:
         os.kill(os.getpid(), sig)
 
-    build_model = nndl.cli.entry.build_model
+    build_model = nndl.cli.train.build_model
 
     def build_wrapped(name, **kwargs):
         model = build_model(name, **kwargs)
@@ -73,7 +73,7 @@ def main() -> int:
         model.loss = wrapped
         return model
 
-    nndl.cli.entry.build_model = build_wrapped
+    nndl.cli.train.build_model = build_wrapped
 
     for name, rule in list(nndl.optim.UPDATE_RULES.items()):
 

@@ -24,7 +24,9 @@ PIL_Image = pytest.importorskip("PIL.Image")
 
 from _cifar import write_synthetic_cifar10  # noqa: E402
 
-from nndl import cli  # noqa: E402
+from nndl import __version__, cli  # noqa: E402
+from nndl.cli.entry import build_parser  # noqa: E402
+from nndl.cli.flags import DEFAULTS, build_kwargs, settings_from_args  # noqa: E402
 from nndl.data import get_CIFAR10_data  # noqa: E402
 from nndl.models import load_model  # noqa: E402
 
@@ -101,8 +103,8 @@ def test_metrics_have_one_line_per_epoch(trained):
     for m in metrics:
         assert set(m) == METRIC_KEYS
         assert 0 <= m["train_acc"] <= 1 and 0 <= m["val_acc"] <= 1 and np.isfinite(m["loss"])
-    assert metrics[0]["lr"] == pytest.approx(cli.DEFAULTS["lr"])
-    assert metrics[1]["lr"] == pytest.approx(cli.DEFAULTS["lr"] * cli.DEFAULTS["lr_decay"])
+    assert metrics[0]["lr"] == pytest.approx(DEFAULTS["lr"])
+    assert metrics[1]["lr"] == pytest.approx(DEFAULTS["lr"] * DEFAULTS["lr_decay"])
     assert 0 < metrics[0]["elapsed"] < metrics[1]["elapsed"]
 
 
@@ -111,10 +113,10 @@ def test_config_records_flags_defaults_data_and_version(trained, cifar):
     config = json.loads((run / "config.json").read_text())
     s = config["settings"]
     assert s["num_filters"] == [4, 8] and s["batch_size"] == 20 and s["epochs"] == 2
-    assert s["update_rule"] == cli.DEFAULTS["update_rule"] and s["lr"] == cli.DEFAULTS["lr"]
+    assert s["update_rule"] == DEFAULTS["update_rule"] and s["lr"] == DEFAULTS["lr"]
     assert config["model"]["name"] == "convnet"
     assert config["model"]["config"]["num_filters"] == [4, 8]
-    assert config["nndl_version"] == cli.__version__
+    assert config["nndl_version"] == __version__
     assert config["data"]["num_training"] == 100 and config["data"]["input_dim"] == [3, 32, 32]
     assert Path(config["data"]["data_dir"]) == cifar.resolve()
     assert len(config["data"]["class_names"]) == 10
@@ -154,24 +156,22 @@ def test_best_and_last_models_are_loadable(trained):
 
 
 def test_defaults_without_model_flags_are_the_default_cnn():
-    args = cli.build_parser().parse_args(["train"])
-    settings = cli.settings_from_args(args)
-    assert settings == {k: v for k, v in cli.DEFAULTS.items()}
-    kwargs = cli.build_kwargs(settings, (3, 32, 32), 10)
-    assert kwargs["num_filters"] == tuple(cli.DEFAULTS["num_filters"])
-    assert kwargs["use_batchnorm"] is cli.DEFAULTS["batchnorm"]
-    assert kwargs["seed"] == cli.DEFAULTS["seed"]
+    args = build_parser().parse_args(["train"])
+    settings = settings_from_args(args)
+    assert settings == {k: v for k, v in DEFAULTS.items()}
+    kwargs = build_kwargs(settings, (3, 32, 32), 10)
+    assert kwargs["num_filters"] == tuple(DEFAULTS["num_filters"])
+    assert kwargs["use_batchnorm"] is DEFAULTS["batchnorm"]
+    assert kwargs["seed"] == DEFAULTS["seed"]
 
 
 def test_other_models_take_their_flags():
-    parse = cli.build_parser().parse_args
-    s = cli.settings_from_args(
-        parse(["train", "--model", "three_layer_convnet", "--num-filters", "8"])
-    )
-    kwargs = cli.build_kwargs(s, (3, 32, 32), 10, explicit=["model", "num_filters"])
+    parse = build_parser().parse_args
+    s = settings_from_args(parse(["train", "--model", "three_layer_convnet", "--num-filters", "8"]))
+    kwargs = build_kwargs(s, (3, 32, 32), 10, explicit=["model", "num_filters"])
     assert kwargs["num_filters"] == 8 and "hidden_dims" not in kwargs
-    s = cli.settings_from_args(parse(["train", "--model", "fc_net", "--hidden-dims", "20", "10"]))
-    kwargs = cli.build_kwargs(s, (3, 32, 32), 10)
+    s = settings_from_args(parse(["train", "--model", "fc_net", "--hidden-dims", "20", "10"]))
+    kwargs = build_kwargs(s, (3, 32, 32), 10)
     assert kwargs["hidden_dims"] == (20, 10) and kwargs["input_dim"] == 3072
 
 

@@ -524,7 +524,7 @@ def _gray(n=32):
 
 def test_sixteen_bit_and_float_images_read_as_their_eight_bit_original(tmp_path):
     Image = pytest.importorskip("PIL.Image")
-    from nndl.cli.run_folder import load_images
+    from nndl.cli.inputs import load_images
 
     g = _gray()
     Image.fromarray(g).save(tmp_path / "g8.png")

@@ -1,10 +1,13 @@
-"""The ``nndl`` command line (the console script ``nndl = nndl.cli:main``)."""
+"""The ``nndl`` command line (the console script ``nndl = nndl.cli:main``).
 
-from .. import __version__  # noqa: F401
-from .entry import (
-    build_model,  # noqa: F401
-    main,
-)
-from .options import DEFAULTS, build_kwargs, build_parser, settings_from_args  # noqa: F401
+Modules: :mod:`~nndl.cli.entry` (the parser and error reporting), one per command
+(:mod:`~nndl.cli.train`, :mod:`~nndl.cli.evaluate`, :mod:`~nndl.cli.predict`,
+:mod:`~nndl.cli.summary`, :mod:`~nndl.cli.export`), :mod:`~nndl.cli.flags` (the one table
+of ``nndl train``'s settings and their defaults, ``DEFAULTS``), :mod:`~nndl.cli.run_folder`,
+:mod:`~nndl.cli.recorder` (keeps a run folder up to date while training),
+:mod:`~nndl.cli.report` (evaluation) and :mod:`~nndl.cli.inputs` (data, images, specs).
+"""
+
+from .entry import main
 
 __all__ = ["main"]

@@ -13,6 +13,8 @@ from ..callbacks import Callback
 from ..models import save_model
 from .run_folder import RunFolder
 
+__all__ = ["RunRecorder"]
+
 
 def _current_lr(solver: Any) -> float:
     configs = getattr(solver, "optim_configs", None) or {}
@@ -160,7 +162,7 @@ class RunRecorder(Callback):
             self._bar = None
 
     def write_plots(self, solver: Any) -> None:
-        from .. import plots
+        from .. import plots  # matplotlib is imported only when plots are wanted
 
         r = self.records
         plots.plot_loss(
@@ -179,7 +181,10 @@ class RunRecorder(Callback):
             [x["val_acc"] for x in r],
             path=self.run.path / "val_acc_vs_time.png",
         )
-        w = np.asarray(solver.model.params["W1"])
+        first = getattr(solver.model, "first_weights", lambda: None)()
+        if first is None:
+            return
+        w = np.asarray(first)
         if w.ndim == 2 and w.shape[0] == int(np.prod(self.input_dim)):
             w = w.T.reshape(-1, *self.input_dim)[:100]  # fully connected: weights as images
         if w.ndim == 4:

@@ -38,128 +38,11 @@ import numpy as np
 from ..io.atomic import atomic_write_bytes
 from ..io.checkpoint import NpzReader, atomic_savez
 from ..models import load_model
+from .errors import CLIError, read_text
+
+__all__ = ["RunFolder", "LOCK_NAME"]
 
 LOCK_NAME = ".lock"
-# config.json and metrics.jsonl are small; a far larger one is not ours (and is not read).
-MAX_TEXT_BYTES = 16 << 20
-
-
-class CLIError(Exception):
-    """A usage error the command line reports as ``nndl CMD: error: ...`` (exit status 2)."""
-
-
-def cli_path(value: str | os.PathLike, what: str) -> Path:
-    """A path given on the command line: ``~`` expanded, an empty one refused.
-
-    An empty value is almost always an unset shell variable; taken as the current folder
-    it would scatter a run's files there.
-    """
-    if not os.fspath(value).strip():
-        raise CLIError(f"{what} is empty (an unset shell variable?); expected a folder")
-    return Path(value).expanduser()
-
-
-def require_matplotlib(alternative: str | None = None) -> None:
-    """Select the non-interactive Agg backend, or explain how to install matplotlib."""
-    try:
-        import matplotlib
-    except ImportError as exc:
-        hint = f" (or pass {alternative})" if alternative else ""
-        raise CLIError(f"plots need matplotlib: pip install 'nndl[cli]'{hint}") from exc
-    # Only the command line picks a backend: it writes PNGs and must work without a display.
-    matplotlib.use("Agg")
-
-
-def batched_scores(model: Any, X: np.ndarray, batch_size: int = 200) -> np.ndarray:
-    """Class scores ``(N, C)`` of ``model`` in test mode, ``batch_size`` inputs at a time."""
-    if len(X) == 0:
-        raise CLIError("no images to score")
-    return np.concatenate(
-        [np.asarray(model.loss(X[i : i + batch_size])) for i in range(0, len(X), batch_size)]
-    )
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (max subtracted first, so large scores cannot overflow)."""
-    z = np.asarray(scores, dtype=np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
-
-
-def evaluate_scores(scores: np.ndarray, y: Any, class_names: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, per-class accuracy, class counts and confusion matrix, JSON-ready."""
-    from ..plots import confusion_matrix
-
-    y = np.asarray(y, dtype=np.int64)
-    pred = np.asarray(scores).argmax(axis=1)
-    cm = confusion_matrix(y, pred, len(class_names))
-    counts = cm.sum(axis=1)
-    per_class = np.divide(np.diag(cm), counts, out=np.zeros(len(cm)), where=counts > 0)
-    return {
-        "num_images": int(len(y)),
-        "accuracy": float(np.mean(pred == y)) if len(y) else 0.0,
-        "per_class_accuracy": {n: float(a) for n, a in zip(class_names, per_class, strict=True)},
-        "class_counts": {n: int(c) for n, c in zip(class_names, counts, strict=True)},
-        "class_names": list(class_names),
-        "confusion_matrix": cm.tolist(),
-    }
-
-
-def evaluation_report(result: dict[str, Any]) -> str:
-    """The text ``nndl evaluate`` prints for an :func:`evaluate_scores` result."""
-    names, cm = result["class_names"], result["confusion_matrix"]
-    split = result["split"]
-    lines = [
-        f"{result['model_file']} (epoch {result['epoch']}) on the {split} split, "
-        f"{result['num_images']} images",
-        f"{split} accuracy: {result['accuracy']:.4f}",
-        "per-class accuracy:",
-    ]
-    width = max(len(n) for n in names)
-    for i, name in enumerate(names):
-        acc, n = result["per_class_accuracy"][name], result["class_counts"][name]
-        lines.append(f"  {name:<{width}}  {acc:.4f}  ({cm[i][i]} / {n})")
-    lines.append("confusion matrix (rows: true class, columns: predicted class):")
-    cw = max(4, len(str(max(max(row) for row in cm))) + 1)
-    lines.append(" " * (width + 2) + "".join(f"{j:>{cw}d}" for j in range(len(names))))
-    for i, name in enumerate(names):
-        lines.append(f"  {name:<{width}}" + "".join(f"{c:>{cw}d}" for c in cm[i]))
-    return "\n".join(lines)
-
-
-def load_cifar(
-    settings: dict[str, Any],
-    data_dir: str | None = None,
-    subtract_mean: bool = True,
-    progress: bool = True,
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """CIFAR-10 splits sized by ``settings`` (as ``settings['dtype']``) and a data summary."""
-    from ..data import data_fingerprint, get_CIFAR10_data, resolve_data_dir
-
-    root = resolve_data_dir(data_dir, download=True, progress=progress)
-    data = get_CIFAR10_data(
-        num_training=settings["num_training"],
-        num_validation=settings["num_validation"],
-        num_test=settings["num_test"],
-        subtract_mean=subtract_mean,
-        data_dir=root,
-    )
-    fingerprint = data_fingerprint(data)  # of the float32 arrays, whatever the dtype
-    dtype = np.dtype(settings["dtype"])
-    for key in ("X_train", "X_val", "X_test"):
-        data[key] = data[key].astype(dtype, copy=False)
-    info = {
-        "data_dir": str(Path(root).resolve()),
-        "fingerprint": fingerprint,
-        "num_training": int(len(data["y_train"])),
-        "num_validation": int(len(data["y_val"])),
-        "num_test": int(len(data["y_test"])),
-        "input_dim": [int(s) for s in data["X_train"].shape[1:]],
-        "class_names": [str(n) for n in data["class_names"]],
-    }
-    if subtract_mean:
-        info["mean_image"] = np.asarray(data["mean_image"], dtype=np.float32)
-    return data, info
 
 
 class RunFolder:
@@ -240,7 +123,7 @@ class RunFolder:
         there, an object and a list); the settings themselves are checked by the command."""
         self._need(self.config, "written when 'nndl train' starts")
         try:
-            config = json.loads(_read_text(self.config))
+            config = json.loads(read_text(self.config))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CLIError(f"{self.config} is not valid JSON: {exc}") from None
         if not isinstance(config, dict) or not isinstance(config.get("settings"), dict):
@@ -263,7 +146,7 @@ class RunFolder:
         if not self.metrics.exists():
             return []
         try:
-            lines = _read_text(self.metrics).splitlines()
+            lines = read_text(self.metrics).splitlines()
             records = [json.loads(line) for line in lines if line.strip()]
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CLIError(f"{self.metrics} is not valid JSON lines: {exc}") from None
@@ -331,12 +214,6 @@ class RunFolder:
         return model, dict(extra or {}), pre
 
 
-def _read_text(path: Path) -> str:
-    if path.stat().st_size > MAX_TEXT_BYTES:
-        raise CLIError(f"{path} is larger than {MAX_TEXT_BYTES >> 20} MiB; it is not an nndl file")
-    return path.read_text(encoding="utf-8")
-
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -362,80 +239,3 @@ def _try_lock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
-
-
-# Pillow modes beyond 8 bits per channel, converted by their own range (Pillow's
-# convert('RGB') would clip 16-bit values at 255 and float values in [0, 1] to 0 or 1).
-_UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-
-
-def _as_float_rgb(im: Any, path: Any) -> np.ndarray | None:
-    """A high-depth grayscale image as float (H, W, 3) in [0, 255]; None for 8-bit modes."""
-    if im.mode not in (*_UINT16_MODES, "I", "F"):
-        return None
-    a = np.asarray(im, dtype=np.float64)
-    if not np.all(np.isfinite(a)):
-        raise CLIError(f"cannot read image {path}: it holds non-finite values")
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-    if im.mode == "F" and lo >= 0 and hi <= 1:
-        a = a * 255  # float images conventionally span [0, 1]
-    elif im.mode == "F" and lo >= 0 and hi <= 255:
-        pass
-    elif im.mode != "F" and lo >= 0 and hi <= 65535:
-        a = a / 257  # 16-bit: 65535 is white, and 257 * v is the 16-bit copy of 8-bit v
-    else:
-        raise CLIError(
-            f"cannot read image {path}: {im.mode} values span [{lo:g}, {hi:g}]; expected "
-            "[0, 1] or [0, 255] (float) or [0, 65535] (16-bit)"
-        )
-    return np.repeat(a.astype(np.float32)[:, :, None], 3, axis=2)
-
-
-def _resize_float(a: np.ndarray, width: int, height: int) -> np.ndarray:
-    from PIL import Image
-
-    channels = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(a[:, :, c]), mode="F").resize(
-                (width, height), Image.Resampling.LANCZOS
-            )
-        )
-        for c in range(a.shape[2])
-    ]
-    return np.clip(np.stack(channels, axis=2), 0, 255)  # LANCZOS overshoots at edges
-
-
-def load_images(paths: Sequence[str], size: tuple[int, int]) -> np.ndarray:
-    """Images as float32 ``(N, 3, H, W)`` in [0, 255]: RGB, resized to ``size`` (H, W).
-
-    8-bit images (and 16-bit colour ones, which Pillow reduces exactly) are converted by
-    Pillow; 16-bit grayscale by 65535 and float images by [0, 1] (or [0, 255]), so a
-    16-bit or float copy of an image is read as the image itself.
-    """
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError as exc:
-        raise CLIError("reading images needs Pillow: pip install 'nndl[cli]'") from exc
-    height, width = size
-    out = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                a = _as_float_rgb(im, p)
-                if a is not None:
-                    if a.shape[:2] != (height, width):
-                        a = _resize_float(a, width, height)
-                    out.append(a.transpose(2, 0, 1))
-                    continue
-                im = im.convert("RGB")
-                if im.size != (width, height):
-                    # LANCZOS low-pass filters while shrinking, so large photos do not alias.
-                    im = im.resize((width, height), Image.Resampling.LANCZOS)
-                out.append(np.asarray(im, dtype=np.float32).transpose(2, 0, 1))
-        except FileNotFoundError:
-            raise CLIError(f"image not found: {p}") from None
-        except Image.DecompressionBombError as exc:
-            raise CLIError(f"cannot read image {p}: {exc}") from None
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise CLIError(f"cannot read image {p}: {exc}") from None
-    return np.stack(out)

@@ -1,0 +1,150 @@
+"""What the command line reads besides run folders: CIFAR-10 for a run, image files for
+``nndl predict`` and architecture specs for ``--arch``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import data_fingerprint, get_CIFAR10_data, resolve_data_dir
+from .errors import CLIError, read_text
+
+__all__ = ["load_cifar", "load_images", "read_arch"]
+
+
+def read_arch(path: str) -> list:
+    """argparse type of ``--arch``: the JSON architecture spec in the file ``path`` (a
+    non-empty list of :mod:`nndl.nn` layers; checked in full when the model is planned)."""
+    if not os.fspath(path).strip():
+        raise argparse.ArgumentTypeError("the file name is empty (an unset shell variable?)")
+    try:
+        spec = json.loads(read_text(Path(path).expanduser()))
+    except FileNotFoundError:
+        raise argparse.ArgumentTypeError(f"{path}: no such file") from None
+    except (OSError, CLIError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"{path}: cannot read it ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(spec, list) or not spec:
+        raise argparse.ArgumentTypeError(
+            f"{path}: expected a JSON list of layers such as "
+            '[{"type": "conv_bn_relu_pool", "filters": 16}, {"type": "linear", "units": 10}], '
+            f"got {type(spec).__name__ if spec else 'an empty list'}"
+        )
+    return spec
+
+
+def load_cifar(
+    settings: dict[str, Any],
+    data_dir: str | None = None,
+    subtract_mean: bool = True,
+    progress: bool = True,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """CIFAR-10 splits sized by ``settings`` (as ``settings['dtype']``) and a data summary."""
+    root = resolve_data_dir(data_dir, download=True, progress=progress)
+    data = get_CIFAR10_data(
+        num_training=settings["num_training"],
+        num_validation=settings["num_validation"],
+        num_test=settings["num_test"],
+        subtract_mean=subtract_mean,
+        data_dir=root,
+    )
+    fingerprint = data_fingerprint(data)  # of the float32 arrays, whatever the dtype
+    dtype = np.dtype(settings["dtype"])
+    for key in ("X_train", "X_val", "X_test"):
+        data[key] = data[key].astype(dtype, copy=False)
+    info = {
+        "data_dir": str(Path(root).resolve()),
+        "fingerprint": fingerprint,
+        "num_training": int(len(data["y_train"])),
+        "num_validation": int(len(data["y_val"])),
+        "num_test": int(len(data["y_test"])),
+        "input_dim": [int(s) for s in data["X_train"].shape[1:]],
+        "class_names": [str(n) for n in data["class_names"]],
+    }
+    if subtract_mean:
+        info["mean_image"] = np.asarray(data["mean_image"], dtype=np.float32)
+    return data, info
+
+
+# Pillow modes beyond 8 bits per channel, converted by their own range (Pillow's
+# convert('RGB') would clip 16-bit values at 255 and float values in [0, 1] to 0 or 1).
+_UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _as_float_rgb(im: Any, path: Any) -> np.ndarray | None:
+    """A high-depth grayscale image as float (H, W, 3) in [0, 255]; None for 8-bit modes."""
+    if im.mode not in (*_UINT16_MODES, "I", "F"):
+        return None
+    a = np.asarray(im, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise CLIError(f"cannot read image {path}: it holds non-finite values")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if im.mode == "F" and lo >= 0 and hi <= 1:
+        a = a * 255  # float images conventionally span [0, 1]
+    elif im.mode == "F" and lo >= 0 and hi <= 255:
+        pass
+    elif im.mode != "F" and lo >= 0 and hi <= 65535:
+        a = a / 257  # 16-bit: 65535 is white, and 257 * v is the 16-bit copy of 8-bit v
+    else:
+        raise CLIError(
+            f"cannot read image {path}: {im.mode} values span [{lo:g}, {hi:g}]; expected "
+            "[0, 1] or [0, 255] (float) or [0, 65535] (16-bit)"
+        )
+    return np.repeat(a.astype(np.float32)[:, :, None], 3, axis=2)
+
+
+def _resize_float(a: np.ndarray, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    channels = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(a[:, :, c]), mode="F").resize(
+                (width, height), Image.Resampling.LANCZOS
+            )
+        )
+        for c in range(a.shape[2])
+    ]
+    return np.clip(np.stack(channels, axis=2), 0, 255)  # LANCZOS overshoots at edges
+
+
+def load_images(paths: Sequence[str], size: tuple[int, int]) -> np.ndarray:
+    """Images as float32 ``(N, 3, H, W)`` in [0, 255]: RGB, resized to ``size`` (H, W).
+
+    8-bit images (and 16-bit colour ones, which Pillow reduces exactly) are converted by
+    Pillow; 16-bit grayscale by 65535 and float images by [0, 1] (or [0, 255]), so a
+    16-bit or float copy of an image is read as the image itself.
+    """
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as exc:
+        raise CLIError("reading images needs Pillow: pip install 'nndl[cli]'") from exc
+    height, width = size
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                a = _as_float_rgb(im, p)
+                if a is not None:
+                    if a.shape[:2] != (height, width):
+                        a = _resize_float(a, width, height)
+                    out.append(a.transpose(2, 0, 1))
+                    continue
+                im = im.convert("RGB")
+                if im.size != (width, height):
+                    # LANCZOS low-pass filters while shrinking, so large photos do not alias.
+                    im = im.resize((width, height), Image.Resampling.LANCZOS)
+                out.append(np.asarray(im, dtype=np.float32).transpose(2, 0, 1))
+        except FileNotFoundError:
+            raise CLIError(f"image not found: {p}") from None
+        except Image.DecompressionBombError as exc:
+            raise CLIError(f"cannot read image {p}: {exc}") from None
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise CLIError(f"cannot read image {p}: {exc}") from None
+    return np.stack(out)

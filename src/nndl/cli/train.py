@@ -1,0 +1,222 @@
+"""``nndl train``: train a model on CIFAR-10 into a run folder, or continue one (--resume).
+
+The order of the steps matters: bad flags are reported before the run folder is touched,
+a bad --out before the data loads, and nothing in the folder changes until the run is
+known to start (a refused resume leaves config.json as it was).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..models import build_model
+from ..solver import Solver
+from .errors import CLIError, cli_path
+from .flags import (
+    REQUIRED_SETTINGS,
+    RUN_CONTROL,
+    add_train_flags,
+    check_flags,
+    check_settings,
+    flag_name,
+    preflight,
+    settings_from_args,
+)
+from .inputs import load_cifar
+from .recorder import RunRecorder
+from .report import require_matplotlib
+from .run_folder import RunFolder
+
+__all__ = ["add_parser", "run"]
+
+DATA_KEYS = ("X_train", "y_train", "X_val", "y_val")
+
+
+def add_parser(sub: Any) -> None:
+    t = sub.add_parser(
+        "train",
+        help="train a model and write a run folder",
+        description="Train a model on CIFAR-10. Every setting not given comes from the "
+        "built-in default run (a batch-normalised ConvNet trained with Adam); --arch "
+        "FILE.json trains any architecture spec instead. The run folder receives "
+        "config.json, metrics.jsonl, best_model.npz, last_model.npz, preprocess.npz, "
+        "checkpoint.npz and PNG plots.",
+    )
+    add_train_flags(t)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every flag, lock the run folder, then load the data and train."""
+    started = time.perf_counter()
+    folder = _run_folder(args)
+    explicit = check_flags(args)
+    settings = None if args.resume else _new_settings(args, explicit)
+    if not args.no_plots:
+        require_matplotlib("--no-plots")
+    with folder.lock():
+        config, settings, resume = _open_run(args, folder, settings, explicit)
+        data, info = _load_data(args, folder, config, settings, resume)
+        solver, recorder = _solver_for(args, folder, settings, explicit, data, info)
+        if resume:
+            _continue_run(folder, config, settings, solver, recorder, info)
+        else:
+            _start_run(args, folder, settings, solver.model, info)
+        return _train(folder, solver, recorder, started)
+
+
+# --- the steps --------------------------------------------------------------------------
+
+
+def _run_folder(args: argparse.Namespace) -> RunFolder:
+    """The run folder (not created yet), and --data-dir checked."""
+    if args.resume and args.out is None:
+        raise CLIError("--resume needs --out RUN_DIR (the run to continue)")
+    out = args.out if args.out is not None else f"runs/{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.data_dir is not None:
+        args.data_dir = str(cli_path(args.data_dir, "--data-dir"))
+    return RunFolder(cli_path(out, "--out"))
+
+
+def _new_settings(args: argparse.Namespace, explicit: dict) -> dict[str, Any]:
+    """Every setting of a new run, the model planned (sizes checked, nothing allocated)."""
+    settings = settings_from_args(args)
+    preflight(settings, explicit)
+    return settings
+
+
+def _stored_settings(run: RunFolder, config: dict[str, Any], explicit: dict) -> dict[str, Any]:
+    """The settings of the run being resumed, with this invocation's run-control flags;
+    refuses a flag that would change the run."""
+    settings = dict(config["settings"])
+    check_settings(settings, lambda k: f"{run.config}: settings.{k}", REQUIRED_SETTINGS)
+    fixed = {k: v for k, v in explicit.items() if k not in RUN_CONTROL}
+    changed = [k for k, v in fixed.items() if k not in settings or settings[k] != v]
+    if changed:
+        raise CLIError(
+            "cannot change " + ", ".join(map(flag_name, changed)) + " when resuming; "
+            "start a new run folder instead"
+        )
+    settings.update({k: explicit[k] for k in RUN_CONTROL if k in explicit})
+    return settings
+
+
+def _open_run(args: argparse.Namespace, run: RunFolder, settings: dict | None, explicit: dict):
+    """(config, settings, resume) of the run this invocation makes in the locked folder."""
+    config = None
+    if args.resume:
+        config = run.read_config()
+        settings = _stored_settings(run, config, explicit)
+        preflight(settings, explicit)
+        if not run.holds_run():
+            # Stopped before its first checkpoint: nothing to lose, so start it afresh.
+            print(f"{run.checkpoint} not written yet: starting the run again", file=sys.stderr)
+    elif run.holds_run():
+        raise CLIError(
+            f"{run.path} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    # The stopping rules belong to this invocation; a resumed run does not inherit them.
+    settings.update(time_limit=args.time_limit, target_acc=args.target_acc)
+    return config, settings, args.resume and run.holds_run()
+
+
+def _load_data(args, run: RunFolder, config: dict | None, settings: dict, resume: bool):
+    """The data splits and their summary; a resumed run must get the data it trained on."""
+    data_dir = run.data_dir(args.data_dir, config)
+    data, info = load_cifar(settings, data_dir=data_dir, progress=not args.quiet)
+    stored = (config or {}).get("data", {})
+    if resume and stored.get("fingerprint") not in (None, info["fingerprint"]):
+        raise CLIError(
+            f"the training data in {info['data_dir']} differs from the data {run.path} was "
+            f"trained on ({stored.get('data_dir')}); resume with that data (--data-dir) or "
+            "start a new run folder"
+        )
+    return data, info
+
+
+def _solver_for(args, run: RunFolder, settings: dict, explicit: dict, data: dict, info: dict):
+    """The model, its Solver and the RunRecorder that keeps the folder up to date."""
+    kwargs = preflight(settings, explicit, info["input_dim"], len(info["class_names"]))
+    model = build_model(settings["model"], **kwargs)
+    dropout_param = getattr(model, "dropout_param", None)
+    if dropout_param:
+        # A classic seed pins the dropout mask for gradient checks; training wants a
+        # fresh mask each step, drawn from the model's seeded Generator.
+        dropout_param.pop("seed", None)
+    recorder = RunRecorder(
+        run,
+        info["class_names"],
+        input_dim=info["input_dim"],
+        quiet=args.quiet,
+        time_limit=settings.get("time_limit"),
+        target_acc=settings.get("target_acc"),
+        plots=not args.no_plots,
+    )
+    solver = Solver(
+        model,
+        {k: data[k] for k in DATA_KEYS},
+        update_rule=settings["update_rule"],
+        optim_config={"learning_rate": settings["lr"]},
+        lr_decay=settings["lr_decay"],
+        batch_size=settings["batch_size"],
+        num_epochs=settings["epochs"],
+        verbose=False,
+        callbacks=[recorder],
+        seed=settings["seed"],
+    )
+    return solver, recorder
+
+
+def _start_run(args, run: RunFolder, settings: dict, model: Any, info: dict) -> None:
+    """The files a new run writes before it trains."""
+    run.write_preprocess(info["mean_image"], info["class_names"], settings["dtype"])
+    run.write_metrics([])
+    run.write_config({
+        "nndl_version": __version__,
+        "command": " ".join(["nndl", *args.argv]),
+        "created": _now(),
+        "settings": settings,
+        "model": {"name": model.name, "config": model.config},
+        "data": {k: v for k, v in info.items() if k != "mean_image"},
+        "numpy_version": np.__version__,
+        "python_version": sys.version.split()[0],
+    })  # fmt: skip
+
+
+def _continue_run(run: RunFolder, config: dict, settings: dict, solver, recorder, info) -> None:
+    """Load the checkpoint and metrics into ``solver`` and ``recorder``; only when both are
+    accepted is the resume recorded in config.json."""
+    solver.load_checkpoint(run.checkpoint)
+    if solver.epoch >= settings["epochs"]:
+        raise CLIError(
+            f"{run.path} has already trained {solver.epoch} epochs; "
+            f"pass --epochs above {solver.epoch} to continue"
+        )
+    recorder.resume_from(solver)
+    entry = {"time": _now(), "epochs": settings["epochs"], "data_dir": info["data_dir"]}
+    config.setdefault("resumed", []).append(entry)
+    config["settings"] = settings
+    config.setdefault("data", {}).setdefault("fingerprint", info["fingerprint"])
+    run.write_config(config)
+
+
+def _train(run: RunFolder, solver: Solver, recorder: RunRecorder, started: float) -> int:
+    recorder.start_wall = started
+    try:
+        solver.train()
+    except KeyboardInterrupt:
+        # Raised between steps (see Solver.train), so what is saved now resumes exactly.
+        recorder.finish(solver, interrupted=True)
+        print(f"interrupted; continue with: nndl train --out {run.path} --resume", file=sys.stderr)
+        return 130
+    recorder.finish(solver)
+    return 0
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
