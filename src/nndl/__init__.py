@@ -5,3 +5,5 @@ models expose ``params`` and ``loss(X, y)``, and :class:`nndl.solver.Solver` tra
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -169,3 +169,6 @@ def input_grad(dV, dx, BT, pad, m, TY, TX):  # pragma: no cover - compiled
                                     D[n] += cf * R[i, j, n]
                         for n in range(N):
                             dx[c, h, w, n] += D[n]
+
+
+__all__ = ["input_transform", "output_transform", "dout_transform", "input_grad"]

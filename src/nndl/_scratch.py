@@ -44,3 +44,6 @@ def free_scratch() -> None:
     with _lock:
         for store in _all_stores:
             store.clear()
+
+
+__all__ = ["scratch", "free_scratch"]

@@ -22,3 +22,6 @@ def get_array_module(*arrays: Any) -> ModuleType:
             if isinstance(a, cupy.ndarray):
                 return cupy
     return np
+
+
+__all__ = ["get_array_module"]

@@ -18,10 +18,11 @@ A callback stops training by setting ``solver.stop_training = True`` (optionally
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .solver import Solver
+# The Solver imports this module, so importing its type here would be a cycle; the
+# annotations name it through this alias.
+Solver = Any
 
 
 class Callback:
@@ -81,3 +82,6 @@ class History(Callback):
 
     def on_epoch_end(self, solver: Solver, epoch: int, logs: dict[str, Any]) -> None:
         self.epochs.append({"epoch": epoch, **logs})
+
+
+__all__ = ["Callback", "PrintProgress", "History"]

@@ -261,3 +261,26 @@ def check_spatial(fn: str, x: Any) -> None:
     check_float(fn, "x", x)
     if x.shape[2] < 1 or x.shape[3] < 1:
         raise ValueError(f"{fn}: expected H and W >= 1, got x of shape {_shape(x)}")
+
+
+__all__ = [
+    "check_array",
+    "check_float",
+    "check_ndim",
+    "check_same_shape",
+    "check_dout",
+    "check_vector",
+    "output_size",
+    "conv_shapes",
+    "pool_shapes",
+    "check_labels",
+    "check_nonempty",
+    "BN_MODES",
+    "check_mode",
+    "check_dropout_p",
+    "check_count",
+    "check_real",
+    "conv_options",
+    "check_probability",
+    "check_spatial",
+]

@@ -304,3 +304,6 @@ class ConvNet(Model):
         for i in range(self.num_conv - 1, -1, -1):
             dout = _conv_block_backward(dout, conv_caches[i], i + 1, bn, self.pools[i], grads)
         return self._regularize(loss, grads, [f"W{i}" for i in range(1, L + 1)]), grads
+
+
+__all__ = ["ThreeLayerConvNet", "ConvNet"]

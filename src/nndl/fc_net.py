@@ -177,3 +177,6 @@ class FullyConnectedNet(Model):
             dout = self._dropout_backward(dout, drop_cache)
             dout = self._hidden_backward(dout, cache, idx, self.use_batchnorm, grads)
         return self._regularize(loss, grads, [f"W{i}" for i in range(1, L + 1)]), grads
+
+
+__all__ = ["TwoLayerNet", "FullyConnectedNet"]

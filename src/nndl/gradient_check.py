@@ -100,3 +100,11 @@ def grad_check_sparse(
         errors.append(float(err))
         print(f"numerical: {num:f} analytic: {ana:f}, relative error: {err:e}")
     return errors
+
+
+__all__ = [
+    "rel_error",
+    "eval_numerical_gradient",
+    "eval_numerical_gradient_array",
+    "grad_check_sparse",
+]

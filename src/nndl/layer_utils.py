@@ -42,3 +42,11 @@ def affine_batchnorm_relu_backward(dout, cache):
     dan, dgamma, dbeta = batchnorm_backward(relu_backward(dout, relu_cache), bn_cache)
     dx, dw, db = affine_backward(dan, fc_cache)
     return dx, dw, db, dgamma, dbeta
+
+
+__all__ = [
+    "affine_relu_forward",
+    "affine_relu_backward",
+    "affine_batchnorm_relu_forward",
+    "affine_batchnorm_relu_backward",
+]

@@ -335,3 +335,22 @@ def add_backward(dout, cache):
     backward functions never write into their ``dout``)."""
     check_dout("add_backward", dout, cache)
     return dout, dout
+
+
+__all__ = [
+    "affine_forward",
+    "affine_backward",
+    "relu_forward",
+    "relu_backward",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "dropout_forward",
+    "dropout_backward",
+    "softmax_loss",
+    "svm_loss",
+    "gelu_forward",
+    "gelu_backward",
+    "add_forward",
+    "add_backward",
+]

@@ -389,7 +389,6 @@ def _float_arrays(fn: str, what: str, got: Any, expected: Mapping[str, np.ndarra
 
 __all__ = [
     "Model",
-    "ParamSpec",
     "normal_spec",
     "zeros_spec",
     "batchnorm_specs",

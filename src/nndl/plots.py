@@ -308,3 +308,17 @@ def plot_lr_schedule(
     ax.set_title(title or "Learning-rate schedule")
     ax.grid(alpha=0.3)
     return _finish(fig, path)
+
+
+__all__ = [
+    "save_figure",
+    "moving_average",
+    "plot_loss",
+    "plot_accuracy",
+    "plot_val_acc_vs_time",
+    "filter_grid",
+    "plot_filters",
+    "confusion_matrix",
+    "plot_confusion_matrix",
+    "plot_lr_schedule",
+]

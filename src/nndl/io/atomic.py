@@ -51,3 +51,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path) as f:
         f.write(data)
+
+
+__all__ = ["atomic_open", "atomic_write_bytes"]
