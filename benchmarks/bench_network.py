@@ -1,32 +1,27 @@
-"""Step time of the default ConvNet, hand-wired (nndl.cnn.ConvNet) versus built from a spec
-(nndl.network.Network with fused conv-BN-ReLU-pool blocks).
+"""Step time of today's ConvNet (a Network built from a spec, fused conv-BN-ReLU-pool
+blocks) against the hand-wired ConvNet of nndl 0.1.0 (benchmarks/hand_wired_convnet.py).
 
-Both models get the same parameters; each repetition times one training step
-(``loss(X, y)``: forward, backward, gradients) of each, back to back and alternating
-which goes first, so load from other processes hits both alike. Prints the medians and
-the median of the per-repetition ratios (spec / hand-wired; 1.00 = the same speed).
+Both models get the same parameters (same seed, same draws). Each repetition times one
+training step (``loss(X, y)``: forward, backward, gradients) of each, back to back,
+alternating which goes first, so load from other processes hits both alike. Prints the
+load average before and after, the medians and the median of the per-repetition ratios
+(Network / hand-wired; 1.00 = the same speed).
 
-    python benchmarks/bench_network.py                   # batch 64, 30 repetitions
-    python benchmarks/bench_network.py --batch 128 --reps 50
+    python benchmarks/bench_network.py                    # the default net, batch 64
+    python benchmarks/bench_network.py --no-batchnorm --hidden-dims 100 --reps 50
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
 import numpy as np
+from hand_wired_convnet import HandWiredConvNet
 
 from nndl.cnn import ConvNet
-from nndl.network import Network
-
-SPEC = [
-    {"type": "conv_bn_relu_pool", "filters": 16},
-    {"type": "conv_bn_relu_pool", "filters": 32},
-    {"type": "conv_bn_relu_pool", "filters": 64},
-    {"type": "linear", "units": 10, "init": "lecun_normal"},
-]
 
 
 def _step_time(model, X, y) -> float:
@@ -39,14 +34,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--num-filters", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--hidden-dims", type=int, nargs="*", default=[])
+    parser.add_argument("--no-batchnorm", action="store_true")
     args = parser.parse_args()
-    ref = ConvNet(num_filters=(16, 32, 64), seed=0)
-    net = Network(SPEC, seed=0)  # same seed, same draws: the same parameters
+    kw = dict(num_filters=args.num_filters, hidden_dims=args.hidden_dims,
+              use_batchnorm=not args.no_batchnorm, seed=0)  # fmt: skip
+    ref, net = HandWiredConvNet(**kw), ConvNet(**kw)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((args.batch, 3, 32, 32)).astype(np.float32)
     y = rng.integers(10, size=args.batch)
-    for model in (ref, net):  # warm-up: scratch buffers, caches
-        model.loss(X, y)
+    assert ref.loss(X, y)[0] == net.loss(X, y)[0]  # the same computation (and a warm-up)
+    load_before = os.getloadavg()
     t_ref, t_net, ratios = [], [], []
     for rep in range(args.reps):
         pair = (ref, net) if rep % 2 == 0 else (net, ref)
@@ -54,11 +53,15 @@ def main() -> None:
         t_ref.append(times[id(ref)])
         t_net.append(times[id(net)])
         ratios.append(times[id(net)] / times[id(ref)])
-    print(f"batch {args.batch}, {args.reps} repetitions, float32")
-    print(f"ConvNet (hand-wired): {1e3 * statistics.median(t_ref):.1f} ms per step")
-    print(f"Network (spec):       {1e3 * statistics.median(t_net):.1f} ms per step")
+    load_after = os.getloadavg()
+    print(f"{kw}, batch {args.batch}, {args.reps} paired repetitions, float32")
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
+          f"({os.cpu_count()} CPUs)")  # fmt: skip
+    print(f"hand-wired ConvNet (0.1.0): {1e3 * statistics.median(t_ref):.1f} ms per step")
+    print(f"ConvNet on Network:         {1e3 * statistics.median(t_net):.1f} ms per step")
     ratio = statistics.median(ratios)
-    print(f"ratio spec / hand-wired (median of per-repetition ratios): {ratio:.3f}")
+    q = statistics.quantiles(ratios, n=4)
+    print(f"ratio Network / hand-wired: median {ratio:.3f} (quartiles {q[0]:.3f}, {q[2]:.3f})")
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def test_save_model_load_model_round_trip(tmp_path, make):
     assert extra == {"classes": ["a", "b"]}
     assert type(loaded) is type(model) and loaded.config == model.config
     assert np.array_equal(loaded.loss(X), model.loss(X))  # test mode: same scores
-    assert loaded.params["W1"].dtype == model.dtype
+    assert all(v.dtype == model.dtype for v in loaded.params.values())
     assert loaded.rng.bit_generator.state == model.rng.bit_generator.state
 
 

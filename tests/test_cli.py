@@ -147,7 +147,8 @@ def test_best_and_last_models_are_loadable(trained):
     best = max(metrics, key=lambda m: m["val_acc"])
     model, extra = load_model(run / "best_model.npz")
     assert extra["epoch"] == best["epoch"] and extra["val_acc"] == pytest.approx(best["val_acc"])
-    assert model.params["W1"].shape == (4, 3, 3, 3) and model.params["W1"].dtype == np.float32
+    W = model.params["block1.conv.W"]
+    assert W.shape == (4, 3, 3, 3) and W.dtype == np.float32
     _, last_extra = load_model(run / "last_model.npz")
     assert last_extra["epoch"] == 2
     with np.load(run / "preprocess.npz", allow_pickle=False) as pre:

@@ -374,8 +374,8 @@ def test_other_bad_arguments():
         to_onnx(fc, {}, input_shape=(3, 5, 5))
     with pytest.raises(ValueError, match=r"per-channel 'mean'/'std' need a \(C, H, W\) input"):
         to_onnx(fc, {"mean": [0, 0, 0], "std": [1, 1, 1]})
-    model.params["W1"] = model.params["W1"][:1]
-    with pytest.raises(ValueError, match=r"parameter 'conv1.W' has shape \(1, 3, 3, 3\); the "
+    model.params["block1.conv.W"] = model.params["block1.conv.W"][:1]
+    with pytest.raises(ValueError, match=r"parameter 'block1.conv.W' has shape \(1, 3, 3, 3\); the "
                        r"layer expects \(2, 3, 3, 3\)"):  # fmt: skip
         to_onnx(model, {})
 

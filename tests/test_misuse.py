@@ -46,7 +46,7 @@ SIZES = ["--num-training", "100", "--num-validation", "20", "--num-test", "20"]
 NET = ["--num-filters", "4", "8", "--hidden-dims", "8", "--dropout", "0.9", "--batch-size", "20"]
 QUIET = ["--no-plots", "--quiet"]
 # The parameters of NET's first and second conv and of its hidden layer.
-W1, W2, W3 = "W1", "W2", "W3"
+W1, W2, W3 = "block1.conv.W", "block2.conv.W", "fc1.W"
 EPOCHS = ["--epochs", "3"]
 
 

@@ -18,9 +18,9 @@ from nndl.schedules import make_schedule
 
 AUGMENT = [{"name": "random_crop", "pad": 1}, "alternating_flip", {"name": "cutout", "size": 2}]
 GROUPS = [
-    {"params": ["b*", "gamma*", "beta*"], "weight_decay": 0.0},
-    {"params": "beta*", "lr_mult": 4.0},
-    {"params": "gamma*", "frozen": True},
+    {"params": ["*.b", "*.gamma", "*.beta"], "weight_decay": 0.0},
+    {"params": "*.beta", "lr_mult": 4.0},
+    {"params": "*.gamma", "frozen": True},
 ]
 OPTIM = {"learning_rate": 0.05, "momentum": 0.85, "weight_decay": 5e-3}
 SCHEDULE = make_schedule({"name": "triangular", "start": 0.2, "peak_at": 0.25, "end": 0.05})
@@ -97,11 +97,11 @@ class Run:
 
 def test_loss_falls_frozen_stay_put_and_ema_evaluates_with_tta():
     run = Run(seed=0)
-    gamma0 = run.model.params["gamma1"].copy()
+    gamma0 = run.model.params["block1.bn.gamma"].copy()
     total = 6 * run.loader.iterations_per_epoch
     run.train(total, total)
     assert np.mean(run.losses[-6:]) < 0.7 * np.mean(run.losses[:6])
-    np.testing.assert_array_equal(run.model.params["gamma1"], gamma0)
+    np.testing.assert_array_equal(run.model.params["block1.bn.gamma"], gamma0)
     X, y = _data(30, seed=1)
     scores_live = run.model.loss(X)
     with run.ema.swapped(run.model):

@@ -1,4 +1,6 @@
-"""Convolutional networks on the fast layers: :class:`ThreeLayerConvNet` and :class:`ConvNet`."""
+"""Convolutional networks: :class:`ThreeLayerConvNet` (SPEC's teaching example, wired by
+hand on the fast sandwich layers) and :class:`ConvNet` (the configurable default model, an
+architecture spec trained as a :class:`nndl.network.Network`)."""
 
 from __future__ import annotations
 
@@ -21,13 +23,15 @@ from .conv_layer_utils import (
 from .layers import affine_backward, affine_forward, softmax_loss
 from .model_base import (
     Model,
-    ParamSpec,
     batchnorm_specs,
     check_dims,
+    check_dropout,
     check_weight_scale,
     normal_spec,
     zeros_spec,
 )
+from .network import Network
+from .nn import ParamSpec
 
 POOL_PARAM = {"pool_height": 2, "pool_width": 2, "stride": 2}
 
@@ -175,8 +179,8 @@ class ThreeLayerConvNet(Model):
         return self._regularize(loss, grads, ("W1", "W2", "W3")), grads
 
 
-class ConvNet(Model):
-    """A configurable deeper net (the CLI's default model).
+class ConvNet(Network):
+    """A configurable deeper net (the CLI's default model), built on :class:`Network`.
 
     ``{conv - [spatial BN] - relu - [2x2 max pool]} x len(num_filters)`` with a pool after
     every ``pool_every`` convs (convs are stride 1 with 'same' padding), then
@@ -184,8 +188,16 @@ class ConvNet(Model):
     softmax``. ``dropout`` is the probability of KEEPING a unit (0 means none), applied
     before every affine layer. ``weight_scale=None`` is He initialisation: std
     ``sqrt(2 / fan_in)`` for layers followed by a relu and ``sqrt(1 / fan_in)`` for the
-    output layer; a float is that std for every layer. Params ``W1, b1, gamma1, beta1,
-    ...`` are numbered by layer: convs first, then hidden affines, then the output.
+    output layer; a float is that std for every layer.
+
+    The arguments become an architecture spec (:meth:`layers`; the convs with batch norm
+    are the fused ``conv_bn_relu[_pool]`` blocks), so ``ConvNet`` is a ``Network`` and
+    trains, saves and exports as one. Parameters are named by layer path:
+    ``block1.conv.W``, ``block1.bn.gamma``, ... (``conv1.W`` without batch norm), then
+    ``fc1.W``, ``bn1.gamma``, ..., the output ``fc{k}.W``. Files of nndl 0.1.0 numbered
+    them ``W1, b1, gamma1, ...`` by layer; :mod:`nndl.legacy` renames them on loading.
+    ``config`` holds these constructor arguments, so ``build_model('convnet', **config)``
+    rebuilds the net.
     """
 
     name = "convnet"
@@ -205,105 +217,86 @@ class ConvNet(Model):
         dtype: Any = np.float32,
         seed: int | None = None,
     ) -> None:
-        plan = self._param_plan(self._arguments(locals()))  # checks every argument first
-        num_filters = [int(f) for f in num_filters]
-        self._setup(
-            dict(
-                input_dim=[int(d) for d in input_dim],
-                num_filters=num_filters,
-                filter_size=filter_size,
-                hidden_dims=[int(h) for h in hidden_dims],
-                num_classes=num_classes,
-                use_batchnorm=use_batchnorm,
-                pool_every=pool_every,
-                weight_scale=weight_scale,
-                reg=reg,
-                dropout=dropout,
-                seed=seed,
-            ),
-            reg,
-            dtype,
-            seed,
+        args = self._arguments(locals())
+        root, in_shape, num_classes = self._bind_layers(args)
+        config = dict(
+            input_dim=list(in_shape),
+            num_filters=[int(f) for f in num_filters],
+            filter_size=filter_size,
+            hidden_dims=[int(h) for h in hidden_dims],
+            num_classes=num_classes,
+            use_batchnorm=use_batchnorm,
+            pool_every=pool_every,
+            weight_scale=weight_scale,
+            reg=reg,
+            dropout=dropout,
+            seed=seed,
         )
+        self._build(root, in_shape, config, reg, dtype, seed)
         self.use_batchnorm = bool(use_batchnorm)
-        self._set_dropout(dropout)
-        self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
-        self.num_conv = len(num_filters)
-        self.num_hidden = len(hidden_dims)
-        self.num_layers = self.num_conv + self.num_hidden + 1
-        self.pools = [(i + 1) % pool_every == 0 for i in range(self.num_conv)]
-        self._init_params(plan)
+
+    @classmethod
+    def _bind_layers(cls, a: dict[str, Any]):
+        """The bound module tree of the arguments ``a`` (errors name ConvNet)."""
+        layers = cls.layers(**a)
+        try:
+            return Network._bind(layers, a["input_dim"], a["num_classes"])
+        except ValueError as exc:  # a size the layers cannot take, say an odd one to pool
+            raise ValueError(f"ConvNet: {exc}") from None
 
     @classmethod
     def _param_plan(cls, a: dict[str, Any]) -> dict[str, ParamSpec]:
-        fn = cls.__name__
-        C, H, W = check_dims(fn, "input_dim", a["input_dim"], 3)
-        num_filters = check_dims(fn, "num_filters", a["num_filters"])
-        if not num_filters:
+        layers = cls.layers(**a)
+        try:
+            return Network._param_plan({"layers": layers, "input_dim": a["input_dim"],
+                                        "num_classes": a["num_classes"]})  # fmt: skip
+        except ValueError as exc:
+            raise ValueError(f"ConvNet: {exc}") from None
+
+    @staticmethod
+    def layers(
+        input_dim: Sequence[int] = (3, 32, 32),
+        num_filters: Sequence[int] = (32, 64, 128),
+        filter_size: int = 3,
+        hidden_dims: Sequence[int] = (),
+        num_classes: int = 10,
+        use_batchnorm: bool = True,
+        pool_every: int = 1,
+        weight_scale: float | None = None,
+        dropout: float = 0.0,
+        **_: Any,
+    ) -> list[Any]:
+        """The architecture spec (:mod:`nndl.nn`) of a ConvNet with these arguments, each
+        checked; pure (nothing is allocated)."""
+        fn = "ConvNet"
+        _, H, W = check_dims(fn, "input_dim", input_dim, 3)
+        filters = check_dims(fn, "num_filters", num_filters)
+        if not filters:
             raise ValueError(f"{fn}: expected at least one conv layer in num_filters, got []")
-        hidden_dims = check_dims(fn, "hidden_dims", a["hidden_dims"])
-        k = _check_filter_size(fn, a["filter_size"], H, W)
-        num_classes = check_count(fn, "num_classes", a["num_classes"], 1)
-        pool_every = check_count(fn, "pool_every", a["pool_every"], 1)
-        weight_scale = a["weight_scale"]
+        hidden = check_dims(fn, "hidden_dims", hidden_dims)
+        k = _check_filter_size(fn, filter_size, H, W)
+        classes = check_count(fn, "num_classes", num_classes, 1)
+        every = check_count(fn, "pool_every", pool_every, 1)
         if weight_scale is not None:
             weight_scale = check_weight_scale(fn, weight_scale)
-        bn = bool(a["use_batchnorm"])
-
-        def std(fan_in: int, gain: float = 2.0) -> float:
-            return float(np.sqrt(gain / fan_in)) if weight_scale is None else weight_scale
-
-        plan: dict[str, ParamSpec] = {}
-        idx = 0
-        for i, F in enumerate(num_filters):
-            idx += 1
-            plan[f"W{idx}"] = normal_spec((F, C, k, k), std(C * k * k))
-            plan[f"b{idx}"] = zeros_spec(F)
-            if bn:
-                plan.update(batchnorm_specs(idx, F))
-            H, W = _conv_pool_size(fn, C, H, W, k, (i + 1) % pool_every == 0)
-            C = F
-        dims = [C * H * W, *hidden_dims]
-        for D_in, D_out in zip(dims[:-1], dims[1:], strict=True):
-            idx += 1
-            plan[f"W{idx}"] = normal_spec((D_in, D_out), std(D_in))
-            plan[f"b{idx}"] = zeros_spec(D_out)
-            if bn:
-                plan.update(batchnorm_specs(idx, D_out))
-        idx += 1
-        plan[f"W{idx}"] = normal_spec((dims[-1], num_classes), std(dims[-1], 1.0))
-        plan[f"b{idx}"] = zeros_spec(num_classes)
-        return plan
-
-    def loss(self, X: np.ndarray, y: np.ndarray | None = None):
-        """Scores (N, C) when ``y`` is None, else ``(loss, grads)``."""
-        out, _ = self._begin(X, y)
-        bn = self.use_batchnorm
-        conv_caches, fc_caches = [], []
-        for i, pool in enumerate(self.pools):
-            out, cache = _conv_block_forward(self, out, i + 1, bn, pool, self.conv_param)
-            conv_caches.append(cache)
-        for idx in range(self.num_conv + 1, self.num_layers):
-            out, drop_cache = self._dropout_forward(out)
-            out, cache = self._hidden_forward(out, idx, bn)
-            fc_caches.append((drop_cache, cache))
-        L = self.num_layers
-        out, last_drop = self._dropout_forward(out)
-        scores, last_cache = affine_forward(out, self.params[f"W{L}"], self.params[f"b{L}"])
-        if y is None:
-            return scores
-
-        loss, dscores = softmax_loss(scores, y)
-        grads: dict[str, np.ndarray] = {}
-        dout, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, last_cache)
-        dout = self._dropout_backward(dout, last_drop)
-        for idx in range(L - 1, self.num_conv, -1):
-            drop_cache, cache = fc_caches[idx - self.num_conv - 1]
-            dout = self._hidden_backward(dout, cache, idx, bn, grads)
-            dout = self._dropout_backward(dout, drop_cache)
-        for i in range(self.num_conv - 1, -1, -1):
-            dout = _conv_block_backward(dout, conv_caches[i], i + 1, bn, self.pools[i], grads)
-        return self._regularize(loss, grads, [f"W{i}" for i in range(1, L + 1)]), grads
+        keep = check_dropout(fn, dropout)
+        he = "he_normal" if weight_scale is None else weight_scale
+        conv = {"kernel_size": k, "pad": "same" if k % 2 else (k - 1) // 2, "init": he}
+        layers: list[Any] = []
+        for i, F in enumerate(filters):
+            pool = (i + 1) % every == 0
+            if use_batchnorm:
+                block = "conv_bn_relu_pool" if pool else "conv_bn_relu"
+                layers.append({"type": block, "filters": F, **conv})
+            else:
+                layers += [{"type": "conv2d", "filters": F, **conv}, "relu"]
+                layers += ["maxpool2d"] if pool else []
+        drop = [{"type": "dropout", "p": keep}] if 0 < keep < 1 else []
+        for units in hidden:
+            layers += [*drop, {"type": "linear", "units": units, "init": he}]
+            layers += ["batchnorm1d", "relu"] if use_batchnorm else ["relu"]
+        out_init = "lecun_normal" if weight_scale is None else weight_scale
+        return [*layers, *drop, {"type": "linear", "units": classes, "init": out_init}]
 
 
 __all__ = ["ThreeLayerConvNet", "ConvNet"]

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .cnn import ConvNet
 from .model_base import Model, ParamSpec
 
 __all__ = ["upgrade", "numbered_names", "RENAMED_MODELS"]
 
 # Models whose version-1 files name their arrays by layer number.
-RENAMED_MODELS: dict[str, type[Model]] = {}
+RENAMED_MODELS: dict[str, type[Model]] = {"convnet": ConvNet}
 
 _STEMS = {"weight": "W", "bias": "b", "bn_scale": "gamma", "bn_shift": "beta"}
 

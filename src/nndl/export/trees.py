@@ -162,24 +162,6 @@ def _three_layer_tree(model: ThreeLayerConvNet, input_shape: tuple[int, ...] | N
     return b.tree(tuple(c["input_dim"]), False)
 
 
-def _convnet_tree(model: ConvNet, input_shape: tuple[int, ...] | None) -> LayerTree:
-    c = model.config
-    _same_input(model, tuple(c["input_dim"]), input_shape)
-    b = _Legacy(model)
-    bn, every = c["use_batchnorm"], c["pool_every"]
-    for i, filters in enumerate(c["num_filters"]):
-        b.conv_block(i + 1, filters, c["filter_size"], bn, (i + 1) % every == 0)
-    idx = len(c["num_filters"])
-    for units in c["hidden_dims"]:
-        idx += 1
-        b.dropout(idx, c["dropout"])  # ConvNet drops out before every affine layer
-        b.hidden(idx, units, bn)
-    idx += 1
-    b.dropout(idx, c["dropout"])
-    b.affine(idx, c["num_classes"])
-    return b.tree(tuple(c["input_dim"]), False)
-
-
 TreeFn = Callable[[Any, "tuple[int, ...] | None"], LayerTree]
 
 MODEL_TREES: dict[type, TreeFn] = {
@@ -187,7 +169,7 @@ MODEL_TREES: dict[type, TreeFn] = {
     TwoLayerNet: _two_layer_tree,
     FullyConnectedNet: _fc_tree,
     ThreeLayerConvNet: _three_layer_tree,
-    ConvNet: _convnet_tree,
+    ConvNet: _network_tree,  # a Network (exact classes are looked up)
 }
 """Model class -> ``fn(model, input_shape or None) -> LayerTree``."""
 
