@@ -404,3 +404,7 @@ def test_a_run_folder_of_nndl_train_exports_as_the_readme_shows(tiny_cifar, tmp_
     np.testing.assert_allclose(onnx_probs(proto, raw), expected, atol=TOL, rtol=0)
     meta = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(meta["class_names"]) == preprocess["class_names"]
+    # The command does the same: nndl export RUN_DIR --format onnx --output MODEL.onnx
+    out = tmp_path / "cli.onnx"
+    assert cli.main(["export", str(run), "--format", "onnx", "--output", str(out)]) == 0
+    np.testing.assert_allclose(onnx_probs(onnx.load(out), raw), expected, atol=TOL, rtol=0)

@@ -17,6 +17,7 @@ refusal cases run concurrently.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -325,6 +326,15 @@ class Case:
 T = ["train", "--data-dir", "{cifar}", "--out", "{d}/new", *SIZES, *QUIET]
 RESUME = ["train", "--out", "{run}", "--resume", "--epochs", "4"]
 EVALUATE = ["evaluate", "{run}"]
+ARCH = ["--arch", "{d}/arch.json"]
+GOOD_ARCH = (
+    '[{"type": "conv_bn_relu_pool", "filters": 4}, "global_avgpool", '
+    '{"type": "linear", "units": 10}]'
+)
+EXPORT = ["export", "{run}", "--output", "{d}/m.onnx"]
+# Without the onnx extra, export refuses (naming the extra) once the flags are checked.
+ONNX = importlib.util.find_spec("onnx") is not None
+NO_ONNX = ("pip install 'nndl[onnx]'",)
 
 
 def flag_case(*flags: str, names: tuple) -> Case:
@@ -567,6 +577,53 @@ CASES: dict[str, Case] = {
         ("metrics.jsonl", "record 1"),
         edit_text("metrics.jsonl", lambda t: t.replace('"elapsed"', '"elapsed_s"')),
     ),
+    # --arch, summary and export.
+    "arch-not-json": Case([*T, *ARCH], ("--arch", "arch.json", "not valid JSON"),
+                          _write("arch.json", "[{"), no_out=True),
+    "arch-missing": Case([*T, "--arch", "{d}/none.json"], ("--arch", "none.json", "no such file"),
+                         no_out=True),
+    "arch-not-a-list": Case([*T, *ARCH], ("--arch", "expected a JSON list"),
+                            _write("arch.json", '{"layers": []}'), no_out=True),
+    "arch-unknown-layer": Case([*T, *ARCH], ("--arch", "unknown layer type 'conv3d'"),
+                               _write("arch.json", '[{"type": "conv3d"}]'), no_out=True),
+    "arch-wrong-output": Case([*T, *ARCH], ("--arch", "expected (10,) scores"),
+                              _write("arch.json", '["flatten", {"type": "linear", "units": 7}]'),
+                              no_out=True),
+    "arch-too-big": Case([*T, *ARCH], ("parameters", "GiB"),
+                         _write("arch.json", '["flatten", {"type": "linear", "units": 300000},'
+                                ' {"type": "linear", "units": 10}]'), no_out=True),
+    "arch-with-num-filters": Case([*T, *ARCH, "--num-filters", "4"],
+                                  ("--num-filters does not apply to --arch",),
+                                  _write("arch.json", GOOD_ARCH), no_out=True),
+    "arch-on-convnet": Case([*T, *ARCH, "--model", "convnet"],
+                            ("--arch does not apply to model convnet",),
+                            _write("arch.json", GOOD_ARCH), no_out=True),
+    "network-without-arch": flag_case("--model", "network", names=("needs --arch FILE.json",)),
+    "resume-adds-arch": run_case([*RESUME, *ARCH], ("cannot change --arch",),
+                                 _write("arch.json", GOOD_ARCH)),
+    "summary-neither": Case(["summary"], ("nndl summary: error: give either RUN_DIR or --arch",)),
+    "summary-both": run_case(["summary", "{run}", *ARCH], ("either RUN_DIR or --arch",),
+                             _write("arch.json", GOOD_ARCH)),
+    "summary-bad-arch": Case(["summary", *ARCH], ("--arch", "unknown layer type 'conv3d'"),
+                             _write("arch.json", '[{"type": "conv3d"}]')),
+    "summary-batch-0": run_case(["summary", "{run}", "--batch-size", "0"],
+                                ("--batch-size must be an integer >= 1",)),
+    "summary-damaged-model": run_case(["summary", "{run}"],
+                                      ("best_model.npz", "truncated or corrupt"),
+                                      truncate("best_model.npz", 0.5)),
+    "summary-no-run": Case(["summary", "{d}/nothing"], ("run folder not found",)),
+    "export-no-output": run_case(["export", "{run}"], ("--output",)),
+    "export-format": run_case([*EXPORT, "--format", "tflite"], ("invalid choice: 'tflite'",)),
+    "export-bad-opset": run_case([*EXPORT, "--opset", "5"], ("--opset must be 13 or later",)),
+    "export-output-is-a-folder": run_case(["export", "{run}", "--output", "{d}"],
+                                          ("--output", "is a folder")),
+    "export-no-run": Case(["export", "{d}/nothing", "--output", "{d}/m.onnx"],
+                          ("run folder not found",)),
+    "export-damaged-model": run_case(
+        EXPORT, ("best_model.npz", "truncated or corrupt") if ONNX else NO_ONNX,
+        truncate("best_model.npz", 0.5)),
+    "export-opset-too-new": run_case(
+        [*EXPORT, "--opset", "999"], ("expected opset in",) if ONNX else NO_ONNX),
     # Images.
     "image-bomb": run_case(
         ["predict", "{run}", "{d}/bomb.png"],
@@ -583,7 +640,7 @@ CASES: dict[str, Case] = {
         ("cannot read image", "notes.png"),
         _write("notes.png", "hi"),
     ),
-}
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

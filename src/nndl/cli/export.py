@@ -37,16 +37,16 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import onnx  # noqa: F401 - checked before anything is read
-    except ImportError:
-        raise CLIError("--format onnx needs the onnx package: pip install 'nndl[onnx]'") from None
     if args.opset < MIN_OPSET:
         raise CLIError(f"--opset must be {MIN_OPSET} or later, got {args.opset}")
     folder = RunFolder(cli_path(args.run_dir, "RUN_DIR"))
     output = cli_path(args.output, "--output")
     if output.is_dir():
         raise CLIError(f"--output {output} is a folder; expected a file name such as model.onnx")
+    try:
+        import onnx  # noqa: F401 - checked before the model is read
+    except ImportError:
+        raise CLIError("--format onnx needs the onnx package: pip install 'nndl[onnx]'") from None
     model, extra, pre = folder.load_model(last=args.last)
     preprocess = {"mean_image": pre["mean_image"], "class_names": pre["class_names"]}
     to_onnx(model, preprocess, output, opset=args.opset)
