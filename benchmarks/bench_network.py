@@ -5,7 +5,8 @@ Both models get the same parameters (same seed, same draws). Each repetition tim
 training step (``loss(X, y)``: forward, backward, gradients) of each, back to back,
 alternating which goes first, so load from other processes hits both alike. Prints the
 load average before and after, the medians and the median of the per-repetition ratios
-(Network / hand-wired; 1.00 = the same speed).
+(Network / hand-wired; 1.00 = the same speed), of wall time and of this process's CPU time
+(which other processes on a busy machine disturb less).
 
     python benchmarks/bench_network.py                    # the default net, batch 64
     python benchmarks/bench_network.py --no-batchnorm --hidden-dims 100 --reps 50
@@ -24,10 +25,11 @@ from hand_wired_convnet import HandWiredConvNet
 from nndl.cnn import ConvNet
 
 
-def _step_time(model, X, y) -> float:
-    t = time.perf_counter()
+def _step_time(model, X, y) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one training step."""
+    t, c = time.perf_counter(), time.process_time()
     model.loss(X, y)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
 def main() -> None:
@@ -46,22 +48,24 @@ def main() -> None:
     y = rng.integers(10, size=args.batch)
     assert ref.loss(X, y)[0] == net.loss(X, y)[0]  # the same computation (and a warm-up)
     load_before = os.getloadavg()
-    t_ref, t_net, ratios = [], [], []
+    times: dict[str, list] = {"ref": [], "net": []}
     for rep in range(args.reps):
-        pair = (ref, net) if rep % 2 == 0 else (net, ref)
-        times = {id(m): _step_time(m, X, y) for m in pair}
-        t_ref.append(times[id(ref)])
-        t_net.append(times[id(net)])
-        ratios.append(times[id(net)] / times[id(ref)])
+        pair = [("ref", ref), ("net", net)][:: 1 if rep % 2 == 0 else -1]
+        for key, model in pair:
+            times[key].append(_step_time(model, X, y))
     load_after = os.getloadavg()
     print(f"{kw}, batch {args.batch}, {args.reps} paired repetitions, float32")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
           f"({os.cpu_count()} CPUs)")  # fmt: skip
-    print(f"hand-wired ConvNet (0.1.0): {1e3 * statistics.median(t_ref):.1f} ms per step")
-    print(f"ConvNet on Network:         {1e3 * statistics.median(t_net):.1f} ms per step")
-    ratio = statistics.median(ratios)
-    q = statistics.quantiles(ratios, n=4)
-    print(f"ratio Network / hand-wired: median {ratio:.3f} (quartiles {q[0]:.3f}, {q[2]:.3f})")
+    for i, what in enumerate(("wall", "CPU")):
+        ref_t = [t[i] for t in times["ref"]]
+        net_t = [t[i] for t in times["net"]]
+        ratios = [b / a for a, b in zip(ref_t, net_t, strict=True)]
+        q = statistics.quantiles(ratios, n=4)
+        ms_ref, ms_net = 1e3 * statistics.median(ref_t), 1e3 * statistics.median(net_t)
+        print(f"{what:>4} ms per step: hand-wired {ms_ref:.1f}, Network {ms_net:.1f}; ratio "
+              f"Network / hand-wired: median {statistics.median(ratios):.3f} "
+              f"(quartiles {q[0]:.3f}, {q[2]:.3f})")  # fmt: skip
 
 
 if __name__ == "__main__":
