@@ -155,7 +155,7 @@ def test_convnet_architecture_and_he_init():
     assert pooled.params["fc1.W"].shape == (4 * 8 * 8, 10)
     fixed = ConvNet(num_filters=(8,), weight_scale=0.01, use_batchnorm=False, seed=0)
     assert abs(fixed.params["fc1.W"].std() - 0.01) < 5e-4
-    assert not any("gamma" in k for k in fixed.params) and "conv1.W" in fixed.params
+    assert not any("gamma" in k for k in fixed.params) and "block1.conv.W" in fixed.params
 
 
 def test_pool_needs_even_sizes():

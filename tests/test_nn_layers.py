@@ -107,6 +107,8 @@ CONTAINER_CASES = [
     lambda: nn.ConvBNReLU(3),
     lambda: nn.ConvBNReLU(3, kernel_size=1, bias=False, scale=False),
     lambda: nn.ConvBNReLUPool(3),
+    lambda: nn.ConvReLU(3, kernel_size=1, bias=False),
+    lambda: nn.ConvReLUPool(3),
 ]
 
 
@@ -120,6 +122,8 @@ def test_fused_blocks_equal_their_unfused_layers():
     for fused, unfused in [
         (nn.ConvBNReLU(3), [nn.Conv2d(3), nn.BatchNorm2d(), nn.ReLU()]),
         (nn.ConvBNReLUPool(3), [nn.Conv2d(3), nn.BatchNorm2d(), nn.ReLU(), nn.MaxPool2d()]),
+        (nn.ConvReLU(3), [nn.Conv2d(3), nn.ReLU()]),
+        (nn.ConvReLUPool(3), [nn.Conv2d(3), nn.ReLU(), nn.MaxPool2d()]),
     ]:
         x, params, buffers = _setup(fused, (2, 4, 4), rng)
         plain = nn.Sequential(unfused)
@@ -145,7 +149,9 @@ def test_fused_blocks_equal_their_unfused_layers():
         for k, v in buffers.items():
             np.testing.assert_allclose(v, b2[k.replace("bn.", "b.bn1.")], atol=1e-14)
         # The fused block names its params like the unfused sublayers it holds.
-        assert [m.path for m in fused.modules()][1:3] == ["conv", "bn"]
+        kinds = [type(m).__name__.lower() for m in unfused]
+        names = {"conv2d": "conv", "batchnorm2d": "bn", "relu": "relu", "maxpool2d": "pool"}
+        assert [m.path for m in fused.modules()][1:] == [names[k] for k in kinds]
 
 
 def test_batchnorm_layer_updates_and_uses_running_statistics():

@@ -190,10 +190,10 @@ class ConvNet(Network):
     ``sqrt(2 / fan_in)`` for layers followed by a relu and ``sqrt(1 / fan_in)`` for the
     output layer; a float is that std for every layer.
 
-    The arguments become an architecture spec (:meth:`layers`; the convs with batch norm
-    are the fused ``conv_bn_relu[_pool]`` blocks), so ``ConvNet`` is a ``Network`` and
-    trains, saves and exports as one. Parameters are named by layer path:
-    ``block1.conv.W``, ``block1.bn.gamma``, ... (``conv1.W`` without batch norm), then
+    The arguments become an architecture spec (:meth:`layers`; the convs are the fused
+    ``conv_bn_relu[_pool]`` blocks, ``conv_relu[_pool]`` without batch norm), so
+    ``ConvNet`` is a ``Network`` and trains, saves and exports as one. Parameters are
+    named by layer path: ``block1.conv.W``, ``block1.bn.gamma``, ..., then
     ``fc1.W``, ``bn1.gamma``, ..., the output ``fc{k}.W``. Files of nndl 0.1.0 numbered
     them ``W1, b1, gamma1, ...`` by layer; :mod:`nndl.legacy` renames them on loading.
     ``config`` holds these constructor arguments, so ``build_model('convnet', **config)``
@@ -285,12 +285,8 @@ class ConvNet(Network):
         layers: list[Any] = []
         for i, F in enumerate(filters):
             pool = (i + 1) % every == 0
-            if use_batchnorm:
-                block = "conv_bn_relu_pool" if pool else "conv_bn_relu"
-                layers.append({"type": block, "filters": F, **conv})
-            else:
-                layers += [{"type": "conv2d", "filters": F, **conv}, "relu"]
-                layers += ["maxpool2d"] if pool else []
+            block = "conv_bn_relu" if use_batchnorm else "conv_relu"
+            layers.append({"type": block + ("_pool" if pool else ""), "filters": F, **conv})
         drop = [{"type": "dropout", "p": keep}] if 0 < keep < 1 else []
         for units in hidden:
             layers += [*drop, {"type": "linear", "units": units, "init": he}]

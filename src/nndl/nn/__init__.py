@@ -35,6 +35,8 @@ Layers without a name are named per type and position, unique per level (``conv1
 - ``conv_bn_relu`` / ``conv_bn_relu_pool``: fused blocks with conv2d's and batch norm's
   arguments (and pool_size (2)); their parameters are ``<block>.conv.W``,
   ``<block>.bn.gamma``, ... as if unfused
+- ``conv_relu`` / ``conv_relu_pool``: the same without batch norm (conv2d's arguments
+  but trainable, and pool_size (2))
 - ``sequential``: layers; ``residual``: body, shortcut ("identity")
 
 Initialisers (``init``): ``he_normal`` (``sqrt(2 / fan_in)``), ``lecun_normal``
@@ -66,6 +68,7 @@ has one; see :mod:`nndl.export.onnx`).
 
 from .activations import GELU, ReLU
 from .containers import ConvBNReLU, ConvBNReLUPool, Residual, Sequential
+from .conv_blocks import ConvReLU, ConvReLUPool
 from .init import INITS, patch_whitening_weights
 from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear
 from .module import BufferSpec, Context, Module, ParamSpec
@@ -94,6 +97,8 @@ __all__ = [
     "Residual",
     "ConvBNReLU",
     "ConvBNReLUPool",
+    "ConvReLU",
+    "ConvReLUPool",
     "LAYERS",
     "build",
     "as_spec",
