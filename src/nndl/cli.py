@@ -288,12 +288,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argparse does; Ctrl-C returns 130. No input makes it print a traceback: anything else
     is reported as an internal error (exit 1; ``NNDL_DEBUG=1`` shows the traceback).
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["tune"]:  # its own parser: the nndl train flags after '--' pass through
+        from .tune import main as tune_main
+
+        return tune_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and argparse's own usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = argv
     prefix = f"{parser.prog} {args.command}"
     try:
         return _COMMANDS[args.command](args)

@@ -341,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--plot", action="store_true", help="also write confusion_matrix.png")
 
+    # Listed for 'nndl --help' only: nndl.cli.main hands 'nndl tune ...' to nndl.tune.main.
+    sub.add_parser(
+        "tune",
+        help="search hyperparameters with Optuna ('nndl tune --help'; the tune extra)",
+        add_help=False,
+    )
+
     p = sub.add_parser(
         "predict",
         help="classify image files with a trained model",
