@@ -11,11 +11,11 @@ from . import train_cli
 
 __all__ = ["trial_table", "best_summary", "write_plots", "PLOTS"]
 
-# File name -> Optuna's matplotlib plot and its keywords.
+# File name -> Optuna's matplotlib plot, its keywords, and axis labels to set (or None).
 PLOTS = {
-    "history.png": ("plot_optimization_history", {"target_name": "val_acc"}),
-    "importance.png": ("plot_param_importances", {"target_name": "val_acc"}),
-    "intermediate.png": ("plot_intermediate_values", {}),
+    "history.png": ("plot_optimization_history", {"target_name": "val_acc"}, None),
+    "importance.png": ("plot_param_importances", {"target_name": "val_acc"}, None),
+    "intermediate.png": ("plot_intermediate_values", {}, ("epoch", "val_acc")),
 }
 
 
@@ -79,7 +79,7 @@ def write_plots(study: Any, out: Path, say: Callable[[str], None]) -> list[Path]
     import matplotlib.pyplot as plt
 
     written = []
-    for name, (fn, kwargs) in PLOTS.items():
+    for name, (fn, kwargs, labels) in PLOTS.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
@@ -87,6 +87,9 @@ def write_plots(study: Any, out: Path, say: Callable[[str], None]) -> list[Path]
             except (ValueError, RuntimeError) as exc:
                 say(f"{name}: not written ({exc})")
                 continue
+        if labels is not None:
+            ax.set_xlabel(labels[0])
+            ax.set_ylabel(labels[1])
         fig = ax.figure
         try:
             fig.set_size_inches(8, 5)
