@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS.values():
         command.add_parser(sub)
+    # Listed for --help only: main() hands 'nndl tune ...' to nndl.tune before parsing.
+    sub.add_parser("tune", help="search hyperparameters with Optuna (nndl tune --help)",
+                   add_help=False)  # fmt: skip
     return parser
 
 
@@ -47,12 +50,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argparse does; Ctrl-C returns 130. No input makes it print a traceback: anything else
     is reported as an internal error (exit 1; ``NNDL_DEBUG=1`` shows the traceback).
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["tune"]:
+        # nndl tune passes everything after '--' on to nndl train, which argparse's
+        # subcommands cannot express; it parses its own command line.
+        from ..tune import main as tune_main
+
+        return tune_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and argparse's own usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = argv
     prefix = f"{parser.prog} {args.command}"
     try:
         return COMMANDS[args.command].run(args)
