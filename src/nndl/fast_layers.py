@@ -263,14 +263,15 @@ def conv_forward_fast(x, w, b, conv_param: Mapping[str, Any]):
     return from_internal(out), (inner, geometry, need_dx, w.shape)
 
 
-def conv_backward_fast(dout, cache):
+def conv_backward_fast(dout, cache, input_grad: bool = True):
     """Fast :func:`nndl.conv_layers.conv_backward_naive`: dout (N, F, H', W') -> dx, dw, db.
 
     dx (N, C, H, W) (a view of a (C, H, W, N) buffer; ``None`` when the forward's
-    ``conv_param['input_grad']`` was False), dw (F, C, HH, WW), db (F,).
+    ``conv_param['input_grad']`` or ``input_grad`` here is False), dw (F, C, HH, WW), db (F,).
     """
     fn = "conv_backward_fast"
     inner, geometry, need_dx, w_shape = cache
+    need_dx = need_dx and bool(input_grad)
     check_ndim(fn, "dout", dout, 4, "(N, F, H', W')")
     (C, H, W, N), _, _, H_out, W_out = geometry
     check_dout(fn, dout, (N, w_shape[0], H_out, W_out))

@@ -18,11 +18,14 @@ turns instead of competing for the cores.
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import numpy as np
 
 from .checks import check_count
 
@@ -111,4 +114,31 @@ def run(fn: Callable[[int, int], None], spans: Sequence[tuple[int, int]]) -> Non
         f.result()
 
 
-__all__ = ["BLOCK_BYTES", "blocks", "get_num_threads", "run", "set_num_threads"]
+_numba_state = {"layer_chosen": False}
+
+
+def compiled(a, module: str):
+    """The optional numba kernel module ``nndl.<module>`` for the array a, or None when
+    numba is missing, ``NNDL_NUMBA=0`` is set, or a is not a float32/float64 NumPy
+    array (the caller then takes its NumPy path). Sets numba's thread count to ours.
+    """
+    if os.environ.get("NNDL_NUMBA", "1") == "0" or not isinstance(a, np.ndarray):
+        return None
+    if a.dtype not in (np.float32, np.float64):
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+    if not _numba_state["layer_chosen"]:
+        # OpenMP's idle workers spin; on a small machine they would take cores from
+        # BLAS and nndl's own pool between kernels. The workqueue layer's threads sleep.
+        # (Ignored by numba if this process already ran a parallel kernel.)
+        numba.config.THREADING_LAYER = "workqueue"
+        _numba_state["layer_chosen"] = True
+    kernels = importlib.import_module(f"nndl.{module}")
+    numba.set_num_threads(min(get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    return kernels
+
+
+__all__ = ["BLOCK_BYTES", "blocks", "compiled", "get_num_threads", "run", "set_num_threads"]
