@@ -44,7 +44,6 @@ Memory, per layer with T = N * ceil(H'/m) * ceil(W'/m) tiles and a = m + 2:
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -115,9 +114,6 @@ def applies(w_shape, stride: int) -> bool:
 # --- optional compiled kernels ---------------------------------------------------------
 
 
-_state = {"layer_chosen": False}
-
-
 def compiled_available() -> bool:
     """Whether the numba kernels can be used (installed and not disabled)."""
     return compiled_kernels(np.empty(0, np.float32)) is not None
@@ -126,24 +122,7 @@ def compiled_available() -> bool:
 def compiled_kernels(a):
     """The numba kernels (:mod:`nndl._numba_kernels`) for the NumPy array a, or None when
     numba is missing, ``NNDL_NUMBA=0`` is set, or a is not float32/float64 NumPy."""
-    if os.environ.get("NNDL_NUMBA", "1") == "0" or not isinstance(a, np.ndarray):
-        return None
-    if a.dtype not in (np.float32, np.float64):
-        return None
-    try:
-        import numba
-    except ImportError:
-        return None
-    if not _state["layer_chosen"]:
-        # OpenMP's idle workers spin; on a small machine they would take cores from
-        # BLAS and nndl's own pool between kernels. The workqueue layer's threads sleep.
-        # (Ignored by numba if this process already ran a parallel kernel.)
-        numba.config.THREADING_LAYER = "workqueue"
-        _state["layer_chosen"] = True
-    from . import _numba_kernels
-
-    numba.set_num_threads(min(parallel.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    return _numba_kernels
+    return parallel.compiled(a, "_numba_kernels")
 
 
 # --- linear combinations of strided slices ----------------------------------------------
@@ -242,21 +221,28 @@ def geometry(x_shape, F: int, pad: int, m: int) -> _Geometry:
     return _Geometry(C, H, W, N, F, pad, Ho, Wo, -(-Ho // m), -(-Wo // m), TRANSFORMS[m])
 
 
+def _kron_g(t: WinogradTransform, xp, dtype):
+    """``kron(G, G)`` (a*a, 9): row ``i*a + k``, column ``3*p + q`` holds ``G[i, p] G[k, q]``,
+    so ``(G w G^T)[i, k]`` is row ``i*a + k`` times the flattened 3x3 filter w."""
+    return xp.asarray(np.kron(t.G, t.G), dtype=dtype)
+
+
 def filter_transform(w, t: WinogradTransform):
-    """U (a*a, F, C) with ``U[i*a + k, f, c] = (G w[f, c] G^T)[i, k]``."""
+    """U (a*a, F, C) with ``U[i*a + k, f, c] = (G w[f, c] G^T)[i, k]``: one GEMM,
+    ``kron(G, G) (a*a, 9) @ w (9, F*C)``."""
     xp = get_array_module(w)
-    G = xp.asarray(t.G, dtype=w.dtype)
     F, C = w.shape[:2]
-    U = xp.einsum("ia,fcab,kb->ikfc", G, w, G, optimize=True)
-    return xp.ascontiguousarray(U.reshape(t.alpha**2, F, C))
+    U = _kron_g(t, xp, w.dtype) @ w.reshape(F * C, 9).T
+    return U.reshape(t.alpha**2, F, C)
 
 
 def filter_grad(dU, g: _Geometry, dtype):
-    """dw (F, C, 3, 3) from dU (a*a, F, C): the adjoint of :func:`filter_transform`."""
+    """dw (F, C, 3, 3) from dU (a*a, F, C): the adjoint of :func:`filter_transform`,
+    ``dU^T (F*C, a*a) @ kron(G, G)``."""
     xp = get_array_module(dU)
-    G = xp.asarray(g.t.G, dtype=dtype)
-    a = g.t.alpha
-    return xp.einsum("ia,ikfc,kb->fcab", G, dU.reshape(a, a, g.F, g.C), G, optimize=True)
+    a2 = g.t.alpha**2
+    dw = dU.reshape(a2, g.F * g.C).T @ _kron_g(g.t, xp, dtype)
+    return dw.reshape(g.F, g.C, 3, 3)
 
 
 def _bytes_per_channel(g: _Geometry, itemsize: int) -> int:
@@ -267,6 +253,9 @@ def _bytes_per_channel(g: _Geometry, itemsize: int) -> int:
 def input_transform(x, V, g: _Geometry) -> None:
     """V (a*a, C, T) = ``B^T d B`` for every input tile d of x (C, H, W, N) (threaded)."""
     k = compiled_kernels(x)
+    if k is not None and g.t.m == 4:
+        k.input_transform4(np.ascontiguousarray(x), V, g.pad, g.TY, g.TX)
+        return
     if k is not None:
         k.input_transform(x, V, g.t.BT.astype(x.dtype), g.pad, g.t.m, g.TY, g.TX)
         return
@@ -297,6 +286,9 @@ def input_transform(x, V, g: _Geometry) -> None:
 def output_transform(M, out, b, g: _Geometry) -> None:
     """out (F, H', W', N) = ``A^T M A + b`` per tile, cropped to H' x W' (threaded)."""
     k = compiled_kernels(M)
+    if k is not None and g.t.m == 4:
+        k.output_transform4(M, out, b, g.TY, g.TX)
+        return
     if k is not None:
         k.output_transform(M, out, b, g.t.AT.astype(M.dtype), g.TY, g.TX)
         return
@@ -326,6 +318,9 @@ def dout_transform(dout, dM, db, g: _Geometry) -> None:
     """dM (a*a, F, T): the adjoint of :func:`output_transform` applied to dout
     (F, H', W', N); db (F,) receives dout's sums over (H', W', N) (threaded)."""
     k = compiled_kernels(dout)
+    if k is not None and dout.flags.c_contiguous and g.t.m == 4:
+        k.dout_transform4(dout, dM, db, g.TY, g.TX)
+        return
     if k is not None and dout.flags.c_contiguous:
         k.dout_transform(dout, dM, db, g.t.AT.astype(dout.dtype), g.TY, g.TX)
         return
@@ -358,6 +353,9 @@ def dout_transform(dout, dM, db, g: _Geometry) -> None:
 def input_grad(dV, dx, g: _Geometry) -> None:
     """dx (C, H, W, N): the adjoint of :func:`input_transform` applied to dV (threaded)."""
     k = compiled_kernels(dV)
+    if k is not None and g.t.m == 4:
+        k.input_grad4(dV, dx, g.pad, g.TY, g.TX)
+        return
     if k is not None:
         k.input_grad(dV, dx, g.t.BT.astype(dV.dtype), g.pad, g.t.m, g.TY, g.TX)
         return
