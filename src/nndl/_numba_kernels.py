@@ -231,169 +231,158 @@ def _a6(g0, g1, g2, g3):  # pragma: no cover - compiled
 
 # Loops over the batch index every array explicitly ([c, h, w, n] on C-contiguous
 # arrays): with slices (numba's 'A' layout) the strides are unknown and LLVM leaves the
-# loops scalar, 3x slower.
+# loops scalar, 3x slower. Every kernel works on the tiles k0 <= k < k1 (k = ty * TX + tx;
+# column (k - k0) * N + n of V, M, dM, dV), so a layer runs in chunks of tiles whose
+# transformed arrays stay small.
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def input_transform4(x, V, pad, TY, TX):  # pragma: no cover - compiled
-    """V (36, C, T) = B^T d B for every 6x6 input tile d of x (C, H, W, N), F(4,3).
-
-    Per channel: a copy with its zero border, then per tile a column pass into a small
-    buffer r (6, 6, N) and a row pass from r into V.
-    """
+def input_transform4(x, V, pad, TY, TX, k0, k1):  # pragma: no cover - compiled
+    """V (36, C, (k1 - k0) * N) = B^T d B for the 6x6 input tiles d of x (C, H, W, N)."""
     C, H, W, N = x.shape
-    Hp, Wp = 4 * TY + 2, 4 * TX + 2
     for c in prange(C):
-        xp = np.zeros((Hp, Wp, N), x.dtype)
+        d = np.empty((6, 6, N), x.dtype)
         r = np.empty((6, 6, N), x.dtype)
-        for h in range(H):
-            for w in range(W):
-                for n in range(N):
-                    xp[h + pad, w + pad, n] = x[c, h, w, n]
-        for ty in range(TY):
-            for tx in range(TX):
-                h0, w0 = 4 * ty, 4 * tx
-                t0 = (ty * TX + tx) * N
+        for k in range(k0, k1):
+            h0, w0 = 4 * (k // TX) - pad, 4 * (k % TX) - pad
+            for i in range(6):  # the tile, zero past the edges
+                h = h0 + i
                 for j in range(6):
                     w = w0 + j
-                    for n in range(N):
-                        v = _bt6(
-                            xp[h0, w, n],
-                            xp[h0 + 1, w, n],
-                            xp[h0 + 2, w, n],
-                            xp[h0 + 3, w, n],
-                            xp[h0 + 4, w, n],
-                            xp[h0 + 5, w, n],
-                        )
-                        r[0, j, n], r[1, j, n], r[2, j, n] = v[0], v[1], v[2]
-                        r[3, j, n], r[4, j, n], r[5, j, n] = v[3], v[4], v[5]
-                for i in range(6):
-                    k = 6 * i
-                    for n in range(N):
-                        v = _bt6(
-                            r[i, 0, n], r[i, 1, n], r[i, 2, n], r[i, 3, n], r[i, 4, n], r[i, 5, n]
-                        )
-                        t = t0 + n
-                        V[k, c, t], V[k + 1, c, t], V[k + 2, c, t] = v[0], v[1], v[2]
-                        V[k + 3, c, t], V[k + 4, c, t], V[k + 5, c, t] = v[3], v[4], v[5]
+                    if 0 <= h < H and 0 <= w < W:
+                        for n in range(N):
+                            d[i, j, n] = x[c, h, w, n]
+                    else:
+                        for n in range(N):
+                            d[i, j, n] = 0
+            for j in range(6):  # columns: r[:, j] = B^T d[:, j]
+                for n in range(N):
+                    v = _bt6(d[0, j, n], d[1, j, n], d[2, j, n], d[3, j, n], d[4, j, n], d[5, j, n])
+                    r[0, j, n], r[1, j, n], r[2, j, n] = v[0], v[1], v[2]
+                    r[3, j, n], r[4, j, n], r[5, j, n] = v[3], v[4], v[5]
+            t0 = (k - k0) * N
+            for i in range(6):  # rows: V[6i:6i+6] = B^T r[i]
+                q = 6 * i
+                for n in range(N):
+                    v = _bt6(r[i, 0, n], r[i, 1, n], r[i, 2, n], r[i, 3, n], r[i, 4, n], r[i, 5, n])
+                    t = t0 + n
+                    V[q, c, t], V[q + 1, c, t], V[q + 2, c, t] = v[0], v[1], v[2]
+                    V[q + 3, c, t], V[q + 4, c, t], V[q + 5, c, t] = v[3], v[4], v[5]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def output_transform4(M, out, b, TY, TX):  # pragma: no cover - compiled
-    """out (F, H', W', N) = A^T m A + b for every tile m of M (36, F, T), F(4,3), cropped
-    to H' x W' (a per-channel buffer holds the whole tiles)."""
+def output_transform4(M, out, b, TY, TX, k0, k1):  # pragma: no cover - compiled
+    """out (F, H', W', N) = A^T m A + b for the tiles m of M (36, F, (k1 - k0) * N),
+    cropped to H' x W'."""
     F, Ho, Wo, N = out.shape
     for f in prange(F):
         s = np.empty((4, 6, N), out.dtype)
-        full = np.empty((4 * TY, 4 * TX, N), out.dtype)
+        y = np.empty((4, 4, N), out.dtype)
         bf = b[f]
-        for ty in range(TY):
-            for tx in range(TX):
-                t0 = (ty * TX + tx) * N
-                for k in range(6):  # columns: s[:, k] = A^T M[:, k]
-                    for n in range(N):
-                        t = t0 + n
-                        v = _at4(
-                            M[k, f, t],
-                            M[6 + k, f, t],
-                            M[12 + k, f, t],
-                            M[18 + k, f, t],
-                            M[24 + k, f, t],
-                            M[30 + k, f, t],
-                        )
-                        s[0, k, n], s[1, k, n], s[2, k, n], s[3, k, n] = v[0], v[1], v[2], v[3]
-                h0, w0 = 4 * ty, 4 * tx
-                for i in range(4):  # rows: Y[i] = A^T s[i] + b
-                    h = h0 + i
-                    for n in range(N):
-                        v = _at4(
-                            s[i, 0, n], s[i, 1, n], s[i, 2, n], s[i, 3, n], s[i, 4, n], s[i, 5, n]
-                        )
-                        full[h, w0, n] = v[0] + bf
-                        full[h, w0 + 1, n] = v[1] + bf
-                        full[h, w0 + 2, n] = v[2] + bf
-                        full[h, w0 + 3, n] = v[3] + bf
-        for h in range(Ho):
-            for w in range(Wo):
+        for k in range(k0, k1):
+            t0 = (k - k0) * N
+            for j in range(6):  # columns: s[:, j] = A^T M[:, j]
                 for n in range(N):
-                    out[f, h, w, n] = full[h, w, n]
+                    t = t0 + n
+                    v = _at4(M[j, f, t], M[6 + j, f, t], M[12 + j, f, t], M[18 + j, f, t],
+                             M[24 + j, f, t], M[30 + j, f, t])  # fmt: skip
+                    s[0, j, n], s[1, j, n], s[2, j, n], s[3, j, n] = v[0], v[1], v[2], v[3]
+            for i in range(4):  # rows: y[i] = A^T s[i] + b
+                for n in range(N):
+                    v = _at4(s[i, 0, n], s[i, 1, n], s[i, 2, n], s[i, 3, n], s[i, 4, n], s[i, 5, n])
+                    y[i, 0, n], y[i, 1, n] = v[0] + bf, v[1] + bf
+                    y[i, 2, n], y[i, 3, n] = v[2] + bf, v[3] + bf
+            h0, w0 = 4 * (k // TX), 4 * (k % TX)
+            for i in range(min(4, Ho - h0)):
+                for j in range(min(4, Wo - w0)):
+                    for n in range(N):
+                        out[f, h0 + i, w0 + j, n] = y[i, j, n]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def dout_transform4(dout, dM, db, TY, TX):  # pragma: no cover - compiled
-    """dM (36, F, T) = A g A^T for every 4x4 tile g of dout (F, H', W', N) (zero past the
-    edge): the adjoint of output_transform4; db (F,) = dout's sums over (H', W', N)."""
+def dout_transform4(dout, dM, TY, TX, k0, k1):  # pragma: no cover - compiled
+    """dM (36, F, (k1 - k0) * N) = A g A^T for the 4x4 tiles g of dout (F, H', W', N)
+    (zero past the edge): the adjoint of output_transform4."""
     F, Ho, Wo, N = dout.shape
     for f in prange(F):
-        g = np.zeros((4 * TY, 4 * TX, N), dout.dtype)
+        g = np.empty((4, 4, N), dout.dtype)
         p = np.empty((6, 4, N), dout.dtype)
-        acc = np.zeros(N)  # float64 sums per batch index: a vectorised, fixed order
-        for h in range(Ho):
-            for w in range(Wo):
+        for k in range(k0, k1):
+            h0, w0 = 4 * (k // TX), 4 * (k % TX)
+            for i in range(4):
+                for j in range(4):
+                    if h0 + i < Ho and w0 + j < Wo:
+                        for n in range(N):
+                            g[i, j, n] = dout[f, h0 + i, w0 + j, n]
+                    else:
+                        for n in range(N):
+                            g[i, j, n] = 0
+            for j in range(4):  # columns: p[:, j] = A g[:, j]
                 for n in range(N):
-                    v = dout[f, h, w, n]
-                    g[h, w, n] = v
-                    acc[n] += v
-        db[f] = acc.sum()
-        for ty in range(TY):
-            for tx in range(TX):
-                h0, w0 = 4 * ty, 4 * tx
-                t0 = (ty * TX + tx) * N
-                for j in range(4):  # columns: p[:, j] = A g[:, j]
-                    w = w0 + j
-                    for n in range(N):
-                        v = _a6(g[h0, w, n], g[h0 + 1, w, n], g[h0 + 2, w, n], g[h0 + 3, w, n])
-                        p[0, j, n], p[1, j, n], p[2, j, n] = v[0], v[1], v[2]
-                        p[3, j, n], p[4, j, n], p[5, j, n] = v[3], v[4], v[5]
-                for k in range(6):  # rows: dM[k] = A p[k]
-                    q = 6 * k
-                    for n in range(N):
-                        v = _a6(p[k, 0, n], p[k, 1, n], p[k, 2, n], p[k, 3, n])
-                        t = t0 + n
-                        dM[q, f, t], dM[q + 1, f, t], dM[q + 2, f, t] = v[0], v[1], v[2]
-                        dM[q + 3, f, t], dM[q + 4, f, t], dM[q + 5, f, t] = v[3], v[4], v[5]
+                    v = _a6(g[0, j, n], g[1, j, n], g[2, j, n], g[3, j, n])
+                    p[0, j, n], p[1, j, n], p[2, j, n] = v[0], v[1], v[2]
+                    p[3, j, n], p[4, j, n], p[5, j, n] = v[3], v[4], v[5]
+            t0 = (k - k0) * N
+            for i in range(6):  # rows: dM[6i:6i+6] = A p[i]
+                q = 6 * i
+                for n in range(N):
+                    v = _a6(p[i, 0, n], p[i, 1, n], p[i, 2, n], p[i, 3, n])
+                    t = t0 + n
+                    dM[q, f, t], dM[q + 1, f, t], dM[q + 2, f, t] = v[0], v[1], v[2]
+                    dM[q + 3, f, t], dM[q + 4, f, t], dM[q + 5, f, t] = v[3], v[4], v[5]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def input_grad4(dV, dx, pad, TY, TX):  # pragma: no cover - compiled
-    """dx (C, H, W, N) = the adjoint of input_transform4 applied to dV (36, C, T): per
-    tile B dV B^T, added into a per-channel buffer over the overlapping tiles."""
-    C, H, W, N = dx.shape
-    Hp, Wp = 4 * TY + 2, 4 * TX + 2
+def input_grad4(dV, dxp, TY, TX, k0, k1):  # pragma: no cover - compiled
+    """Add the adjoint of input_transform4 applied to dV (36, C, (k1 - k0) * N) into dxp
+    (C, 4 TY + 2, 4 TX + 2, N), the gradient of the zero-padded input: per tile
+    B dV B^T, added over the overlapping tiles."""
+    C, N = dxp.shape[0], dxp.shape[3]
     for c in prange(C):
-        dp = np.zeros((Hp, Wp, N), dx.dtype)
-        r = np.empty((6, 6, N), dx.dtype)
-        for ty in range(TY):
-            for tx in range(TX):
-                h0, w0 = 4 * ty, 4 * tx
-                t0 = (ty * TX + tx) * N
-                for i in range(6):  # rows: r[i] = B dV[i]
-                    k = 6 * i
-                    for n in range(N):
-                        t = t0 + n
-                        v = _b6(
-                            dV[k, c, t],
-                            dV[k + 1, c, t],
-                            dV[k + 2, c, t],
-                            dV[k + 3, c, t],
-                            dV[k + 4, c, t],
-                            dV[k + 5, c, t],
-                        )
-                        r[i, 0, n], r[i, 1, n], r[i, 2, n] = v[0], v[1], v[2]
-                        r[i, 3, n], r[i, 4, n], r[i, 5, n] = v[3], v[4], v[5]
-                for j in range(6):  # columns: dp[:, j] += B r[:, j]
-                    w = w0 + j
-                    for n in range(N):
-                        v = _b6(
-                            r[0, j, n], r[1, j, n], r[2, j, n], r[3, j, n], r[4, j, n], r[5, j, n]
-                        )
-                        dp[h0, w, n] += v[0]
-                        dp[h0 + 1, w, n] += v[1]
-                        dp[h0 + 2, w, n] += v[2]
-                        dp[h0 + 3, w, n] += v[3]
-                        dp[h0 + 4, w, n] += v[4]
-                        dp[h0 + 5, w, n] += v[5]
+        r = np.empty((6, 6, N), dxp.dtype)
+        for k in range(k0, k1):
+            h0, w0 = 4 * (k // TX), 4 * (k % TX)
+            t0 = (k - k0) * N
+            for i in range(6):  # rows: r[i] = B dV[6i:6i+6]
+                q = 6 * i
+                for n in range(N):
+                    t = t0 + n
+                    v = _b6(dV[q, c, t], dV[q + 1, c, t], dV[q + 2, c, t], dV[q + 3, c, t],
+                            dV[q + 4, c, t], dV[q + 5, c, t])  # fmt: skip
+                    r[i, 0, n], r[i, 1, n], r[i, 2, n] = v[0], v[1], v[2]
+                    r[i, 3, n], r[i, 4, n], r[i, 5, n] = v[3], v[4], v[5]
+            for j in range(6):  # columns: dxp[:, j] += B r[:, j]
+                w = w0 + j
+                for n in range(N):
+                    v = _b6(r[0, j, n], r[1, j, n], r[2, j, n], r[3, j, n], r[4, j, n], r[5, j, n])
+                    dxp[c, h0, w, n] += v[0]
+                    dxp[c, h0 + 1, w, n] += v[1]
+                    dxp[c, h0 + 2, w, n] += v[2]
+                    dxp[c, h0 + 3, w, n] += v[3]
+                    dxp[c, h0 + 4, w, n] += v[4]
+                    dxp[c, h0 + 5, w, n] += v[5]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def crop4(src, pad, dst):  # pragma: no cover - compiled
+    """dst (C, H, W, N) = src[:, pad:pad+H, pad:pad+W] for the padded gradient src."""
+    C, H, W, N = dst.shape
+    for c in prange(C):
         for h in range(H):
             for w in range(W):
                 for n in range(N):
-                    dx[c, h, w, n] = dp[h + pad, w + pad, n]
+                    dst[c, h, w, n] = src[c, h + pad, w + pad, n]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def channel_sums(a, sums):  # pragma: no cover - compiled
+    """sums (C,) = the sum of each channel of a (C, ...) (float64 partial sums per batch
+    index, then over them: a fixed order)."""
+    C, H, W, N = a.shape
+    for c in prange(C):
+        acc = np.zeros(N)
+        for h in range(H):
+            for w in range(W):
+                for n in range(N):
+                    acc[n] += a[c, h, w, n]
+        sums[c] = acc.sum()

@@ -253,9 +253,6 @@ def _bytes_per_channel(g: _Geometry, itemsize: int) -> int:
 def input_transform(x, V, g: _Geometry) -> None:
     """V (a*a, C, T) = ``B^T d B`` for every input tile d of x (C, H, W, N) (threaded)."""
     k = compiled_kernels(x)
-    if k is not None and g.t.m == 4:
-        k.input_transform4(np.ascontiguousarray(x), V, g.pad, g.TY, g.TX)
-        return
     if k is not None:
         k.input_transform(x, V, g.t.BT.astype(x.dtype), g.pad, g.t.m, g.TY, g.TX)
         return
@@ -286,9 +283,6 @@ def input_transform(x, V, g: _Geometry) -> None:
 def output_transform(M, out, b, g: _Geometry) -> None:
     """out (F, H', W', N) = ``A^T M A + b`` per tile, cropped to H' x W' (threaded)."""
     k = compiled_kernels(M)
-    if k is not None and g.t.m == 4:
-        k.output_transform4(M, out, b, g.TY, g.TX)
-        return
     if k is not None:
         k.output_transform(M, out, b, g.t.AT.astype(M.dtype), g.TY, g.TX)
         return
@@ -318,9 +312,6 @@ def dout_transform(dout, dM, db, g: _Geometry) -> None:
     """dM (a*a, F, T): the adjoint of :func:`output_transform` applied to dout
     (F, H', W', N); db (F,) receives dout's sums over (H', W', N) (threaded)."""
     k = compiled_kernels(dout)
-    if k is not None and dout.flags.c_contiguous and g.t.m == 4:
-        k.dout_transform4(dout, dM, db, g.TY, g.TX)
-        return
     if k is not None and dout.flags.c_contiguous:
         k.dout_transform(dout, dM, db, g.t.AT.astype(dout.dtype), g.TY, g.TX)
         return
@@ -353,9 +344,6 @@ def dout_transform(dout, dM, db, g: _Geometry) -> None:
 def input_grad(dV, dx, g: _Geometry) -> None:
     """dx (C, H, W, N): the adjoint of :func:`input_transform` applied to dV (threaded)."""
     k = compiled_kernels(dV)
-    if k is not None and g.t.m == 4:
-        k.input_grad4(dV, dx, g.pad, g.TY, g.TX)
-        return
     if k is not None:
         k.input_grad(dV, dx, g.t.BT.astype(dV.dtype), g.pad, g.t.m, g.TY, g.TX)
         return
@@ -389,15 +377,19 @@ def winograd_forward(x, w, b, pad: int, m: int = 2, recompute: bool = False):
     """
     xp = get_array_module(x)
     g = geometry(x.shape, w.shape[0], pad, m)
-    a2 = g.t.alpha**2
     w = w.astype(x.dtype, copy=False)
+    b = b.astype(x.dtype, copy=False)
+    k = compiled_kernels(x) if m == 4 else None
+    if k is not None:
+        return _forward4(k, np.ascontiguousarray(x), w, b, g, recompute)
+    a2 = g.t.alpha**2
     U = filter_transform(w, g.t)
     shape = (a2, g.C, g.tiles)
     V = scratch(xp, "wino_V", shape, x.dtype) if recompute else xp.empty(shape, x.dtype)
     input_transform(x, V, g)
     M = xp.matmul(U, V, out=scratch(xp, "wino_M", (a2, g.F, g.tiles), x.dtype))
     out = xp.empty((g.F, g.Ho, g.Wo, g.N), dtype=x.dtype)
-    output_transform(M, out, b.astype(x.dtype, copy=False), g)
+    output_transform(M, out, b, g)
     return out, (g, U, x if recompute else None, None if recompute else V)
 
 
@@ -405,6 +397,8 @@ def winograd_backward(dout, cache, need_dx: bool = True):
     """Gradients of :func:`winograd_forward`: dout (F, H', W', N) -> dx (C, H, W, N) or
     None (``need_dx=False``), dw (F, C, 3, 3), db (F,)."""
     g, U, x, V = cache
+    if g.t.m == 4 and (k := compiled_kernels(dout)) is not None:
+        return _backward4(k, np.ascontiguousarray(dout), cache, need_dx)
     xp = get_array_module(dout)
     dtype = dout.dtype
     a2 = g.t.alpha**2
@@ -426,6 +420,73 @@ def winograd_backward(dout, cache, need_dx: bool = True):
         dx = xp.empty((g.C, g.H, g.W, g.N), dtype=dtype)
         input_grad(dV, dx, g)
     return dx, dw, db
+
+
+# --- the compiled F(4x4,3x3) path, in chunks of tiles ---------------------------------------
+
+CHUNK_BYTES = 32 * 2**20
+"""Target bytes of one chunk's transformed arrays on the compiled F(4x4,3x3) path: a layer's
+tiles go through the transforms and GEMMs a chunk at a time, so the products M, dM and dV
+(scratch) stay about this size instead of 2.25x the layer's largest activation."""
+
+
+def _chunks(g: _Geometry, itemsize: int) -> list[tuple[int, int]]:
+    """Tile ranges ``[k0, k1)`` of about :data:`CHUNK_BYTES` of transformed data each."""
+    per = max(1, CHUNK_BYTES // (36 * max(g.F, g.C) * g.N * itemsize))
+    n = g.TY * g.TX
+    return [(k0, min(n, k0 + per)) for k0 in range(0, n, per)]
+
+
+def _forward4(k, x, w, b, g: _Geometry, recompute: bool):
+    U = filter_transform(w, g.t)
+    N = g.N
+    V = None
+    if not recompute:  # the cache: all tiles at once
+        V = np.empty((36, g.C, g.tiles), x.dtype)
+        k.input_transform4(x, V, g.pad, g.TY, g.TX, 0, g.TY * g.TX)
+    out = np.empty((g.F, g.Ho, g.Wo, N), dtype=x.dtype)
+    for k0, k1 in _chunks(g, x.dtype.itemsize):
+        cols = (k1 - k0) * N
+        if V is None:
+            Vc = scratch(np, "wino_V", (36, g.C, cols), x.dtype)
+            k.input_transform4(x, Vc, g.pad, g.TY, g.TX, k0, k1)
+        else:
+            Vc = V[:, :, k0 * N : k1 * N]
+        Mc = np.matmul(U, Vc, out=scratch(np, "wino_M", (36, g.F, cols), x.dtype))
+        k.output_transform4(Mc, out, b, g.TY, g.TX, k0, k1)
+    return out, (g, U, x if recompute else None, V)
+
+
+def _backward4(k, dout, cache, need_dx: bool):
+    g, U, x, V = cache
+    dtype, N = dout.dtype, g.N
+    U = U.astype(dtype, copy=False)
+    Ut = U.transpose(0, 2, 1)
+    db = np.empty(g.F, dtype=dtype)
+    k.channel_sums(dout, db)
+    dU = np.zeros((36, g.F, g.C), dtype=dtype)
+    Hp, Wp = g.padded
+    if need_dx:
+        dxp = scratch(np, "wino_dxp", (g.C, Hp, Wp, N), dtype)
+        dxp[...] = 0
+    for k0, k1 in _chunks(g, dtype.itemsize):
+        cols = (k1 - k0) * N
+        dMc = scratch(np, "wino_dM", (36, g.F, cols), dtype)
+        k.dout_transform4(dout, dMc, g.TY, g.TX, k0, k1)
+        if V is None:
+            Vc = scratch(np, "wino_V", (36, g.C, cols), dtype)
+            k.input_transform4(x.astype(dtype, copy=False), Vc, g.pad, g.TY, g.TX, k0, k1)
+        else:
+            Vc = V[:, :, k0 * N : k1 * N].astype(dtype, copy=False)
+        dU += np.matmul(dMc, Vc.transpose(0, 2, 1), out=scratch(np, "wino_dU", dU.shape, dtype))
+        if need_dx:
+            dVc = np.matmul(Ut, dMc, out=scratch(np, "wino_dV", (36, g.C, cols), dtype))
+            k.input_grad4(dVc, dxp, g.TY, g.TX, k0, k1)
+    dx = None
+    if need_dx:
+        dx = np.empty((g.C, g.H, g.W, N), dtype=dtype)
+        k.crop4(dxp, g.pad, dx)
+    return dx, filter_grad(dU, g, dtype), db
 
 
 __all__ = [
