@@ -67,20 +67,33 @@ class Sequential(Module):
             in_shape = layer.out_shape(in_shape)
         return in_shape
 
+    def _trainable(self) -> list[bool]:
+        return [layer.has_trainable_params() for layer in self.layers]
+
     def forward(self, x, ctx: Context):
         if ctx.grads is None:  # inference: let each activation go as soon as it is used
             for layer in self.layers:
                 x, _ = layer.forward(x, ctx)
             return x, None
         caches = []
-        for layer in self.layers:
-            x, cache = layer.forward(x, ctx)
-            caches.append(cache)
+        need = ctx.need_input_grad
+        trainable = self._trainable()
+        try:
+            for i, layer in enumerate(self.layers):
+                below = any(trainable[:i])
+                ctx.need_input_grad = need or below  # as the backward pass will set it
+                x, cache = layer.forward(x, ctx)
+                # A frozen leading layer whose dx nobody needs has no backward pass.
+                caches.append(cache if need or below or trainable[i] else None)
+        finally:
+            ctx.need_input_grad = need
         return x, caches
 
     def backward(self, dout, cache, ctx: Context):
+        """The layers' backward passes in reverse order; each layer's cache is released
+        (set to None in ``cache``) once used, so memory falls as the pass goes."""
         need = ctx.need_input_grad
-        trainable = [layer.has_trainable_params() for layer in self.layers]
+        trainable = self._trainable()
         try:
             for i in range(len(self.layers) - 1, -1, -1):
                 below = any(trainable[:i])
@@ -88,7 +101,9 @@ class Sequential(Module):
                     return None  # no layer from here down has anything to learn
                 # A layer's dx is needed if a layer before it learns, or by our caller.
                 ctx.need_input_grad = need or below
-                dout = self.layers[i].backward(dout, cache[i], ctx)
+                layer_cache, cache[i] = cache[i], None
+                dout = self.layers[i].backward(dout, layer_cache, ctx)
+                del layer_cache
         finally:
             ctx.need_input_grad = need
         return dout

@@ -66,9 +66,10 @@ class Context:
     caches, so activations are freed as the pass goes). ``mode`` is 'train' or 'test';
     ``rng`` the Generator dropout draws from. With ``need_input_grad`` False a layer's
     backward may skip dx and return None: the network sets it for its first layer, and
-    a Sequential for the first layer after a frozen prefix. Elementwise layers, pools,
-    Residual, Conv2d and the fused conv blocks honour it; Linear and batch norm still
-    compute dx (their functional backward always does).
+    a Sequential for the first layer after a frozen prefix (in the forward pass too, as
+    the backward pass will set it, so a layer may leave out what only dx needs).
+    Elementwise layers, pools, Residual, Conv2d and the fused conv blocks honour it;
+    Linear and batch norm still compute dx (their functional backward always does).
     """
 
     params: Mapping[str, Any]
