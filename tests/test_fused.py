@@ -252,3 +252,56 @@ def test_backward_needs_the_kernels_the_forward_used(monkeypatch):
         RuntimeError, match="post_conv_backward: the forward pass used the compiled"
     ):
         conv_block_backward(np.ones(out.shape), cache)
+
+
+@pytest.mark.parametrize("internal", [False, True])
+def test_fast_spatial_batchnorm_equals_naive(internal, path):
+    from nndl.fused import spatial_batchnorm_backward_fast, spatial_batchnorm_forward_fast
+
+    rng = np.random.default_rng(40)
+    x = rng.standard_normal((4, 3, 5, 6)) * 3 + 1
+    if internal:  # a (C, H, W, N) buffer seen as (N, C, H, W), as the fast layers return
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    x0 = x.copy()
+    gamma, beta = rng.uniform(-1.5, 1.5, 3), rng.standard_normal(3)
+    bp_f = {"mode": "train", "momentum": 0.4, "eps": 1e-12}
+    bp_n = dict(bp_f)
+    out, cache = spatial_batchnorm_forward_fast(x, gamma, beta, bp_f)
+    ref, ref_cache = spatial_batchnorm_forward(x, gamma, beta, bp_n)
+    np.testing.assert_array_equal(x, x0)  # the input is not modified
+    assert rel_error(out, ref) < 1e-10 and is_internal(out)
+    dout = rng.standard_normal(ref.shape)
+    for g, h in zip(
+        spatial_batchnorm_backward_fast(dout, cache),
+        spatial_batchnorm_backward(dout, ref_cache),
+        strict=True,
+    ):
+        assert rel_error(g, h) < 1e-10
+    for key in ("running_mean", "running_var"):
+        np.testing.assert_allclose(bp_f[key], bp_n[key], rtol=1e-12)
+    bp_f["mode"] = bp_n["mode"] = "test"
+    out, _ = spatial_batchnorm_forward_fast(x, gamma, beta, bp_f)
+    assert rel_error(out, spatial_batchnorm_forward(x, gamma, beta, bp_n)[0]) < 1e-10
+
+
+@pytest.mark.parametrize("internal", [False, True])
+def test_fast_gelu_equals_the_layer_and_keeps_the_layout(internal, path):
+    from nndl.fused import gelu_backward_fast, gelu_forward_fast
+
+    rng = np.random.default_rng(41)
+    x = rng.standard_normal((3, 2, 4, 5)) * 3
+    if internal:
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    dout = rng.standard_normal(x.shape)
+    out, cache = gelu_forward_fast(x)
+    ref, ref_cache = gelu_forward(x)
+    assert _close(out, ref, "gelu") and is_internal(out) == internal
+    assert _close(gelu_backward_fast(dout, cache), gelu_backward(dout, ref_cache), "gelu")
+    # float32: the kernels' vectorised tanh stays within a few ulps of NumPy's
+    x32, d32 = x.astype(np.float32), dout.astype(np.float32)
+    out32, cache32 = gelu_forward_fast(x32)
+    assert out32.dtype == np.float32
+    assert np.abs(out32 - ref).max() <= 2e-6 * np.abs(ref).max()
+    dx32 = gelu_backward_fast(d32, cache32)
+    dref = gelu_backward(dout, ref_cache)
+    assert np.abs(dx32 - dref).max() <= 2e-6 * np.abs(dref).max()
