@@ -79,9 +79,10 @@ def _inputs(seed, C=3, F=4, H=6, W=8):
 
 
 def _close(a, b, act, tol=1e-10) -> bool:
-    """Equal to rounding: elementwise relative error, or for GELU relative to the largest
-    magnitude (its ``1 + tanh(u)`` cancels for negative inputs, so two tanh
-    implementations one ulp apart differ by that ulp, not relatively, at tiny outputs)."""
+    """Equal to rounding: elementwise relative error, or for GELU (and Winograd) relative
+    to the largest magnitude (GELU's ``1 + tanh(u)`` cancels for negative inputs, so two
+    tanh implementations one ulp apart differ by that ulp, not relatively, at tiny
+    outputs; Winograd's transforms turn an exact zero into ~1e-16)."""
     if act == "gelu":
         return np.abs(a - b).max() <= tol * max(np.abs(b).max(), 1e-300)
     return rel_error(a, b) < tol
@@ -305,3 +306,53 @@ def test_fast_gelu_equals_the_layer_and_keeps_the_layout(internal, path):
     dx32 = gelu_backward_fast(d32, cache32)
     dref = gelu_backward(dout, ref_cache)
     assert np.abs(dx32 - dref).max() <= 2e-6 * np.abs(dref).max()
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 1])
+@pytest.mark.parametrize(("H", "W", "pad"), [(7, 9, 1), (8, 8, 1), (11, 6, 0)])
+def test_conv_then_pool_fused_equals_naive(H, W, pad, chunk_bytes, path, monkeypatch):
+    # With the kernels: the pool runs inside the Winograd output transform; floor mode
+    # leaves the last row/column out on odd sizes. Without: the two fast layers in turn.
+    from nndl import winograd
+    from nndl.fast_layers import conv_pool_backward_fast, conv_pool_forward_fast
+
+    if chunk_bytes is not None:
+        monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(H + W + pad)
+    x = rng.standard_normal((3, 4, H, W))
+    w = rng.standard_normal((5, 4, 3, 3))
+    b = rng.standard_normal(5)
+    cp = {"stride": 1, "pad": pad, "algorithm": "winograd4"}
+    pp = {"pool_height": 2, "pool_width": 2, "stride": 2, "floor": True}
+    out, cache = conv_pool_forward_fast(x, w, b, cp, pp)
+    assert cache[0] == ("fused" if path == "compiled" else "composed")
+    a, conv_cache = conv_forward_naive(x, w, b, cp)
+    ref, pool_cache = max_pool_forward_naive(a, pp)
+    # Winograd: exact up to rounding relative to the largest value (a true zero comes
+    # out as ~1e-16), so compare on that scale.
+    assert _close(out, ref, "gelu")
+    dout = rng.standard_normal(ref.shape)
+    dx, dw, db = conv_pool_backward_fast(dout, cache)
+    want = conv_backward_naive(max_pool_backward_naive(dout, pool_cache), conv_cache)
+    for g, h in zip((dx, dw, db), want, strict=True):
+        assert _close(g, h, "gelu")
+    assert conv_pool_backward_fast(dout, cache, input_grad=False)[0] is None
+
+
+@pytest.mark.parametrize("act", ["relu", "gelu"])
+def test_airbench_block_with_winograd_pool_fusion_equals_naive(act, path):
+    rng, x, w, b, gamma, beta = _inputs(42, C=4, F=6, H=9, W=9)
+    cp = {**CP, "algorithm": "winograd4"}
+    pp = {"pool_height": 2, "pool_width": 2, "stride": 2, "floor": True}
+    bn_f, bn_n = {"mode": "train", "eps": 1e-12}, {"mode": "train", "eps": 1e-12}
+    out, cache = conv_block_forward(x, w, b, cp, gamma, beta, bn_f, pp, act, True)
+    assert cache[0][0] == ("conv_pool" if path == "compiled" else "conv")
+    ref, stages = _naive_block(x, w, b, gamma, beta, bn_n, pp, act, True)
+    assert _close(out, ref, "gelu")  # scale-relative: Winograd
+    dout = rng.standard_normal(ref.shape)
+    got, want = conv_block_backward(dout, cache), _naive_block_backward(dout, stages)
+    for name, g, h in zip(("dx", "dw", "db", "dgamma", "dbeta"), got, want, strict=True):
+        if name == "db":  # zero up to rounding: BN removes any shift
+            assert np.abs(g - h).max() < 1e-9
+        else:
+            assert _close(g, h, "gelu"), name

@@ -386,3 +386,104 @@ def channel_sums(a, sums):  # pragma: no cover - compiled
                 for n in range(N):
                     acc[n] += a[c, h, w, n]
         sums[c] = acc.sum()
+
+
+# --- F(4x4, 3x3) followed by a 2x2 max pool of stride 2 ---------------------------------
+# A 4x4 output tile holds whole 2x2 pool windows (tiles start at even rows and columns),
+# so the pool runs inside the output transform and the full-size conv output is never
+# written; backward, the pooled gradient is routed into the tile inside the dout
+# transform.
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def output_transform4_pool2(M, b, TY, TX, k0, k1, pooled, ix):  # pragma: no cover
+    """pooled, ix (F, Hp, Wp, N): the 2x2 stride-2 max pool of A^T m A + b over the tiles
+    m of M (36, F, (k1 - k0) * N); ix = the window offset (2 kh + kw) of the first
+    maximum in row-major order. Windows past (Hp, Wp) (floor mode) are left out."""
+    F, Hp, Wp, N = pooled.shape
+    for f in prange(F):
+        s = np.empty((4, 6, N), pooled.dtype)
+        y = np.empty((4, 4, N), pooled.dtype)
+        bf = b[f]
+        for k in range(k0, k1):
+            t0 = (k - k0) * N
+            for j in range(6):
+                for n in range(N):
+                    t = t0 + n
+                    v = _at4(M[j, f, t], M[6 + j, f, t], M[12 + j, f, t], M[18 + j, f, t],
+                             M[24 + j, f, t], M[30 + j, f, t])  # fmt: skip
+                    s[0, j, n], s[1, j, n], s[2, j, n], s[3, j, n] = v[0], v[1], v[2], v[3]
+            for i in range(4):
+                for n in range(N):
+                    v = _at4(s[i, 0, n], s[i, 1, n], s[i, 2, n], s[i, 3, n], s[i, 4, n], s[i, 5, n])
+                    y[i, 0, n], y[i, 1, n] = v[0] + bf, v[1] + bf
+                    y[i, 2, n], y[i, 3, n] = v[2] + bf, v[3] + bf
+            for pi in range(2):
+                ph = 2 * (k // TX) + pi
+                for pj in range(2):
+                    pw = 2 * (k % TX) + pj
+                    if ph >= Hp or pw >= Wp:
+                        continue
+                    r, c = 2 * pi, 2 * pj
+                    for n in range(N):
+                        best = y[r, c, n]
+                        arg = 0
+                        v = y[r, c + 1, n]
+                        take = v > best
+                        best = v if take else best
+                        arg = 1 if take else arg
+                        v = y[r + 1, c, n]
+                        take = v > best
+                        best = v if take else best
+                        arg = 2 if take else arg
+                        v = y[r + 1, c + 1, n]
+                        take = v > best
+                        best = v if take else best
+                        arg = 3 if take else arg
+                        pooled[f, ph, pw, n] = best
+                        ix[f, ph, pw, n] = arg
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def dout_transform4_pool2(dp, ix, dM, TY, TX, k0, k1):  # pragma: no cover - compiled
+    """dM (36, F, (k1 - k0) * N) = A g A^T for the 4x4 tiles g of the conv output's
+    gradient, which the pooled gradient dp (F, Hp, Wp, N) puts at each window's maximum
+    (ix) and zero elsewhere: the adjoint of output_transform4_pool2's pool and transform."""
+    F, Hp, Wp, N = dp.shape
+    for f in prange(F):
+        g = np.empty((4, 4, N), dp.dtype)
+        p = np.empty((6, 4, N), dp.dtype)
+        zero = dp.dtype.type(0)
+        for k in range(k0, k1):
+            for pi in range(2):
+                ph = 2 * (k // TX) + pi
+                for pj in range(2):
+                    pw = 2 * (k % TX) + pj
+                    r, c = 2 * pi, 2 * pj
+                    if ph >= Hp or pw >= Wp:
+                        for n in range(N):
+                            g[r, c, n] = zero
+                            g[r, c + 1, n] = zero
+                            g[r + 1, c, n] = zero
+                            g[r + 1, c + 1, n] = zero
+                        continue
+                    for n in range(N):
+                        v = dp[f, ph, pw, n]
+                        a = ix[f, ph, pw, n]
+                        g[r, c, n] = v if a == 0 else zero
+                        g[r, c + 1, n] = v if a == 1 else zero
+                        g[r + 1, c, n] = v if a == 2 else zero
+                        g[r + 1, c + 1, n] = v if a == 3 else zero
+            for j in range(4):
+                for n in range(N):
+                    v = _a6(g[0, j, n], g[1, j, n], g[2, j, n], g[3, j, n])
+                    p[0, j, n], p[1, j, n], p[2, j, n] = v[0], v[1], v[2]
+                    p[3, j, n], p[4, j, n], p[5, j, n] = v[3], v[4], v[5]
+            t0 = (k - k0) * N
+            for i in range(6):
+                q = 6 * i
+                for n in range(N):
+                    v = _a6(p[i, 0, n], p[i, 1, n], p[i, 2, n], p[i, 3, n])
+                    t = t0 + n
+                    dM[q, f, t], dM[q + 1, f, t], dM[q + 2, f, t] = v[0], v[1], v[2]
+                    dM[q + 3, f, t], dM[q + 4, f, t], dM[q + 5, f, t] = v[3], v[4], v[5]

@@ -5,7 +5,10 @@ any of batch norm, an activation and a max pool, in the order CS231n and ResNets
 (``conv - BN - act - pool``) or airbench's (``conv - pool - BN - act``,
 ``pool_first=True``). The stages after the conv run fused on blocks of channels
 (:mod:`nndl.fused`, compiled with numba when it is installed): the conv's output
-buffer is normalised in place and the caller's arrays are never modified. Pools may
+buffer is normalised in place and the caller's arrays are never modified. In airbench's
+order with a 2x2 stride-2 pool after a Winograd F(4x4,3x3) conv, the pool runs inside
+the conv's output transform (:func:`nndl.fast_layers.conv_pool_forward_fast`), so the
+full-size conv output is never stored. Pools may
 use ``pool_param['floor']`` (PyTorch's default: rows and columns past the last whole
 window are left out).
 
@@ -24,7 +27,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-from .fast_layers import conv_backward_fast, conv_forward_fast, from_internal, to_internal
+from .fast_layers import (
+    _conv_pool_fused,
+    conv_backward_fast,
+    conv_forward_fast,
+    conv_pool_backward_fast,
+    conv_pool_forward_fast,
+    from_internal,
+    to_internal,
+)
 from .fused import ACTIVATIONS, plan, post_conv_backward, post_conv_forward
 
 Activation = str | None | tuple[Callable[..., Any], Callable[..., Any]]
@@ -65,9 +76,18 @@ def conv_block_forward(
             f"{fn}: expected activation 'relu', 'gelu', None or a (forward, backward) pair "
             f"of functions, got {activation!r}"
         )
-    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
-    ac = to_internal(a)
-    p = plan(fn, ac, bn_param is not None, None if custom else activation, pool_param, pool_first)
+    act = None if custom else activation
+    if pool_first and pool_param is not None and _conv_pool_fused(x, w, conv_param, pool_param):
+        # conv and pool in one pass (Winograd tiles pooled as they are made)
+        a, inner = conv_pool_forward_fast(x, w, b, conv_param, pool_param)
+        conv_cache = ("conv_pool", inner)
+        ac = to_internal(a)
+        p = plan(fn, ac, bn_param is not None, act, None, False)
+    else:
+        a, inner = conv_forward_fast(x, w, b, conv_param)
+        conv_cache = ("conv", inner)
+        ac = to_internal(a)
+        p = plan(fn, ac, bn_param is not None, act, pool_param, pool_first)
     out, post_cache = post_conv_forward(ac, p, fn, gamma, beta, bn_param)
     out = from_internal(out)
     act_cache = None
@@ -84,7 +104,9 @@ def conv_block_backward(dout, cache, input_grad: bool = True):
     if activation is not None:
         dout = activation[1](dout, act_cache)
     da, dgamma, dbeta = post_conv_backward(to_internal(dout), post_cache, "conv_block_backward")
-    dx, dw, db = conv_backward_fast(from_internal(da), conv_cache, input_grad)
+    kind, inner = conv_cache
+    backward = conv_pool_backward_fast if kind == "conv_pool" else conv_backward_fast
+    dx, dw, db = backward(from_internal(da), inner, input_grad)
     return dx, dw, db, dgamma, dbeta
 
 

@@ -437,14 +437,20 @@ def _chunks(g: _Geometry, itemsize: int) -> list[tuple[int, int]]:
     return [(k0, min(n, k0 + per)) for k0 in range(0, n, per)]
 
 
-def _forward4(k, x, w, b, g: _Geometry, recompute: bool):
+def _forward4(k, x, w, b, g: _Geometry, recompute: bool, pool: bool = False):
+    """The compiled F(4x4,3x3) forward pass; with ``pool``, a 2x2 stride-2 max pool in
+    the output transform: returns ``(pooled, ix)`` in place of the output."""
     U = filter_transform(w, g.t)
     N = g.N
     V = None
     if not recompute:  # the cache: all tiles at once
         V = np.empty((36, g.C, g.tiles), x.dtype)
         k.input_transform4(x, V, g.pad, g.TY, g.TX, 0, g.TY * g.TX)
-    out = np.empty((g.F, g.Ho, g.Wo, N), dtype=x.dtype)
+    if pool:
+        shape = (g.F, (g.Ho - 2) // 2 + 1, (g.Wo - 2) // 2 + 1, N)
+        out = (np.empty(shape, dtype=x.dtype), np.empty(shape, dtype=np.uint8))
+    else:
+        out = np.empty((g.F, g.Ho, g.Wo, N), dtype=x.dtype)
     for k0, k1 in _chunks(g, x.dtype.itemsize):
         cols = (k1 - k0) * N
         if V is None:
@@ -453,17 +459,22 @@ def _forward4(k, x, w, b, g: _Geometry, recompute: bool):
         else:
             Vc = V[:, :, k0 * N : k1 * N]
         Mc = np.matmul(U, Vc, out=scratch(np, "wino_M", (36, g.F, cols), x.dtype))
-        k.output_transform4(Mc, out, b, g.TY, g.TX, k0, k1)
+        if pool:
+            k.output_transform4_pool2(Mc, b, g.TY, g.TX, k0, k1, *out)
+        else:
+            k.output_transform4(Mc, out, b, g.TY, g.TX, k0, k1)
     return out, (g, U, x if recompute else None, V)
 
 
-def _backward4(k, dout, cache, need_dx: bool):
+def _backward4(k, dout, cache, need_dx: bool, ix=None):
+    """The compiled F(4x4,3x3) backward pass; with the pool's ``ix``, dout is the pooled
+    output's gradient."""
     g, U, x, V = cache
     dtype, N = dout.dtype, g.N
     U = U.astype(dtype, copy=False)
     Ut = U.transpose(0, 2, 1)
     db = np.empty(g.F, dtype=dtype)
-    k.channel_sums(dout, db)
+    k.channel_sums(dout, db)  # pooled: each gradient goes to one conv output
     dU = np.zeros((36, g.F, g.C), dtype=dtype)
     Hp, Wp = g.padded
     if need_dx:
@@ -472,7 +483,10 @@ def _backward4(k, dout, cache, need_dx: bool):
     for k0, k1 in _chunks(g, dtype.itemsize):
         cols = (k1 - k0) * N
         dMc = scratch(np, "wino_dM", (36, g.F, cols), dtype)
-        k.dout_transform4(dout, dMc, g.TY, g.TX, k0, k1)
+        if ix is None:
+            k.dout_transform4(dout, dMc, g.TY, g.TX, k0, k1)
+        else:
+            k.dout_transform4_pool2(dout, ix, dMc, g.TY, g.TX, k0, k1)
         if V is None:
             Vc = scratch(np, "wino_V", (36, g.C, cols), dtype)
             k.input_transform4(x.astype(dtype, copy=False), Vc, g.pad, g.TY, g.TX, k0, k1)
@@ -489,12 +503,45 @@ def _backward4(k, dout, cache, need_dx: bool):
     return dx, filter_grad(dU, g, dtype), db
 
 
+def pool_fusable(x) -> bool:
+    """Whether :func:`winograd_pool_forward` can run for the (C, H, W, N) array x: the
+    compiled kernels are available for it."""
+    return compiled_kernels(x) is not None
+
+
+def winograd_pool_forward(x, w, b, pad: int, recompute: bool = False):
+    """F(4x4,3x3) convolution (as :func:`winograd_forward`) followed by a 2x2 stride-2 max
+    pool in floor mode, fused: the conv output is never stored. Compiled kernels only
+    (:func:`pool_fusable`). Returns pooled (F, H'', W'', N), ix (uint8: the window offset
+    ``2 * kh + kw`` of each first maximum) and the conv's cache."""
+    k = compiled_kernels(x)
+    if k is None:
+        raise RuntimeError("winograd_pool_forward: needs the compiled kernels (numba)")
+    g = geometry(x.shape, w.shape[0], pad, 4)
+    w, b = w.astype(x.dtype, copy=False), b.astype(x.dtype, copy=False)
+    (pooled, ix), cache = _forward4(k, np.ascontiguousarray(x), w, b, g, recompute, pool=True)
+    return pooled, ix, cache
+
+
+def winograd_pool_backward(dp, ix, cache, need_dx: bool = True):
+    """Gradients of :func:`winograd_pool_forward` from the pooled gradient dp
+    (F, H'', W'', N): dx (C, H, W, N) or None, dw, db."""
+    k = compiled_kernels(dp)
+    if k is None:
+        raise RuntimeError("winograd_pool_backward: needs the compiled kernels (numba)")
+    return _backward4(k, np.ascontiguousarray(dp), cache, need_dx, ix)
+
+
 __all__ = [
+    "CHUNK_BYTES",
     "F2",
     "F4",
     "TRANSFORMS",
     "WinogradTransform",
     "applies",
+    "pool_fusable",
     "winograd_backward",
     "winograd_forward",
+    "winograd_pool_backward",
+    "winograd_pool_forward",
 ]
