@@ -110,7 +110,7 @@ def test_winograd_refuses_what_it_cannot_do():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
-    ("shape", "pad", "m"), [((3, 7, 5, 2), 1, 2), ((2, 9, 11, 3), 0, 4), ((4, 6, 6, 5), 2, 4)]
+    ("shape", "pad", "m"), [((3, 7, 5, 2), 1, 4), ((2, 9, 11, 3), 0, 4), ((4, 6, 6, 5), 2, 4)]
 )
 def test_compiled_kernels_equal_the_numpy_path(shape, pad, m, dtype, monkeypatch):
     pytest.importorskip("numba")

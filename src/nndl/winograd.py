@@ -22,10 +22,14 @@ over (channels x pixels) reads and writes them without a transposed copy, and ev
 strided slice along H or W keeps whole contiguous runs of N (NumPy's loops stay long
 where an (N, C, H, W) layout would leave runs of a few pixels).
 
-Transforms: with numba installed (the optional ``fast`` extra), compiled kernels
-(:mod:`nndl._numba_kernels`) do each transform tile by tile in one pass, 2-6x faster than
-the NumPy path here, which stays the reference (the tests compare the two) and the
-fallback. ``NNDL_NUMBA=0`` forces NumPy.
+Compiled path: with numba installed (the optional ``fast`` extra), F(4x4,3x3) runs on
+compiled kernels (:mod:`nndl._numba_kernels`) that do each transform tile by tile in one
+pass (several times faster than the NumPy transforms here, which stay the reference: the
+tests compare the two, and the fallback; F(2x2,3x3) always uses them). The layer goes
+through its tiles in chunks of about :data:`CHUNK_BYTES` of transformed data: transform,
+the 36 GEMMs, transform back, chunk by chunk, so the products never exist in full.
+:func:`winograd_pool_forward` also runs a 2x2 stride-2 max pool inside the output
+transform. ``NNDL_NUMBA=0`` forces NumPy.
 
 Accuracy: exact in real arithmetic. In float64 it matches the direct convolution to
 about 1e-14 (tests: 1e-10). In float32, F(2x2,3x3) adds about one rounding of the
@@ -36,10 +40,13 @@ Memory, per layer with T = N * ceil(H'/m) * ceil(W'/m) tiles and a = m + 2:
 
 * forward: the cache keeps ``V`` (a^2 * C * T elements: 4x the input for m = 2,
   2.25x for m = 4) unless ``recompute``, then it keeps a reference to x and ``V`` is a
-  reusable scratch buffer; plus the products ``M`` (a^2 * F * T, scratch) and the output.
-* backward: ``dM`` (a^2 * F * T) and, for dx, ``dV`` (a^2 * C * T), both scratch.
-* per block of channels (one per thread): a padded input block, the row-transform block
-  and a temporary of the same size, each about :data:`nndl.parallel.BLOCK_BYTES`.
+  reusable scratch buffer; plus the products ``M`` (a^2 * F * T, scratch; on the
+  compiled path one chunk's worth, about :data:`CHUNK_BYTES`) and the output.
+* backward: ``dM`` (a^2 * F * T) and, for dx, ``dV`` (a^2 * C * T), both scratch (one
+  chunk's worth on the compiled path, plus a zero-padded dx buffer).
+* NumPy path, per block of channels (one per thread): a padded input block, the
+  row-transform block and a temporary of the same size, each about
+  :data:`nndl.parallel.BLOCK_BYTES`.
 """
 
 from __future__ import annotations
@@ -252,10 +259,6 @@ def _bytes_per_channel(g: _Geometry, itemsize: int) -> int:
 
 def input_transform(x, V, g: _Geometry) -> None:
     """V (a*a, C, T) = ``B^T d B`` for every input tile d of x (C, H, W, N) (threaded)."""
-    k = compiled_kernels(x)
-    if k is not None:
-        k.input_transform(x, V, g.t.BT.astype(x.dtype), g.pad, g.t.m, g.TY, g.TX)
-        return
     xp = get_array_module(x)
     t, a, m = g.t, g.t.alpha, g.t.m
     Hp, Wp = g.padded
@@ -282,10 +285,6 @@ def input_transform(x, V, g: _Geometry) -> None:
 
 def output_transform(M, out, b, g: _Geometry) -> None:
     """out (F, H', W', N) = ``A^T M A + b`` per tile, cropped to H' x W' (threaded)."""
-    k = compiled_kernels(M)
-    if k is not None:
-        k.output_transform(M, out, b, g.t.AT.astype(M.dtype), g.TY, g.TX)
-        return
     xp = get_array_module(M)
     t, a, m = g.t, g.t.alpha, g.t.m
     AT = t.AT
@@ -311,10 +310,6 @@ def output_transform(M, out, b, g: _Geometry) -> None:
 def dout_transform(dout, dM, db, g: _Geometry) -> None:
     """dM (a*a, F, T): the adjoint of :func:`output_transform` applied to dout
     (F, H', W', N); db (F,) receives dout's sums over (H', W', N) (threaded)."""
-    k = compiled_kernels(dout)
-    if k is not None and dout.flags.c_contiguous:
-        k.dout_transform(dout, dM, db, g.t.AT.astype(dout.dtype), g.TY, g.TX)
-        return
     xp = get_array_module(dout)
     t, a, m = g.t, g.t.alpha, g.t.m
     A = t.AT.T  # (a, m)
@@ -343,10 +338,6 @@ def dout_transform(dout, dM, db, g: _Geometry) -> None:
 
 def input_grad(dV, dx, g: _Geometry) -> None:
     """dx (C, H, W, N): the adjoint of :func:`input_transform` applied to dV (threaded)."""
-    k = compiled_kernels(dV)
-    if k is not None:
-        k.input_grad(dV, dx, g.t.BT.astype(dV.dtype), g.pad, g.t.m, g.TY, g.TX)
-        return
     xp = get_array_module(dV)
     a, m = g.t.alpha, g.t.m
     B = g.t.BT.T
