@@ -82,26 +82,31 @@ def _a6(g0, g1, g2, g3):  # pragma: no cover - compiled
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def input_transform4(x, V, pad, TY, TX, k0, k1):  # pragma: no cover - compiled
-    """V (36, C, (k1 - k0) * N) = B^T d B for the 6x6 input tiles d of x (C, H, W, N)."""
+    """V (36, C, (k1 - k0) * N) = B^T d B for the 6x6 input tiles d of x (C, H, W, N).
+
+    Per channel: the input rows the tiles read, copied once with their zero border into
+    xp, then per tile a column pass from xp into a small buffer r (6, 6, N) and a row
+    pass from r into V.
+    """
     C, H, W, N = x.shape
+    ty0, ty1 = k0 // TX, (k1 - 1) // TX + 1
+    R, Wp = 4 * (ty1 - ty0) + 2, 4 * TX + 2
     for c in prange(C):
-        d = np.empty((6, 6, N), x.dtype)
+        xp = np.zeros((R, Wp, N), x.dtype)
         r = np.empty((6, 6, N), x.dtype)
+        for i in range(R):
+            h = 4 * ty0 + i - pad
+            if 0 <= h < H:
+                for w in range(W):
+                    for n in range(N):
+                        xp[i, w + pad, n] = x[c, h, w, n]
         for k in range(k0, k1):
-            h0, w0 = 4 * (k // TX) - pad, 4 * (k % TX) - pad
-            for i in range(6):  # the tile, zero past the edges
-                h = h0 + i
-                for j in range(6):
-                    w = w0 + j
-                    if 0 <= h < H and 0 <= w < W:
-                        for n in range(N):
-                            d[i, j, n] = x[c, h, w, n]
-                    else:
-                        for n in range(N):
-                            d[i, j, n] = 0
+            h0, w0 = 4 * (k // TX - ty0), 4 * (k % TX)
             for j in range(6):  # columns: r[:, j] = B^T d[:, j]
+                w = w0 + j
                 for n in range(N):
-                    v = _bt6(d[0, j, n], d[1, j, n], d[2, j, n], d[3, j, n], d[4, j, n], d[5, j, n])
+                    v = _bt6(xp[h0, w, n], xp[h0 + 1, w, n], xp[h0 + 2, w, n],
+                             xp[h0 + 3, w, n], xp[h0 + 4, w, n], xp[h0 + 5, w, n])  # fmt: skip
                     r[0, j, n], r[1, j, n], r[2, j, n] = v[0], v[1], v[2]
                     r[3, j, n], r[4, j, n], r[5, j, n] = v[3], v[4], v[5]
             t0 = (k - k0) * N
