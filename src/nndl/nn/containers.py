@@ -60,6 +60,7 @@ class Sequential(Module):
         for layer in self.layers:
             shape = layer.bind(shape, join(path, layer.name))
         self.output_shape = shape
+        self._trainable_flags = None  # recomputed for the bound tree
         return shape
 
     def out_shape(self, in_shape: Shape) -> Shape:
@@ -68,7 +69,10 @@ class Sequential(Module):
         return in_shape
 
     def _trainable(self) -> list[bool]:
-        return [layer.has_trainable_params() for layer in self.layers]
+        """Per layer: whether it has a trainable parameter (fixed once bound)."""
+        if getattr(self, "_trainable_flags", None) is None:
+            self._trainable_flags = [layer.has_trainable_params() for layer in self.layers]
+        return self._trainable_flags
 
     def forward(self, x, ctx: Context):
         if ctx.grads is None:  # inference: let each activation go as soon as it is used
