@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import get_array_module
 from .checks import check_count
 
 BLOCK_BYTES = 1 << 21
@@ -114,6 +115,45 @@ def run(fn: Callable[[int, int], None], spans: Sequence[tuple[int, int]]) -> Non
         f.result()
 
 
+_blas_state: dict[str, Any] = {"controller": None}
+
+
+def _blas_controller():
+    """threadpoolctl's controller (the optional ``fast`` extra), or None without it."""
+    if _blas_state["controller"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _blas_state["controller"] = False
+        else:
+            _blas_state["controller"] = ThreadpoolController()
+    return _blas_state["controller"] or None
+
+
+def matmul(a, b, out):
+    """``out[i] = a[i] @ b[i]`` for stacked matrices a (k, m, n), b (k, n, p) -> out.
+
+    With more than one thread and threadpoolctl installed, the k products are split over
+    nndl's threads, each one single-threaded BLAS call: OpenBLAS's own threads meet at
+    the end of every product, and on a busy machine each meeting waits for a core (many
+    small products, as a Winograd layer's 36 per chunk, then took 10x as long). Each
+    product is computed whole by one thread either way, so the results do not depend on
+    the thread count. Otherwise one NumPy call.
+    """
+    n = min(get_num_threads(), a.shape[0])
+    controller = _blas_controller() if n > 1 else None
+    if controller is None or get_array_module(a) is not np:
+        return np.matmul(a, b, out=out)
+    k = a.shape[0]
+
+    def part(i0: int, i1: int) -> None:
+        np.matmul(a[i0:i1], b[i0:i1], out=out[i0:i1])
+
+    with controller.limit(limits=1, user_api="blas"):
+        run(part, [(i * k // n, (i + 1) * k // n) for i in range(n)])
+    return out
+
+
 _numba_state = {"layer_chosen": False}
 
 
@@ -141,4 +181,12 @@ def compiled(a, module: str):
     return kernels
 
 
-__all__ = ["BLOCK_BYTES", "blocks", "compiled", "get_num_threads", "run", "set_num_threads"]
+__all__ = [
+    "BLOCK_BYTES",
+    "blocks",
+    "compiled",
+    "get_num_threads",
+    "matmul",
+    "run",
+    "set_num_threads",
+]

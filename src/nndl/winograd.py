@@ -449,7 +449,7 @@ def _forward4(k, x, w, b, g: _Geometry, recompute: bool, pool: bool = False):
             k.input_transform4(x, Vc, g.pad, g.TY, g.TX, k0, k1)
         else:
             Vc = V[:, :, k0 * N : k1 * N]
-        Mc = np.matmul(U, Vc, out=scratch(np, "wino_M", (36, g.F, cols), x.dtype))
+        Mc = parallel.matmul(U, Vc, scratch(np, "wino_M", (36, g.F, cols), x.dtype))
         if pool:
             k.output_transform4_pool2(Mc, b, g.TY, g.TX, k0, k1, *out)
         else:
@@ -483,9 +483,9 @@ def _backward4(k, dout, cache, need_dx: bool, ix=None):
             k.input_transform4(x.astype(dtype, copy=False), Vc, g.pad, g.TY, g.TX, k0, k1)
         else:
             Vc = V[:, :, k0 * N : k1 * N].astype(dtype, copy=False)
-        dU += np.matmul(dMc, Vc.transpose(0, 2, 1), out=scratch(np, "wino_dU", dU.shape, dtype))
+        dU += parallel.matmul(dMc, Vc.transpose(0, 2, 1), scratch(np, "wino_dU", dU.shape, dtype))
         if need_dx:
-            dVc = np.matmul(Ut, dMc, out=scratch(np, "wino_dV", (36, g.C, cols), dtype))
+            dVc = parallel.matmul(Ut, dMc, scratch(np, "wino_dV", (36, g.C, cols), dtype))
             k.input_grad4(dVc, dxp, g.TY, g.TX, k0, k1)
     dx = None
     if need_dx:
