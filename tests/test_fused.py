@@ -93,6 +93,7 @@ def path(request, monkeypatch):
     """Run a test on the numba kernels and on the NumPy path (the reference)."""
     if request.param == "compiled":
         pytest.importorskip("numba")
+        monkeypatch.setenv("NNDL_NUMBA", "1")
     else:
         monkeypatch.setenv("NNDL_NUMBA", "0")
     return request.param
@@ -246,6 +247,7 @@ def test_float32_compiled_kernels_match_the_numpy_path(act, pool_first, monkeypa
 
 def test_backward_needs_the_kernels_the_forward_used(monkeypatch):
     pytest.importorskip("numba")
+    monkeypatch.setenv("NNDL_NUMBA", "1")
     rng, x, w, b, gamma, beta = _inputs(31)
     out, cache = conv_block_forward(x, w, b, CP, gamma, beta, {"mode": "train"}, None, "gelu")
     monkeypatch.setenv("NNDL_NUMBA", "0")

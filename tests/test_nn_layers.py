@@ -147,7 +147,9 @@ def test_container_and_fused_block_gradients(make):
 def test_fused_pool_block_gradients_in_floor_mode():
     x = distinct_values(np.random.default_rng(6), (3, 2, 5, 5))
     block = nn.ConvPoolBNAct(3, activation="gelu", floor=True, scale=False)
-    _check_gradients(block, (2, 5, 5), seed=3, x=x)
+    # 1e-6: a pooled window's two largest conv outputs can lie within the numerical
+    # step of each other here (exactness against the naive layers: tests/test_fused.py).
+    _check_gradients(block, (2, 5, 5), seed=3, x=x, tol=1e-6)
     assert block.output_shape == (3, 2, 2)
     assert [m.path for m in block.modules()][1:] == ["conv", "pool", "bn", "gelu"]
 
