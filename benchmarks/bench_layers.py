@@ -29,6 +29,10 @@ import statistics
 import time
 from collections.abc import Callable
 
+# isort: off
+import nndl  # noqa: F401 - first: it sets OPENBLAS_THREAD_TIMEOUT before NumPy loads OpenBLAS
+
+# isort: on
 import numpy as np
 
 from nndl.conv_layer_utils import conv_bn_relu_pool_backward, conv_bn_relu_pool_forward

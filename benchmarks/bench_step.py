@@ -3,28 +3,33 @@
 In one run: the machine's float32 GEMM rate (NumPy, a large square product), then for
 every network in :data:`NETS` the same architecture, batch, update rule and thread count
 in nndl and in PyTorch 2.13 CPU, timed in paired, interleaved repetitions (the order
-alternates, so load from other processes hits both sides alike). Per network it prints
-ms per step (medians), model GFLOP/s (the convolutions' and affine layers' multiply-adds
-of forward + backward, no dx for the first layer, over nndl's time), the fraction of the
-GEMM rate, nndl / PyTorch (the median of per-repetition ratios; below 1 nndl is
-faster), the peak memory of a step (a child process per side, two steps: peak
-resident size above the resident size after building the model and batch, so it
-counts activations, caches, gradients, optimiser state and scratch, not the
-parameters), and a per-layer breakdown of nndl's step.
+alternates, so load from other processes hits both sides alike). The nndl side is what
+users train: :class:`nndl.network.Network` built from the net's :mod:`nndl.nn` spec; the
+PyTorch side is translated from the same bound spec (same layers, floor-mode pools,
+tanh GELU, frozen parameters). Per network it prints ms per step (medians of wall time,
+and of the process's CPU time, which ignores waiting for a core on a busy machine),
+model GFLOP/s (the convolutions' and affine layers' multiply-adds as direct products:
+forward, dx and dw; no dx for the first trainable layer, no backward for frozen layers
+before it; over nndl's time), the fraction of the GEMM rate, nndl / PyTorch (the median
+of per-repetition ratios; below 1 nndl is faster), the peak memory of a step (a child
+process per side, two steps: peak resident size above the resident size after building
+the model and batch, so it counts activations, caches, gradients, optimiser state and
+scratch, not the parameters), and a per-layer breakdown of nndl's step.
 
     python benchmarks/bench_step.py                  # every network, default threads
     python benchmarks/bench_step.py --threads 1      # the steadier comparison on a busy machine
     python benchmarks/bench_step.py --quick --nets conv64-128-256
 
-To add a network, add an entry to NETS: a batch size, an update rule, and layers from
-Conv / Pool / Affine / Residual. PyTorch is optional (``pip install -e '.[bench]'``):
-without it the torch columns are skipped.
+To add a network, add an entry to NETS: an nndl.nn spec (inline, or a JSON file in
+``benchmarks/specs``), a batch size and an update rule. PyTorch is optional
+(``pip install -e '.[bench]'``): without it the torch columns are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -33,13 +38,15 @@ import sys
 import time
 from dataclasses import dataclass
 
+# isort: off
+import nndl  # noqa: F401 - first: it sets OPENBLAS_THREAD_TIMEOUT before NumPy loads OpenBLAS
+
+# isort: on
 import numpy as np
 
+from nndl import nn as nnm
 from nndl import optim, parallel
-from nndl.conv_layer_utils import conv_block_backward, conv_block_forward
-from nndl.fast_layers import max_pool_backward_fast, max_pool_forward_fast
-from nndl.layer_utils import affine_batchnorm_relu_backward, affine_batchnorm_relu_forward
-from nndl.layers import affine_backward, affine_forward, softmax_loss
+from nndl.network import Network
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_layers import _blas_call, blas_threads  # noqa: E402 - a sibling script
@@ -53,57 +60,37 @@ except ImportError:  # PyTorch is an optional peer, never a dependency.
 
 # --- the network table ------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Conv:
-    """3x3 (``k``) 'same' conv, stride 1, then [BN] - [ReLU] - [2x2 max pool]
-    (``pool_first``: conv - pool - BN - ReLU, airbench's order)."""
-
-    filters: int
-    k: int = 3
-    bn: bool = True
-    relu: bool = True
-    pool: int = 0
-    pool_first: bool = False
+SPECS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
 
 
-@dataclass(frozen=True)
-class Pool:
-    """Max pool, window and stride ``size`` (``size`` = the map's side: global)."""
-
-    size: int
-
-
-@dataclass(frozen=True)
-class Affine:
-    """Fully connected layer, optionally with batch norm and ReLU."""
-
-    out: int
-    bn: bool = False
-    relu: bool = False
-
-
-@dataclass(frozen=True)
-class Residual:
-    """``x + f(x)`` for the layers in ``body`` (shapes preserved)."""
-
-    body: tuple
+def load_spec(name: str) -> list:
+    """An architecture spec from ``benchmarks/specs/<name>.json``."""
+    with open(os.path.join(SPECS_DIR, f"{name}.json")) as f:
+        return json.load(f)
 
 
 @dataclass(frozen=True)
 class Net:
+    """One benchmark network: an nndl.nn architecture spec and its training settings."""
+
     description: str
     batch: int
     update: str
-    layers: tuple
+    spec: list
     lr: float = 1e-3
+    momentum: float = 0.9
+    label_smoothing: float = 0.0
     input_shape: tuple = (3, 32, 32)
     classes: int = 10
     quick_batch: int | None = None
 
 
-def _block(c: int, pool: int = 0) -> Conv:
-    return Conv(c, pool=pool)
+def _block(filters: int, pool: bool = False) -> dict:
+    return {"type": "conv_bn_relu_pool" if pool else "conv_bn_relu", "filters": filters}
+
+
+def _residual(filters: int) -> dict:
+    return {"type": "residual", "body": [_block(filters), _block(filters)]}
 
 
 NETS: dict[str, Net] = {
@@ -111,90 +98,78 @@ NETS: dict[str, Net] = {
         "SPEC reference CNN: conv64 3x3-BN-ReLU-pool2, affine500-BN-ReLU, affine10; adam",
         batch=50,
         update="adam",
-        layers=(Conv(64, pool=2), Affine(500, bn=True, relu=True), Affine(10)),
+        spec=[
+            _block(64, True),
+            {"type": "linear", "units": 500},
+            "batchnorm1d",
+            "relu",
+            {"type": "linear", "units": 10},
+        ],
     ),
     "conv64-128-256": Net(
         "3 x (conv3x3-BN-ReLU-pool2) with 64, 128, 256 filters, affine10; sgd_momentum",
         batch=128,
         update="sgd_momentum",
-        layers=(_block(64, 2), _block(128, 2), _block(256, 2), Affine(10)),
+        spec=[
+            _block(64, True),
+            _block(128, True),
+            _block(256, True),
+            {"type": "linear", "units": 10},
+        ],
         quick_batch=64,
     ),
-    "airbench94-relu": Net(
-        "airbench94-shaped, ReLU standing in for GELU: conv24 stem; 3 x (conv-pool2-BN-ReLU, "
-        "conv-BN-ReLU) with 64, 256, 256; global max pool; affine10; nesterov",
-        batch=256,
-        update="nesterov_momentum",
-        layers=(
-            Conv(24),
-            Conv(64, pool=2, pool_first=True),
-            Conv(64),
-            Conv(256, pool=2, pool_first=True),
-            Conv(256),
-            Conv(256, pool=2, pool_first=True),
-            Conv(256),
-            Pool(4),
-            Affine(10),
-        ),
-        quick_batch=64,
+    "airbench94": Net(
+        "airbench94 (benchmarks/specs/airbench94.json): frozen 2x2 whitening conv 3->24, GELU; "
+        "3 x (conv-pool2(floor)-BN-GELU, conv-BN-GELU) with 64, 256, 256, BN scale fixed, "
+        "eps 1e-12; 3x3 max pool; linear 256->10 without bias, x 1/9; label smoothing 0.2; "
+        "sgdw (Nesterov 0.85)",
+        batch=1024,
+        update="sgdw",
+        spec=load_spec("airbench94"),
+        momentum=0.85,
+        label_smoothing=0.2,
+        quick_batch=256,
     ),
     "resnet9-like": Net(
         "ResNet-9-like: conv64; conv128-pool, res(2 x conv128); conv256-pool; conv512-pool, "
-        "res(2 x conv512); global max pool; affine10; nesterov",
+        "res(2 x conv512); 4x4 max pool; affine10; nesterov",
         batch=128,
         update="nesterov_momentum",
-        layers=(
-            Conv(64),
-            Conv(128, pool=2),
-            Residual((Conv(128), Conv(128))),
-            Conv(256, pool=2),
-            Conv(512, pool=2),
-            Residual((Conv(512), Conv(512))),
-            Pool(4),
-            Affine(10),
-        ),
+        spec=[
+            _block(64),
+            _block(128, True),
+            _residual(128),
+            _block(256, True),
+            _block(512, True),
+            _residual(512),
+            {"type": "maxpool2d", "pool_size": 4},
+            {"type": "linear", "units": 10},
+        ],
         quick_batch=32,
     ),
 }
 
 
-def _shapes(layers, shape):
-    """Yield (layer, input shape (C, H, W), output shape) through the network."""
-    for layer in layers:
-        C, H, W = shape
-        if isinstance(layer, Conv):
-            out = (layer.filters, H // (layer.pool or 1), W // (layer.pool or 1))
-        elif isinstance(layer, Pool):
-            out = (C, H // layer.size, W // layer.size)
-        elif isinstance(layer, Affine):
-            out = (layer.out, 1, 1)
-        else:
-            out = shape
-        yield layer, shape, out
-        shape = out
+def _network(net: Net, seed: int = 0) -> Network:
+    return Network(net.spec, input_dim=net.input_shape, num_classes=net.classes,
+                   label_smoothing=net.label_smoothing, seed=seed)  # fmt: skip
 
 
 def model_flops(net: Net, batch: int) -> float:
-    """Multiply-adds x 2 of the convs and affines: forward, dw, and dx except layer 1."""
-    total = 0.0
-    first = True
-
-    def walk(layers, shape):
-        nonlocal total, first
-        for layer, (C, H, W), _ in _shapes(layers, shape):
-            if isinstance(layer, Residual):
-                walk(layer.body, (C, H, W))
-                continue
-            if isinstance(layer, Conv):
-                fwd = 2.0 * batch * layer.filters * C * layer.k**2 * H * W
-            elif isinstance(layer, Affine):
-                fwd = 2.0 * batch * C * H * W * layer.out
-            else:
-                continue
-            total += fwd * (2 if first else 3)
-            first = False
-
-    walk(net.layers, net.input_shape)
+    """FLOPs of a step's convolutions and affine layers, counted as direct products
+    (2 per multiply-add): forward; dx and dw for layers after the first trainable one,
+    dw only for that one; forward only for frozen layers before it."""
+    root = _network(net).root
+    total, seen_trainable = 0.0, False
+    for module in root.modules():
+        if not isinstance(module, (nnm.Conv2d, nnm.Linear)):
+            continue
+        fwd = float(module.flops(module.in_shape)) * batch
+        if not module.has_trainable_params():
+            total += fwd * (3 if seen_trainable else 1)
+            continue
+        total += fwd * (3 if seen_trainable else 2)
+        seen_trainable = True
     return total
 
 
@@ -202,119 +177,49 @@ def model_flops(net: Net, batch: int) -> float:
 
 
 class _NndlNet:
-    """The network on nndl's functional layers; times each layer when asked."""
+    """The network as users build it (nndl.network.Network from the spec) with an update
+    rule on every parameter; times each top-level layer when asked."""
 
     def __init__(self, net: Net, batch: int, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
-        self.net, self.params, self.layers = net, {}, []
-        self.timings: dict[str, list[float]] | None = None
-        self._build(net.layers, net.input_shape, rng, first=[True])
+        self.net = net
+        self.model = _network(net, seed)
         self.X = rng.standard_normal((batch, *net.input_shape)).astype(np.float32)
         self.y = rng.integers(0, net.classes, batch)
         self.rule = optim.get_update_rule(net.update)
-        self.configs = {k: {"learning_rate": net.lr, "inplace": True} for k in self.params}
+        base = {"learning_rate": net.lr}
+        if net.update != "adam":
+            base["momentum"] = net.momentum
+        self.configs = {k: dict(base) for k in self.model.params}
+        self.timings: dict[str, list[float]] | None = None
+        for layer in self.model.root.layers:
+            for kind in ("forward", "backward"):
+                setattr(layer, kind, self._timed(layer, kind))
 
-    def _param(self, name, value):
-        self.params[name] = value.astype(np.float32)
-        return name
+    def _timed(self, layer, kind: str):
+        f = getattr(layer, kind)
+        key = f"{layer.name} {'fwd' if kind == 'forward' else 'bwd'}"
 
-    def _build(self, layers, shape, rng, first, prefix=""):
-        for layer, (C, H, W), _ in _shapes(layers, shape):
-            name = f"{prefix}{len(self.layers)}:{type(layer).__name__.lower()}"
-            if isinstance(layer, Residual):
-                start = len(self.layers)
-                self._build(layer.body, (C, H, W), rng, first, prefix=f"{prefix}res.")
-                self.layers.append((name, "residual", start))
-                continue
-            entry = {"layer": layer}
-            if isinstance(layer, Conv):
-                F, k = layer.filters, layer.k
-                entry["w"] = self._param(
-                    f"{name}.w", rng.normal(0, (2 / (C * k * k)) ** 0.5, (F, C, k, k))
-                )
-                entry["b"] = self._param(f"{name}.b", np.zeros(F))
-                if layer.bn:
-                    entry["g"] = self._param(f"{name}.gamma", np.ones(F))
-                    entry["be"] = self._param(f"{name}.beta", np.zeros(F))
-                    entry["bn_param"] = {"mode": "train"}
-                entry["cp"] = {"stride": 1, "pad": (k - 1) // 2, "input_grad": not first[0]}
-                first[0] = False
-            elif isinstance(layer, Affine):
-                D = C * H * W
-                entry["w"] = self._param(f"{name}.w", rng.normal(0, (2 / D) ** 0.5, (D, layer.out)))
-                entry["b"] = self._param(f"{name}.b", np.zeros(layer.out))
-                if layer.bn:
-                    entry["g"] = self._param(f"{name}.gamma", np.ones(layer.out))
-                    entry["be"] = self._param(f"{name}.beta", np.zeros(layer.out))
-                    entry["bn_param"] = {"mode": "train"}
-                first[0] = False
-            self.layers.append((name, "layer", entry))
+        def timed(*args):
+            if self.timings is None:
+                return f(*args)
+            t = time.perf_counter()
+            out = f(*args)
+            self.timings.setdefault(key, []).append(time.perf_counter() - t)
+            return out
 
-    def _forward_one(self, entry, h):
-        layer, p = entry["layer"], self.params
-        if isinstance(layer, Conv):
-            pool = {"pool_height": layer.pool, "pool_width": layer.pool, "stride": layer.pool}
-            return conv_block_forward(
-                h, p[entry["w"]], p[entry["b"]], entry["cp"],
-                p[entry["g"]] if layer.bn else None, p[entry["be"]] if layer.bn else None,
-                entry.get("bn_param"), pool if layer.pool else None,
-                "relu" if layer.relu else None, layer.pool_first,
-            )  # fmt: skip
-        if isinstance(layer, Pool):
-            pp = {"pool_height": layer.size, "pool_width": layer.size, "stride": layer.size}
-            return max_pool_forward_fast(h, pp)
-        if layer.bn:
-            return affine_batchnorm_relu_forward(
-                h, p[entry["w"]], p[entry["b"]], p[entry["g"]], p[entry["be"]], entry["bn_param"]
-            )
-        return affine_forward(h, p[entry["w"]], p[entry["b"]])
+        return timed
 
-    def _backward_one(self, entry, d, cache, grads):
-        layer = entry["layer"]
-        if isinstance(layer, Pool):
-            return max_pool_backward_fast(d, cache)
-        if isinstance(layer, Conv):
-            dx, dw, db, dg, dbe = conv_block_backward(d, cache)
-        elif layer.bn:
-            dx, dw, db, dg, dbe = affine_batchnorm_relu_backward(d, cache)
-        else:
-            (dx, dw, db), dg, dbe = affine_backward(d, cache), None, None
-        grads[entry["w"]], grads[entry["b"]] = dw, db
-        if dg is not None:
-            grads[entry["g"]], grads[entry["be"]] = dg, dbe
-        return dx
-
-    def _time(self, name, f, *args):
-        if self.timings is None:
-            return f(*args)
-        t = time.perf_counter()
-        r = f(*args)
-        self.timings.setdefault(name, []).append(time.perf_counter() - t)
-        return r
+    @property
+    def layer_names(self) -> list[str]:
+        return [f"{m.name} ({m.type_name})" for m in self.model.root.layers]
 
     def step(self) -> float:
-        h, caches, starts = self.X, [], {}
-        for i, (name, kind, entry) in enumerate(self.layers):
-            if kind == "residual":
-                caches.append(None)
-                h = self._time(name + " fwd", np.add, h, starts[entry])
-                continue
-            starts[i] = h
-            h, cache = self._time(name + " fwd", self._forward_one, entry, h)
-            caches.append(cache)
-        loss, d = softmax_loss(h, self.y)
-        grads, skip = {}, {}
-        for i in range(len(self.layers) - 1, -1, -1):
-            name, kind, entry = self.layers[i]
-            if kind == "residual":
-                skip[entry] = d  # the identity path's gradient, added at the body's start
-                continue
-            d = self._time(name + " bwd", self._backward_one, entry, d, caches[i], grads)
-            if i in skip:
-                d = self._time(name + " bwd", np.add, d, skip.pop(i))
+        loss, grads = self.model.loss(self.X, self.y)
         t = time.perf_counter()
-        for k, w in self.params.items():
-            self.params[k], self.configs[k] = self.rule(w, grads[k], self.configs[k])
+        params = self.model.params
+        for k, w in params.items():
+            params[k], self.configs[k] = self.rule(w, grads[k], self.configs[k])
         if self.timings is not None:
             self.timings.setdefault("update", []).append(time.perf_counter() - t)
         return loss
@@ -323,54 +228,73 @@ class _NndlNet:
 # --- torch side ---------------------------------------------------------------------------
 
 
-def _torch_layers(layers, shape):
-    mods = []
-    for layer, (C, H, W), _ in _shapes(layers, shape):
-        if isinstance(layer, Conv):
-            seq = [nn.Conv2d(C, layer.filters, layer.k, padding=(layer.k - 1) // 2)]
-            tail = [nn.BatchNorm2d(layer.filters)] if layer.bn else []
-            tail += [nn.ReLU()] if layer.relu else []
-            pool = [nn.MaxPool2d(layer.pool)] if layer.pool else []
-            mods.append(nn.Sequential(*(seq + (pool + tail if layer.pool_first else tail + pool))))
-        elif isinstance(layer, Pool):
-            mods.append(nn.MaxPool2d(layer.size))
-        elif isinstance(layer, Affine):
-            seq = [nn.Flatten(), nn.Linear(C * H * W, layer.out)]
-            seq += [nn.BatchNorm1d(layer.out)] if layer.bn else []
-            seq += [nn.ReLU()] if layer.relu else []
-            mods.append(nn.Sequential(*seq))
-        else:
-            mods.append(_TorchResidual(nn.Sequential(*_torch_layers(layer.body, (C, H, W)))))
-    return mods
+def _torch_module(m):
+    """The PyTorch module computing what the bound nndl.nn module m computes."""
+    C = m.in_shape[0]
+    if isinstance(m, nnm.Sequential):  # fused blocks too: their children in order
+        return nn.Sequential(*[_torch_module(c) for c in m.layers])
+    if isinstance(m, nnm.Residual):
+        short = None if m.shortcut is None else _torch_module(m.shortcut)
+        return _TorchResidual(_torch_module(m.body), short)
+    if isinstance(m, nnm.Conv2d):
+        conv = nn.Conv2d(C, m.filters, m.kernel_size, m.stride, m.conv_param["pad"], bias=m.bias)
+        return conv.requires_grad_(m.trainable)
+    if isinstance(m, (nnm.BatchNorm2d, nnm.BatchNorm1d)):
+        cls = nn.BatchNorm2d if isinstance(m, nnm.BatchNorm2d) else nn.BatchNorm1d
+        bn = cls(C, eps=m.eps, momentum=1 - m.momentum)  # nndl keeps `momentum` of the old
+        bn.weight.requires_grad_(m.scale)
+        return bn
+    if isinstance(m, nnm.Linear):
+        lin = [nn.Flatten(), nn.Linear(math.prod(m.in_shape), m.units, bias=m.bias)]
+        lin[1].requires_grad_(m.trainable)
+        return nn.Sequential(*lin, *([_Scale(m.scale)] if m.scale else []))
+    simple = {
+        nnm.ReLU: lambda: nn.ReLU(),
+        nnm.GELU: lambda: nn.GELU(approximate="tanh"),
+        nnm.MaxPool2d: lambda: nn.MaxPool2d(m.pool_size, m.stride),  # floor mode
+        nnm.AvgPool2d: lambda: nn.AvgPool2d(m.pool_size, m.stride),
+        nnm.Flatten: lambda: nn.Flatten(),
+        nnm.GlobalAvgPool: lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+        nnm.GlobalMaxPool: lambda: nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten()),
+        nnm.Dropout: lambda: nn.Dropout(1 - m.p),
+    }
+    return simple[type(m)]()
 
 
 if torch is not None:
 
     class _TorchResidual(nn.Module):
-        def __init__(self, body) -> None:
+        def __init__(self, body, shortcut) -> None:
             super().__init__()
-            self.body = body
+            self.body, self.shortcut = body, shortcut
 
         def forward(self, x):
-            return x + self.body(x)
+            return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+
+    class _Scale(nn.Module):
+        def __init__(self, scale: float) -> None:
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, x):
+            return x * self.scale
 
 
 def _torch_step(net: Net, batch: int, seed: int = 0):
     torch.manual_seed(seed)
-    model = nn.Sequential(*_torch_layers(net.layers, net.input_shape))
-    params = model.parameters()
+    model = _torch_module(_network(net).root)
+    params = [p for p in model.parameters() if p.requires_grad]
     if net.update == "adam":
         opt = torch.optim.Adam(params, lr=net.lr)
     else:
-        opt = torch.optim.SGD(
-            params, lr=net.lr, momentum=0.9, nesterov=net.update == "nesterov_momentum"
-        )
+        nesterov = net.update in ("nesterov_momentum", "sgdw")
+        opt = torch.optim.SGD(params, lr=net.lr, momentum=net.momentum, nesterov=nesterov)
     X = torch.randn(batch, *net.input_shape)
     y = torch.randint(0, net.classes, (batch,))
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(X), y)
+        loss = nn.functional.cross_entropy(model(X), y, label_smoothing=net.label_smoothing)
         loss.backward()
         opt.step()
         return loss
@@ -406,26 +330,30 @@ def gemm_gflops(n: int, reps: int) -> float:
 
 
 def paired(a, b, reps: int):
-    """Medians of a's and b's seconds over ``reps`` interleaved pairs, and of a/b."""
+    """Medians over ``reps`` interleaved pairs: a's and b's wall seconds, their CPU
+    seconds (this process, all threads), and the median of the per-pair ratios a/b."""
     a()
     if b is not None:
         b()
-    ta, tb, ratios = [], [], []
+    times: dict = {a: ([], []), b: ([], [])}
+    ratios = []
     for i in range(reps):
         order = (a, b) if i % 2 == 0 or b is None else (b, a)
-        times = {}
         for f in order:
             if f is None:
                 continue
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             f()
-            times[f] = time.perf_counter() - t
-        ta.append(times[a])
+            times[f][0].append(time.perf_counter() - t)
+            times[f][1].append(time.process_time() - c)
         if b is not None:
-            tb.append(times[b])
-            ratios.append(times[a] / times[b])
+            ratios.append(times[a][0][-1] / times[b][0][-1])
     med = statistics.median
-    return med(ta), (med(tb) if tb else None), (med(ratios) if ratios else None)
+
+    def meds(f):
+        return (med(times[f][0]), med(times[f][1])) if times[f][0] else (None, None)
+
+    return meds(a), meds(b), (med(ratios) if ratios else None)
 
 
 def _status_bytes(field: str) -> int:
@@ -469,13 +397,12 @@ def layer_table(model: _NndlNet, steps: int) -> list[str]:
     rows = {k: statistics.median(v) for k, v in model.timings.items()}
     model.timings = None
     total = sum(rows.values())
-    names = [n for n, kind, _ in model.layers] + ["update"]
     lines = ["| layer | fwd ms | bwd ms | share |", "|---|---:|---:|---:|"]
-    for n in names:
-        f, b = rows.get(n + " fwd", 0.0), rows.get(n + " bwd", 0.0)
-        if n == "update":
-            f, b = rows.get("update", 0.0), 0.0
-        lines.append(f"| {n} | {f * 1e3:.1f} | {b * 1e3:.1f} | {(f + b) / total:.0%} |")
+    for layer, label in zip(model.model.root.layers, model.layer_names, strict=True):
+        f, b = rows.get(layer.name + " fwd", 0.0), rows.get(layer.name + " bwd", 0.0)
+        lines.append(f"| {label} | {f * 1e3:.1f} | {b * 1e3:.1f} | {(f + b) / total:.0%} |")
+    u = rows.get("update", 0.0)
+    lines.append(f"| update | {u * 1e3:.1f} | - | {u / total:.0%} |")
     return lines
 
 
@@ -489,6 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=None, help="paired repetitions (default 7)")
     parser.add_argument("--quick", action="store_true", help="3 reps, smaller batches")
     parser.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
+    parser.add_argument("--batch", type=int, default=None, help="override every net's batch")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     parser.add_argument("--child-memory", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -506,17 +434,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"float32 GEMM (NumPy, 2048^3): {peak:.1f} GFLOP/s")
     print(f"median of {reps} paired repetitions after one warm-up\n")
     summary = [
-        "| network | batch | nndl ms | torch ms | nndl/torch | model GFLOP/s | of GEMM peak "
-        "| nndl MB | torch MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| network | batch | nndl ms | torch ms | nndl/torch | nndl CPU ms | torch CPU ms "
+        "| model GFLOP/s | of GEMM peak | nndl MB | torch MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     details = []
     for name in args.nets:
         net = NETS[name]
-        batch = (net.quick_batch or net.batch) if args.quick else net.batch
+        batch = args.batch or ((net.quick_batch or net.batch) if args.quick else net.batch)
         model = _NndlNet(net, batch)
         tstep = _torch_step(net, batch) if torch is not None else None
-        a, b, r = paired(model.step, tstep, reps)
+        (a, ac), (b, bc), r = paired(model.step, tstep, reps)
         gf = model_flops(net, batch) / a / 1e9
         mem_n = mem_t = None
         if not args.no_memory:
@@ -524,9 +452,10 @@ def main(argv: list[str] | None = None) -> None:
             mem_t = peak_memory(name, "torch", batch, threads) if torch is not None else None
         ratio = "-" if r is None else f"**{r:.2f}**"
         tms = "-" if b is None else f"{b * 1e3:.1f}"
+        tcpu = "-" if bc is None else f"{bc * 1e3:.0f}"
         summary.append(
-            f"| {name} | {batch} | {a * 1e3:.1f} | {tms} | {ratio} | {gf:.1f} | {gf / peak:.0%} "
-            f"| {_mb(mem_n)} | {_mb(mem_t)} |"
+            f"| {name} | {batch} | {a * 1e3:.1f} | {tms} | {ratio} | {ac * 1e3:.0f} | {tcpu} "
+            f"| {gf:.1f} | {gf / peak:.0%} | {_mb(mem_n)} | {_mb(mem_t)} |"
         )
         details += [f"\n{name}: {net.description}; batch {batch}", *layer_table(model, reps)]
         print(summary[-1], flush=True)

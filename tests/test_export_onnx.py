@@ -71,6 +71,18 @@ FUSED_SPEC = [
     {"type": "conv_bn_relu_pool", "filters": 8, "bias": False},
     {"type": "linear", "units": 10, "init": "lecun_normal"},
 ]
+# airbench94's shape: a frozen 2x2 stem, fused conv-pool-BN-act blocks in floor mode.
+AIRBENCH_SPEC = [
+    {"type": "conv2d", "filters": 6, "kernel_size": 2, "pad": "valid", "trainable": False},
+    "gelu",
+    {"type": "conv_pool_bn_act", "filters": 8, "activation": "gelu", "floor": True,
+     "bias": False, "scale": False, "momentum": 0.4},
+    {"type": "conv_bn_act", "filters": 8, "activation": "gelu", "bias": False, "scale": False},
+    {"type": "conv_pool_bn_act", "filters": 8, "floor": True},
+    {"type": "maxpool2d", "pool_size": 3, "floor": True},
+    "global_maxpool",
+    {"type": "linear", "units": 10, "bias": False, "scale": 0.5},
+]  # fmt: skip
 
 MODELS = {
     "two_layer_net": lambda dt: TwoLayerNet(hidden_dim=16, weight_scale=0.01, dtype=dt, seed=0),
@@ -101,6 +113,7 @@ MODELS = {
     "network_modern": lambda dt: Network(MODERN_SPEC, dtype=dt, seed=0),
     "network_misc": lambda dt: Network(MISC_SPEC, dtype=dt, seed=0),
     "network_mlp": lambda dt: Network(MLP_SPEC, dtype=dt, seed=0),
+    "network_airbench": lambda dt: Network(AIRBENCH_SPEC, dtype=dt, seed=0),
 }
 
 

@@ -90,11 +90,37 @@ def test_leaf_layer_gradients(make, in_shape):
     _check_gradients(make(), in_shape)
 
 
-@pytest.mark.parametrize("make", [lambda: nn.MaxPool2d(2), lambda: nn.GlobalMaxPool()])
-def test_max_pool_layer_gradients(make):
+@pytest.mark.parametrize(
+    ("make", "in_shape"),
+    [
+        (lambda: nn.MaxPool2d(2), (2, 4, 4)),
+        (lambda: nn.GlobalMaxPool(), (2, 4, 4)),
+        (lambda: nn.MaxPool2d(2, floor=True), (2, 5, 4)),  # row 5 left out
+        (lambda: nn.MaxPool2d(3, stride=2, floor=True), (2, 6, 5)),
+    ],
+)
+def test_max_pool_layer_gradients(make, in_shape):
     # Distinct values keep the max away from ties, where it is not differentiable.
-    x = distinct_values(np.random.default_rng(1), (2, 2, 4, 4))
-    _check_gradients(make(), (2, 4, 4), x=x)
+    x = distinct_values(np.random.default_rng(1), (2, *in_shape))
+    _check_gradients(make(), in_shape, x=x)
+
+
+def test_floor_mode_pools_leave_the_border_out():
+    pool = nn.MaxPool2d(2, floor=True)
+    assert pool.bind((3, 31, 31)) == (3, 15, 15)
+    assert nn.AvgPool2d(2, floor=True).bind((1, 5, 4)) == (1, 2, 2)
+    _check_gradients(nn.AvgPool2d(2, floor=True), (2, 5, 4))
+    x = np.random.default_rng(2).standard_normal((2, 1, 5, 5))
+    out, cache = pool.forward(x, nn.Context({}, {}, {}))
+    np.testing.assert_array_equal(out, sliding_window_view(x[:, :, :4, :4], (2, 2), axis=(2, 3))
+                                  [:, :, ::2, ::2].max(axis=(-2, -1)))  # fmt: skip
+    dx = pool.backward(np.ones(out.shape), cache, nn.Context({}, {}, {}))
+    assert np.all(dx[:, :, 4, :] == 0) and np.all(dx[:, :, :, 4] == 0)
+    assert nn.MaxPool2d(2, floor=True).spec()["floor"] is True
+    with pytest.raises(ValueError, match="does not tile the input.*floor: true"):
+        nn.MaxPool2d(2).bind((1, 5, 5))
+    with pytest.raises(ValueError, match="floor: expected true or false"):
+        nn.MaxPool2d(2, floor="yes")
 
 
 CONTAINER_CASES = [
@@ -109,6 +135,9 @@ CONTAINER_CASES = [
     lambda: nn.ConvBNReLUPool(3),
     lambda: nn.ConvReLU(3, kernel_size=1, bias=False),
     lambda: nn.ConvReLUPool(3),
+    lambda: nn.ConvBNAct(3, activation="gelu"),
+    lambda: nn.ConvBNAct(2, bias=False, scale=False, eps=1e-12, activation="relu"),
+    lambda: nn.ConvPoolBNAct(3, activation="gelu"),
 ]
 
 
@@ -117,17 +146,38 @@ def test_container_and_fused_block_gradients(make):
     _check_gradients(make(), (2, 4, 4), seed=3)
 
 
+def test_fused_pool_block_gradients_in_floor_mode():
+    x = distinct_values(np.random.default_rng(6), (3, 2, 5, 5))
+    block = nn.ConvPoolBNAct(3, activation="gelu", floor=True, scale=False)
+    # 1e-6: a pooled window's two largest conv outputs can lie within the numerical
+    # step of each other here (exactness against the naive layers: tests/test_fused.py).
+    _check_gradients(block, (2, 5, 5), seed=3, x=x, tol=1e-6)
+    assert block.output_shape == (3, 2, 2)
+    assert [m.path for m in block.modules()][1:] == ["conv", "pool", "bn", "gelu"]
+
+
 def test_fused_blocks_equal_their_unfused_layers():
     rng = np.random.default_rng(4)
-    for fused, unfused in [
-        (nn.ConvBNReLU(3), [nn.Conv2d(3), nn.BatchNorm2d(), nn.ReLU()]),
-        (nn.ConvBNReLUPool(3), [nn.Conv2d(3), nn.BatchNorm2d(), nn.ReLU(), nn.MaxPool2d()]),
-        (nn.ConvReLU(3), [nn.Conv2d(3), nn.ReLU()]),
-        (nn.ConvReLUPool(3), [nn.Conv2d(3), nn.ReLU(), nn.MaxPool2d()]),
+    gelu_pool = [nn.Conv2d(3), nn.MaxPool2d(2, floor=True), nn.BatchNorm2d(), nn.GELU()]
+    for fused, unfused, in_shape in [
+        (nn.ConvBNReLU(3), [nn.Conv2d(3), nn.BatchNorm2d(), nn.ReLU()], (2, 4, 4)),
+        (
+            nn.ConvBNReLUPool(3),
+            [nn.Conv2d(3), nn.BatchNorm2d(), nn.ReLU(), nn.MaxPool2d()],
+            (2, 4, 4),
+        ),
+        (
+            nn.ConvBNAct(3, activation="gelu"),
+            [nn.Conv2d(3), nn.BatchNorm2d(), nn.GELU()],
+            (2, 4, 5),
+        ),
+        (nn.ConvPoolBNAct(3, activation="gelu", floor=True), gelu_pool, (2, 5, 5)),
+        (nn.ConvReLU(3), [nn.Conv2d(3), nn.ReLU()], (2, 4, 4)),
+        (nn.ConvReLUPool(3), [nn.Conv2d(3), nn.ReLU(), nn.MaxPool2d()], (2, 4, 4)),
     ]:
-        x, params, buffers = _setup(fused, (2, 4, 4), rng)
+        x, params, buffers = _setup(fused, in_shape, rng)
         plain = nn.Sequential(unfused)
-        plain.bind((2, 4, 4), "b")
+        plain.bind(in_shape, "b")
         rename = {"b.conv1": "conv", "b.bn1": "bn"}
         p2 = {}
         for k, v in params.items():
@@ -150,7 +200,8 @@ def test_fused_blocks_equal_their_unfused_layers():
             np.testing.assert_allclose(v, b2[k.replace("bn.", "b.bn1.")], atol=1e-14)
         # The fused block names its params like the unfused sublayers it holds.
         kinds = [type(m).__name__.lower() for m in unfused]
-        names = {"conv2d": "conv", "batchnorm2d": "bn", "relu": "relu", "maxpool2d": "pool"}
+        names = {"conv2d": "conv", "batchnorm2d": "bn", "relu": "relu", "gelu": "gelu",
+                 "maxpool2d": "pool"}  # fmt: skip
         assert [m.path for m in fused.modules()][1:] == [names[k] for k in kinds]
 
 
@@ -400,3 +451,42 @@ def test_patch_whitening_eps_shrinks_small_directions_and_orders_by_eigenvalue()
 def test_patch_whitening_bad_inputs(args, words):
     with pytest.raises(ValueError, match=words):
         nn.patch_whitening_weights(*args)
+
+
+def test_conv_skips_dx_when_not_needed_and_a_frozen_prefix_skips_its_backward():
+    # A frozen first conv and its activation: no backward at all; the next conv gets
+    # need_input_grad False and skips dx. The trainable grads stay exact.
+    rng = np.random.default_rng(7)
+    frozen = nn.Conv2d(3, kernel_size=2, pad="valid", trainable=False)
+    layers = [frozen, nn.GELU(), nn.ConvBNAct(2, activation="gelu"), nn.Flatten(), nn.Linear(3)]
+    seq = nn.Sequential(layers)
+    x, params, buffers = _setup(seq, (2, 5, 5), rng)
+    calls = []
+    for layer in seq.layers[:3]:
+        orig = layer.backward
+
+        def spy(dout, cache, ctx, _orig=orig, _layer=layer):
+            calls.append((_layer.name, ctx.need_input_grad))
+            return _orig(dout, cache, ctx)
+
+        layer.backward = spy
+
+    def ctx(grads=None):
+        return nn.Context(params, buffers, grads, "train", need_input_grad=False)
+
+    out, cache = seq.forward(x, ctx({}))
+    dout = rng.standard_normal(out.shape)
+    c = ctx({})
+    assert seq.backward(dout, cache, c) is None
+    assert calls == [("block1", False)]
+    assert set(c.grads) == {k for k in params if not k.startswith("conv1.")}
+    for key in ("block1.conv.W", "fc1.W"):
+        num = eval_numerical_gradient_array(lambda _: seq.forward(x, ctx({}))[0], params[key], dout)
+        assert rel_error(c.grads[key], num) < 1e-7, key
+    # A trainable Conv2d told its dx is not needed stores its grads and returns None.
+    conv = nn.Conv2d(2)
+    x, params, buffers = _setup(conv, (2, 4, 4), rng)
+    out, cache = conv.forward(x, nn.Context(params, buffers, {}))
+    c = nn.Context(params, buffers, {}, need_input_grad=False)
+    assert conv.backward(np.ones(out.shape), cache, c) is None
+    assert set(c.grads) == {"W", "b"}

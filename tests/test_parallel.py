@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from nndl import parallel
@@ -55,3 +56,20 @@ def test_bad_thread_counts_raise_clear_errors(monkeypatch):
         parallel._default_threads()
     monkeypatch.setenv("NNDL_NUM_THREADS", "3")
     assert parallel._default_threads() == 3
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_stacked_matmul_over_threads_equals_numpy(threads):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((7, 5, 4)).astype(np.float32)
+    b = rng.standard_normal((7, 4, 6)).astype(np.float32)
+    bt = rng.standard_normal((7, 6, 4)).astype(np.float32).transpose(0, 2, 1)  # strided
+    before = parallel.get_num_threads()
+    try:
+        parallel.set_num_threads(threads)
+        for rhs in (b, bt):
+            out = np.empty((7, 5, 6), np.float32)
+            assert parallel.matmul(a, rhs, out) is out
+            np.testing.assert_array_equal(out, np.matmul(a, rhs))
+    finally:
+        parallel.set_num_threads(before)

@@ -110,7 +110,7 @@ def test_winograd_refuses_what_it_cannot_do():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
-    ("shape", "pad", "m"), [((3, 7, 5, 2), 1, 2), ((2, 9, 11, 3), 0, 4), ((4, 6, 6, 5), 2, 4)]
+    ("shape", "pad", "m"), [((3, 7, 5, 2), 1, 4), ((2, 9, 11, 3), 0, 4), ((4, 6, 6, 5), 2, 4)]
 )
 def test_compiled_kernels_equal_the_numpy_path(shape, pad, m, dtype, monkeypatch):
     pytest.importorskip("numba")
@@ -135,3 +135,29 @@ def test_numba_switch_falls_back_to_numpy(monkeypatch):
     monkeypatch.setenv("NNDL_NUMBA", "0")
     assert winograd.compiled_kernels(np.ones(3)) is None
     assert not winograd.compiled_available()
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_f4_in_chunks_of_one_tile_equals_the_numpy_path(recompute, dtype, monkeypatch):
+    # One tile per chunk: every tile crosses a chunk boundary, so the overlapping input
+    # gradients of neighbouring tiles are added across chunks.
+    pytest.importorskip("numba")
+    from nndl import winograd
+
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 9, 10, 2)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    dout = rng.standard_normal((4, 9, 10, 2)).astype(dtype)
+    results = []
+    for flag in ("0", "1"):
+        monkeypatch.setenv("NNDL_NUMBA", flag)
+        out, cache = winograd_forward(x, w, b, 1, 4, recompute)
+        results.append((out, *winograd_backward(dout, cache)))
+    assert len(winograd._chunks(cache[0], x.dtype.itemsize)) == 9  # 3 x 3 tiles
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for a, c in zip(*results, strict=True):
+        assert np.abs(a - c).max() <= tol * np.abs(a).max()
+    assert winograd_backward(dout, cache, need_dx=False)[0] is None

@@ -1,11 +1,11 @@
-"""Optional compiled kernels (numba) for the Winograd transforms of :mod:`nndl.winograd`.
+"""Optional compiled kernels (numba) for Winograd F(4x4,3x3) (:mod:`nndl.winograd`).
 
-Each kernel computes exactly what the NumPy function of the same name in
-:mod:`nndl.winograd` computes (the tests compare them), but tile by tile: a tile is read
-once, transformed in registers and written once, where NumPy makes one pass over memory
-per term of every transform. Channels run in parallel (``prange``); each channel's work,
-including its bias-gradient sum, is done by one thread in a fixed order, so results do
-not depend on the thread count.
+Each transform computes what the NumPy transform of :mod:`nndl.winograd` computes for
+F(4x4,3x3) (the tests compare them), but tile by tile: a tile is read once, transformed
+in registers and written once, where NumPy makes one pass over memory per term of every
+transform. Channels run in parallel (``prange``); each channel's work, including its
+bias-gradient sum, is done by one thread in a fixed order, so results do not depend on
+the thread count.
 
 Importing this module raises ImportError without numba; :mod:`nndl.winograd` then uses
 its NumPy path. ``NNDL_NUMBA=0`` in the environment disables the kernels.
@@ -16,159 +16,335 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+# --- F(4x4, 3x3) with the transforms written out ------------------------------------------
+# Lavin & Gray's F(4,3) matrices (nndl.winograd.F4) spelled out as sums, so each tile is a
+# straight run of loads, adds and stores that LLVM vectorises across the batch (the
+# innermost, contiguous axis); 1.2-2x kernels that read the matrices at run time.
 
-@njit(parallel=True, cache=True)
-def input_transform(x, V, BT, pad, m, TY, TX):  # pragma: no cover - compiled
+
+@njit(inline="always")
+def _bt6(d0, d1, d2, d3, d4, d5):  # pragma: no cover - compiled
+    """B^T d for F(4,3): rows [4,0,-5,0,1,0], [0,-4,-4,1,1,0], [0,4,-4,-1,1,0],
+    [0,-2,-1,2,1,0], [0,2,-1,-2,1,0], [0,4,0,-5,0,1]. Constants take d0's type (an int
+    literal would promote float32 to float64)."""
+    t = type(d0)
+    c2, c4, c5 = t(2), t(4), t(5)
+    s = d4 - c4 * d2
+    u = d3 - c4 * d1
+    p = d4 - d2
+    q = c2 * (d3 - d1)
+    return c4 * d0 - c5 * d2 + d4, s + u, s - u, p + q, p - q, c4 * d1 - c5 * d3 + d5
+
+
+@njit(inline="always")
+def _b6(r0, r1, r2, r3, r4, r5):  # pragma: no cover - compiled
+    """B r (the adjoint of _bt6): the columns of B^T."""
+    t = type(r0)
+    c2, c4, c5 = t(2), t(4), t(5)
+    return (
+        c4 * r0,
+        c4 * (r2 - r1 + r5) + c2 * (r4 - r3),
+        -c5 * r0 - c4 * (r1 + r2) - r3 - r4,
+        r1 - r2 + c2 * (r3 - r4) - c5 * r5,
+        r0 + r1 + r2 + r3 + r4,
+        r5,
+    )
+
+
+@njit(inline="always")
+def _at4(m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled
+    """A^T m for F(4,3): rows [1,1,1,1,1,0], [0,1,-1,2,-2,0], [0,1,1,4,4,0], [0,1,-1,8,-8,1]."""
+    t = type(m0)
+    a = m1 + m2
+    b = m1 - m2
+    c = m3 + m4
+    d = m3 - m4
+    return m0 + a + c, b + t(2) * d, a + t(4) * c, b + t(8) * d + m5
+
+
+@njit(inline="always")
+def _a6(g0, g1, g2, g3):  # pragma: no cover - compiled
+    """A g (the adjoint of _at4)."""
+    t = type(g0)
+    p = g0 + g2
+    q = g1 + g3
+    p2 = g0 + t(4) * g2
+    q2 = t(2) * g1 + t(8) * g3
+    return g0, p + q, p - q, p2 + q2, p2 - q2, g3
+
+
+# Loops over the batch index every array explicitly ([c, h, w, n] on C-contiguous
+# arrays): with slices (numba's 'A' layout) the strides are unknown and LLVM leaves the
+# loops scalar, 3x slower. Every kernel works on the tiles k0 <= k < k1 (k = ty * TX + tx;
+# column (k - k0) * N + n of V, M, dM, dV), so a layer runs in chunks of tiles whose
+# transformed arrays stay small.
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def input_transform4(x, V, pad, TY, TX, k0, k1):  # pragma: no cover - compiled
+    """V (36, C, (k1 - k0) * N) = B^T d B for the 6x6 input tiles d of x (C, H, W, N).
+
+    Per channel: the input rows the tiles read, copied once with their zero border into
+    xp, then per tile a column pass from xp into a small buffer r (6, 6, N) and a row
+    pass from r into V.
+    """
     C, H, W, N = x.shape
-    a = BT.shape[0]
+    ty0, ty1 = k0 // TX, (k1 - 1) // TX + 1
+    R, Wp = 4 * (ty1 - ty0) + 2, 4 * TX + 2
     for c in prange(C):
-        tile = np.empty((a, a, N), x.dtype)
-        rows = np.empty((a, a, N), x.dtype)
-        for ty in range(TY):
-            for tx in range(TX):
-                for i in range(a):
-                    h = m * ty + i - pad
-                    for j in range(a):
-                        w = m * tx + j - pad
-                        if 0 <= h < H and 0 <= w < W:
-                            tile[i, j, :] = x[c, h, w, :]
-                        else:
-                            tile[i, j, :] = 0
-                for i in range(a):
-                    for j in range(a):
-                        rows[i, j, :] = 0
-                        for k in range(a):
-                            cf = BT[i, k]
-                            if cf != 0:
-                                for n in range(N):
-                                    rows[i, j, n] += cf * tile[k, j, n]
-                t0 = (ty * TX + tx) * N
-                for i in range(a):
-                    for j in range(a):
-                        out = V[i * a + j, c, t0 : t0 + N]
-                        out[:] = 0
-                        for k in range(a):
-                            cf = BT[j, k]
-                            if cf != 0:
-                                for n in range(N):
-                                    out[n] += cf * rows[i, k, n]
-
-
-@njit(parallel=True, cache=True)
-def output_transform(M, out, b, AT, TY, TX):  # pragma: no cover - compiled
-    F, Ho, Wo, N = out.shape
-    m, a = AT.shape
-    for f in prange(F):
-        S = np.empty((m, a, N), out.dtype)
-        Y = np.empty(N, out.dtype)
-        for ty in range(TY):
-            for tx in range(TX):
-                t0 = (ty * TX + tx) * N
-                for i in range(m):
-                    for k in range(a):
-                        S[i, k, :] = 0
-                        for r in range(a):
-                            cf = AT[i, r]
-                            if cf != 0:
-                                src = M[r * a + k, f, t0 : t0 + N]
-                                for n in range(N):
-                                    S[i, k, n] += cf * src[n]
-                for i in range(m):
-                    h = m * ty + i
-                    if h >= Ho:
-                        continue
-                    for j in range(m):
-                        w = m * tx + j
-                        if w >= Wo:
-                            continue
-                        Y[:] = 0
-                        for k in range(a):
-                            cf = AT[j, k]
-                            if cf != 0:
-                                for n in range(N):
-                                    Y[n] += cf * S[i, k, n]
-                        for n in range(N):
-                            out[f, h, w, n] = Y[n] + b[f]
-
-
-@njit(parallel=True, cache=True)
-def dout_transform(dout, dM, db, AT, TY, TX):  # pragma: no cover - compiled
-    F, Ho, Wo, N = dout.shape
-    m, a = AT.shape
-    for f in prange(F):
-        d = np.empty((m, m, N), dout.dtype)
-        P = np.empty((a, m, N), dout.dtype)
-        total = 0.0
-        for h in range(Ho):
-            for w in range(Wo):
+        xp = np.zeros((R, Wp, N), x.dtype)
+        r = np.empty((6, 6, N), x.dtype)
+        for i in range(R):
+            h = 4 * ty0 + i - pad
+            if 0 <= h < H:
+                for w in range(W):
+                    for n in range(N):
+                        xp[i, w + pad, n] = x[c, h, w, n]
+        for k in range(k0, k1):
+            h0, w0 = 4 * (k // TX - ty0), 4 * (k % TX)
+            for j in range(6):  # columns: r[:, j] = B^T d[:, j]
+                w = w0 + j
                 for n in range(N):
-                    total += dout[f, h, w, n]
-        db[f] = total
-        for ty in range(TY):
-            for tx in range(TX):
-                for i in range(m):
-                    for j in range(m):
-                        h, w = m * ty + i, m * tx + j
-                        if h < Ho and w < Wo:
-                            d[i, j, :] = dout[f, h, w, :]
-                        else:
-                            d[i, j, :] = 0
-                for k in range(a):
-                    for j in range(m):
-                        P[k, j, :] = 0
-                        for i in range(m):
-                            cf = AT[i, k]
-                            if cf != 0:
-                                for n in range(N):
-                                    P[k, j, n] += cf * d[i, j, n]
-                t0 = (ty * TX + tx) * N
-                for k in range(a):
-                    for q in range(a):
-                        dst = dM[k * a + q, f, t0 : t0 + N]
-                        dst[:] = 0
-                        for j in range(m):
-                            cf = AT[j, q]
-                            if cf != 0:
-                                for n in range(N):
-                                    dst[n] += cf * P[k, j, n]
+                    v = _bt6(xp[h0, w, n], xp[h0 + 1, w, n], xp[h0 + 2, w, n],
+                             xp[h0 + 3, w, n], xp[h0 + 4, w, n], xp[h0 + 5, w, n])  # fmt: skip
+                    r[0, j, n], r[1, j, n], r[2, j, n] = v[0], v[1], v[2]
+                    r[3, j, n], r[4, j, n], r[5, j, n] = v[3], v[4], v[5]
+            t0 = (k - k0) * N
+            for i in range(6):  # rows: V[6i:6i+6] = B^T r[i]
+                q = 6 * i
+                for n in range(N):
+                    v = _bt6(r[i, 0, n], r[i, 1, n], r[i, 2, n], r[i, 3, n], r[i, 4, n], r[i, 5, n])
+                    t = t0 + n
+                    V[q, c, t], V[q + 1, c, t], V[q + 2, c, t] = v[0], v[1], v[2]
+                    V[q + 3, c, t], V[q + 4, c, t], V[q + 5, c, t] = v[3], v[4], v[5]
 
 
-@njit(parallel=True, cache=True)
-def input_grad(dV, dx, BT, pad, m, TY, TX):  # pragma: no cover - compiled
-    C, H, W, N = dx.shape
-    a = BT.shape[0]
-    for c in prange(C):
-        R = np.empty((a, a, N), dx.dtype)
-        D = np.empty(N, dx.dtype)
-        dx[c] = 0
-        for ty in range(TY):
-            for tx in range(TX):
-                t0 = (ty * TX + tx) * N
-                for i in range(a):
-                    for j in range(a):
-                        R[i, j, :] = 0
-                        for k in range(a):
-                            cf = BT[k, j]
-                            if cf != 0:
-                                src = dV[i * a + k, c, t0 : t0 + N]
-                                for n in range(N):
-                                    R[i, j, n] += cf * src[n]
-                for i2 in range(a):
-                    h = m * ty + i2 - pad
-                    if h < 0 or h >= H:
-                        continue
-                    for j in range(a):
-                        w = m * tx + j - pad
-                        if w < 0 or w >= W:
-                            continue
-                        D[:] = 0
-                        for i in range(a):
-                            cf = BT[i, i2]
-                            if cf != 0:
-                                for n in range(N):
-                                    D[n] += cf * R[i, j, n]
+@njit(parallel=True, cache=True, error_model="numpy")
+def output_transform4(M, out, b, TY, TX, k0, k1):  # pragma: no cover - compiled
+    """out (F, H', W', N) = A^T m A + b for the tiles m of M (36, F, (k1 - k0) * N),
+    cropped to H' x W'."""
+    F, Ho, Wo, N = out.shape
+    for f in prange(F):
+        s = np.empty((4, 6, N), out.dtype)
+        y = np.empty((4, 4, N), out.dtype)
+        bf = b[f]
+        for k in range(k0, k1):
+            t0 = (k - k0) * N
+            for j in range(6):  # columns: s[:, j] = A^T M[:, j]
+                for n in range(N):
+                    t = t0 + n
+                    v = _at4(M[j, f, t], M[6 + j, f, t], M[12 + j, f, t], M[18 + j, f, t],
+                             M[24 + j, f, t], M[30 + j, f, t])  # fmt: skip
+                    s[0, j, n], s[1, j, n], s[2, j, n], s[3, j, n] = v[0], v[1], v[2], v[3]
+            for i in range(4):  # rows: y[i] = A^T s[i] + b
+                for n in range(N):
+                    v = _at4(s[i, 0, n], s[i, 1, n], s[i, 2, n], s[i, 3, n], s[i, 4, n], s[i, 5, n])
+                    y[i, 0, n], y[i, 1, n] = v[0] + bf, v[1] + bf
+                    y[i, 2, n], y[i, 3, n] = v[2] + bf, v[3] + bf
+            h0, w0 = 4 * (k // TX), 4 * (k % TX)
+            for i in range(min(4, Ho - h0)):
+                for j in range(min(4, Wo - w0)):
+                    for n in range(N):
+                        out[f, h0 + i, w0 + j, n] = y[i, j, n]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def dout_transform4(dout, dM, TY, TX, k0, k1):  # pragma: no cover - compiled
+    """dM (36, F, (k1 - k0) * N) = A g A^T for the 4x4 tiles g of dout (F, H', W', N)
+    (zero past the edge): the adjoint of output_transform4."""
+    F, Ho, Wo, N = dout.shape
+    for f in prange(F):
+        g = np.empty((4, 4, N), dout.dtype)
+        p = np.empty((6, 4, N), dout.dtype)
+        for k in range(k0, k1):
+            h0, w0 = 4 * (k // TX), 4 * (k % TX)
+            for i in range(4):
+                for j in range(4):
+                    if h0 + i < Ho and w0 + j < Wo:
                         for n in range(N):
-                            dx[c, h, w, n] += D[n]
+                            g[i, j, n] = dout[f, h0 + i, w0 + j, n]
+                    else:
+                        for n in range(N):
+                            g[i, j, n] = 0
+            for j in range(4):  # columns: p[:, j] = A g[:, j]
+                for n in range(N):
+                    v = _a6(g[0, j, n], g[1, j, n], g[2, j, n], g[3, j, n])
+                    p[0, j, n], p[1, j, n], p[2, j, n] = v[0], v[1], v[2]
+                    p[3, j, n], p[4, j, n], p[5, j, n] = v[3], v[4], v[5]
+            t0 = (k - k0) * N
+            for i in range(6):  # rows: dM[6i:6i+6] = A p[i]
+                q = 6 * i
+                for n in range(N):
+                    v = _a6(p[i, 0, n], p[i, 1, n], p[i, 2, n], p[i, 3, n])
+                    t = t0 + n
+                    dM[q, f, t], dM[q + 1, f, t], dM[q + 2, f, t] = v[0], v[1], v[2]
+                    dM[q + 3, f, t], dM[q + 4, f, t], dM[q + 5, f, t] = v[3], v[4], v[5]
 
 
-__all__ = ["input_transform", "output_transform", "dout_transform", "input_grad"]
+@njit(parallel=True, cache=True, error_model="numpy")
+def input_grad4(dV, dxp, TY, TX, k0, k1):  # pragma: no cover - compiled
+    """Add the adjoint of input_transform4 applied to dV (36, C, (k1 - k0) * N) into dxp
+    (C, 4 TY + 2, 4 TX + 2, N), the gradient of the zero-padded input: per tile
+    B dV B^T, added over the overlapping tiles."""
+    C, N = dxp.shape[0], dxp.shape[3]
+    for c in prange(C):
+        r = np.empty((6, 6, N), dxp.dtype)
+        for k in range(k0, k1):
+            h0, w0 = 4 * (k // TX), 4 * (k % TX)
+            t0 = (k - k0) * N
+            for i in range(6):  # rows: r[i] = B dV[6i:6i+6]
+                q = 6 * i
+                for n in range(N):
+                    t = t0 + n
+                    v = _b6(dV[q, c, t], dV[q + 1, c, t], dV[q + 2, c, t], dV[q + 3, c, t],
+                            dV[q + 4, c, t], dV[q + 5, c, t])  # fmt: skip
+                    r[i, 0, n], r[i, 1, n], r[i, 2, n] = v[0], v[1], v[2]
+                    r[i, 3, n], r[i, 4, n], r[i, 5, n] = v[3], v[4], v[5]
+            for j in range(6):  # columns: dxp[:, j] += B r[:, j]
+                w = w0 + j
+                for n in range(N):
+                    v = _b6(r[0, j, n], r[1, j, n], r[2, j, n], r[3, j, n], r[4, j, n], r[5, j, n])
+                    dxp[c, h0, w, n] += v[0]
+                    dxp[c, h0 + 1, w, n] += v[1]
+                    dxp[c, h0 + 2, w, n] += v[2]
+                    dxp[c, h0 + 3, w, n] += v[3]
+                    dxp[c, h0 + 4, w, n] += v[4]
+                    dxp[c, h0 + 5, w, n] += v[5]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def crop4(src, pad, dst):  # pragma: no cover - compiled
+    """dst (C, H, W, N) = src[:, pad:pad+H, pad:pad+W] for the padded gradient src."""
+    C, H, W, N = dst.shape
+    for c in prange(C):
+        for h in range(H):
+            for w in range(W):
+                for n in range(N):
+                    dst[c, h, w, n] = src[c, h + pad, w + pad, n]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def channel_sums(a, sums):  # pragma: no cover - compiled
+    """sums (C,) = the sum of each channel of a (C, ...) (float64 partial sums per batch
+    index, then over them: a fixed order)."""
+    C, H, W, N = a.shape
+    for c in prange(C):
+        acc = np.zeros(N)
+        for h in range(H):
+            for w in range(W):
+                for n in range(N):
+                    acc[n] += a[c, h, w, n]
+        sums[c] = acc.sum()
+
+
+# --- F(4x4, 3x3) followed by a 2x2 max pool of stride 2 ---------------------------------
+# A 4x4 output tile holds whole 2x2 pool windows (tiles start at even rows and columns),
+# so the pool runs inside the output transform and the full-size conv output is never
+# written; backward, the pooled gradient is routed into the tile inside the dout
+# transform.
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def output_transform4_pool2(M, b, TY, TX, k0, k1, pooled, ix):  # pragma: no cover
+    """pooled, ix (F, Hp, Wp, N): the 2x2 stride-2 max pool of A^T m A + b over the tiles
+    m of M (36, F, (k1 - k0) * N); ix = the window offset (2 kh + kw) of the first
+    maximum in row-major order. Windows past (Hp, Wp) (floor mode) are left out."""
+    F, Hp, Wp, N = pooled.shape
+    for f in prange(F):
+        s = np.empty((4, 6, N), pooled.dtype)
+        y = np.empty((4, 4, N), pooled.dtype)
+        bf = b[f]
+        for k in range(k0, k1):
+            t0 = (k - k0) * N
+            for j in range(6):
+                for n in range(N):
+                    t = t0 + n
+                    v = _at4(M[j, f, t], M[6 + j, f, t], M[12 + j, f, t], M[18 + j, f, t],
+                             M[24 + j, f, t], M[30 + j, f, t])  # fmt: skip
+                    s[0, j, n], s[1, j, n], s[2, j, n], s[3, j, n] = v[0], v[1], v[2], v[3]
+            for i in range(4):
+                for n in range(N):
+                    v = _at4(s[i, 0, n], s[i, 1, n], s[i, 2, n], s[i, 3, n], s[i, 4, n], s[i, 5, n])
+                    y[i, 0, n], y[i, 1, n] = v[0] + bf, v[1] + bf
+                    y[i, 2, n], y[i, 3, n] = v[2] + bf, v[3] + bf
+            for pi in range(2):
+                ph = 2 * (k // TX) + pi
+                for pj in range(2):
+                    pw = 2 * (k % TX) + pj
+                    if ph >= Hp or pw >= Wp:
+                        continue
+                    r, c = 2 * pi, 2 * pj
+                    for n in range(N):
+                        best = y[r, c, n]
+                        arg = 0
+                        v = y[r, c + 1, n]
+                        take = v > best
+                        best = v if take else best
+                        arg = 1 if take else arg
+                        v = y[r + 1, c, n]
+                        take = v > best
+                        best = v if take else best
+                        arg = 2 if take else arg
+                        v = y[r + 1, c + 1, n]
+                        take = v > best
+                        best = v if take else best
+                        arg = 3 if take else arg
+                        pooled[f, ph, pw, n] = best
+                        ix[f, ph, pw, n] = arg
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def dout_transform4_pool2(dp, ix, dM, TY, TX, k0, k1):  # pragma: no cover - compiled
+    """dM (36, F, (k1 - k0) * N) = A g A^T for the 4x4 tiles g of the conv output's
+    gradient, which the pooled gradient dp (F, Hp, Wp, N) puts at each window's maximum
+    (ix) and zero elsewhere: the adjoint of output_transform4_pool2's pool and transform."""
+    F, Hp, Wp, N = dp.shape
+    for f in prange(F):
+        g = np.empty((4, 4, N), dp.dtype)
+        p = np.empty((6, 4, N), dp.dtype)
+        zero = dp.dtype.type(0)
+        for k in range(k0, k1):
+            for pi in range(2):
+                ph = 2 * (k // TX) + pi
+                for pj in range(2):
+                    pw = 2 * (k % TX) + pj
+                    r, c = 2 * pi, 2 * pj
+                    if ph >= Hp or pw >= Wp:
+                        for n in range(N):
+                            g[r, c, n] = zero
+                            g[r, c + 1, n] = zero
+                            g[r + 1, c, n] = zero
+                            g[r + 1, c + 1, n] = zero
+                        continue
+                    for n in range(N):
+                        v = dp[f, ph, pw, n]
+                        a = ix[f, ph, pw, n]
+                        g[r, c, n] = v if a == 0 else zero
+                        g[r, c + 1, n] = v if a == 1 else zero
+                        g[r + 1, c, n] = v if a == 2 else zero
+                        g[r + 1, c + 1, n] = v if a == 3 else zero
+            for j in range(4):
+                for n in range(N):
+                    v = _a6(g[0, j, n], g[1, j, n], g[2, j, n], g[3, j, n])
+                    p[0, j, n], p[1, j, n], p[2, j, n] = v[0], v[1], v[2]
+                    p[3, j, n], p[4, j, n], p[5, j, n] = v[3], v[4], v[5]
+            t0 = (k - k0) * N
+            for i in range(6):
+                q = 6 * i
+                for n in range(N):
+                    v = _a6(p[i, 0, n], p[i, 1, n], p[i, 2, n], p[i, 3, n])
+                    t = t0 + n
+                    dM[q, f, t], dM[q + 1, f, t], dM[q + 2, f, t] = v[0], v[1], v[2]
+                    dM[q + 3, f, t], dM[q + 4, f, t], dM[q + 5, f, t] = v[3], v[4], v[5]
+
+
+__all__ = [
+    "input_transform4",
+    "output_transform4",
+    "dout_transform4",
+    "input_grad4",
+    "crop4",
+    "channel_sums",
+    "output_transform4_pool2",
+    "dout_transform4_pool2",
+]

@@ -132,25 +132,49 @@ def conv_shapes(fn: str, x: Any, w: Any, b: Any, conv_param: Mapping[str, Any]):
     return stride, pad, H_out, W_out
 
 
+def pool_floor(fn: str, pool_param: Mapping[str, Any]) -> bool:
+    """``pool_param['floor']`` (default False), validated."""
+    floor = pool_param.get("floor", False)
+    if not isinstance(floor, bool) and type(floor).__name__ != "bool_":
+        raise TypeError(f"{fn}: expected pool_param['floor'] to be a bool, got {floor!r}")
+    return bool(floor)
+
+
+def pool_output_hw(H: int, W: int, PH: int, PW: int, stride: int, floor: bool):
+    """The pool's output size ``(H', W')``, or ``(None, None)`` when the windows do not
+    tile the input and ``floor`` is False. With ``floor`` (PyTorch's default mode) the
+    rows and columns past the last whole window are left out: ``H' = 1 + (H - PH) // stride``.
+    """
+    if floor and PH <= H and PW <= W:
+        return 1 + (H - PH) // stride, 1 + (W - PW) // stride
+    return output_size(H, PH, stride), output_size(W, PW, stride)
+
+
 def pool_shapes(fn: str, x: Any, pool_param: Mapping[str, Any]):
-    """Validate a max pool's inputs; return ``(PH, PW, stride, H_out, W_out)``."""
+    """Validate a pool's inputs; return ``(PH, PW, stride, H_out, W_out)``.
+
+    ``pool_param['floor']`` (optional, default False): True accepts windows that do not
+    tile the input and leaves out the rows and columns past the last whole window (their
+    gradient is zero), as PyTorch's pools do by default.
+    """
     check_ndim(fn, "x", x, 4, "(N, C, H, W)")
     check_float(fn, "x", x)
     PH = _get_int(fn, pool_param, "pool_param", "pool_height", 1)
     PW = _get_int(fn, pool_param, "pool_param", "pool_width", 1)
     stride = _get_int(fn, pool_param, "pool_param", "stride", 1)
+    floor = pool_floor(fn, pool_param)
     H, W = x.shape[2:]
     if PH > H or PW > W:
         raise ValueError(
             f"{fn}: pool window {PH}x{PW} is larger than the input {H}x{W} (x shape {_shape(x)})"
         )
-    H_out = output_size(H, PH, stride)
-    W_out = output_size(W, PW, stride)
+    H_out, W_out = pool_output_hw(H, W, PH, PW, stride, floor)
     if H_out is None or W_out is None:
         raise ValueError(
             f"{fn}: output size is not a whole number: x {_shape(x)}, pool {PH}x{PW}, "
             f"stride {stride} give (H - PH) / stride = ({H} - {PH}) / {stride} and "
-            f"(W - PW) / stride = ({W} - {PW}) / {stride}"
+            f"(W - PW) / stride = ({W} - {PW}) / {stride}; pool_param['floor'] = True "
+            "leaves out the rows and columns past the last whole window"
         )
     return PH, PW, stride, H_out, W_out
 

@@ -11,13 +11,10 @@ import numpy as np
 
 from .checks import check_count, output_size
 from .conv_layer_utils import (
-    conv_bn_relu_backward,
+    conv_block_backward,
     conv_bn_relu_forward,
-    conv_bn_relu_pool_backward,
     conv_bn_relu_pool_forward,
-    conv_relu_backward,
     conv_relu_forward,
-    conv_relu_pool_backward,
     conv_relu_pool_forward,
 )
 from .layers import affine_backward, affine_forward, softmax_loss
@@ -78,13 +75,12 @@ def _conv_block_forward(model: Model, x, idx: int, use_bn: bool, pool: bool, con
 
 
 def _conv_block_backward(dout, cache, idx: int, use_bn: bool, pool: bool, grads: dict):
-    """Backward of :func:`_conv_block_forward`; stores the grads, returns dx."""
+    """Backward of :func:`_conv_block_forward`; stores the grads, returns dx (None for
+    the first layer, idx 1: the input's gradient is never used, and skipping it saves a
+    third of that layer's backward pass)."""
+    dx, dw, db, dgamma, dbeta = conv_block_backward(dout, cache, input_grad=idx > 1)
     if use_bn:
-        backward = conv_bn_relu_pool_backward if pool else conv_bn_relu_backward
-        dx, dw, db, grads[f"gamma{idx}"], grads[f"beta{idx}"] = backward(dout, cache)
-    else:
-        backward = conv_relu_pool_backward if pool else conv_relu_backward
-        dx, dw, db = backward(dout, cache)
+        grads[f"gamma{idx}"], grads[f"beta{idx}"] = dgamma, dbeta
     grads[f"W{idx}"] = dw
     grads[f"b{idx}"] = db
     return dx

@@ -4,13 +4,17 @@ Every sandwich is one call of :func:`conv_block_forward`: a fast convolution fol
 any of batch norm, an activation and a max pool, in the order CS231n and ResNets use
 (``conv - BN - act - pool``) or airbench's (``conv - pool - BN - act``,
 ``pool_first=True``). The stages after the conv run fused on blocks of channels
-(:mod:`nndl.fused`): the conv's output buffer is normalised in place, ReLU runs after
-the pool on a quarter of the data (max and ReLU commute exactly, gradients included),
-and the caller's arrays are never modified.
+(:mod:`nndl.fused`, compiled with numba when it is installed): the conv's output
+buffer is normalised in place and the caller's arrays are never modified. In airbench's
+order with a 2x2 stride-2 pool after a Winograd F(4x4,3x3) conv, the pool runs inside
+the conv's output transform (:func:`nndl.fast_layers.conv_pool_forward_fast`), so the
+full-size conv output is never stored. Pools may
+use ``pool_param['floor']`` (PyTorch's default: rows and columns past the last whole
+window are left out).
 
-Activations: ``'relu'`` (fused) or ``None``; any other activation is a pair
-``(forward, backward)`` of functional layers (``forward(a) -> (out, cache)``,
-``backward(dout, cache) -> da``, e.g. a GELU from :mod:`nndl.layers`), applied after the
+Activations: ``'relu'``, ``'gelu'`` (tanh form; both fused) or ``None``; any other
+activation is a pair ``(forward, backward)`` of functional layers
+(``forward(a) -> (out, cache)``, ``backward(dout, cache) -> da``), applied after the
 fused stages, so it must come last: ``conv - BN - act`` or ``conv - pool - BN - act``.
 
 Inputs and outputs are (N, C, H, W) arrays; those the fast layers return are views of
@@ -23,8 +27,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-from .fast_layers import conv_backward_fast, conv_forward_fast, from_internal, to_internal
-from .fused import plan, post_conv_backward, post_conv_forward
+from .fast_layers import (
+    _conv_pool_fused,
+    conv_backward_fast,
+    conv_forward_fast,
+    conv_pool_backward_fast,
+    conv_pool_forward_fast,
+    from_internal,
+    to_internal,
+)
+from .fused import ACTIVATIONS, plan, post_conv_backward, post_conv_forward
 
 Activation = str | None | tuple[Callable[..., Any], Callable[..., Any]]
 
@@ -47,26 +59,35 @@ def conv_block_forward(
     (N, F, H'', W''). Batch norm runs when ``bn_param`` is given (a dict as for
     :func:`nndl.conv_layers.spatial_batchnorm_forward`); the pool when ``pool_param``
     is. Order: conv - BN - act - pool, or conv - pool - BN - act with ``pool_first``.
-    ``activation``: ``'relu'``, ``None`` or a ``(forward, backward)`` pair (applied
-    last, so not allowed with a pool after it).
+    ``activation``: ``'relu'``, ``'gelu'``, ``None`` or a ``(forward, backward)`` pair
+    (applied last, so not allowed with a pool after it).
     """
     fn = "conv_block_forward"
-    custom = activation not in ("relu", None)
+    custom = activation not in ACTIVATIONS
     if custom and pool_param is not None and not pool_first:
         raise ValueError(
             f"{fn}: a custom activation must come last; with a max pool after it, use "
             "pool_first=True or separate layers"
         )
-    if activation not in ("relu", None) and not (
+    if custom and not (
         isinstance(activation, tuple) and len(activation) == 2 and all(map(callable, activation))
     ):
         raise ValueError(
-            f"{fn}: expected activation 'relu', None or a (forward, backward) pair of "
-            f"functions, got {activation!r}"
+            f"{fn}: expected activation 'relu', 'gelu', None or a (forward, backward) pair "
+            f"of functions, got {activation!r}"
         )
-    a, conv_cache = conv_forward_fast(x, w, b, conv_param)
-    ac = to_internal(a)
-    p = plan(fn, ac, bn_param is not None, activation == "relu", pool_param, pool_first)
+    act = None if custom else activation
+    if pool_first and pool_param is not None and _conv_pool_fused(x, w, conv_param, pool_param):
+        # conv and pool in one pass (Winograd tiles pooled as they are made)
+        a, inner = conv_pool_forward_fast(x, w, b, conv_param, pool_param)
+        conv_cache = ("conv_pool", inner)
+        ac = to_internal(a)
+        p = plan(fn, ac, bn_param is not None, act, None, False)
+    else:
+        a, inner = conv_forward_fast(x, w, b, conv_param)
+        conv_cache = ("conv", inner)
+        ac = to_internal(a)
+        p = plan(fn, ac, bn_param is not None, act, pool_param, pool_first)
     out, post_cache = post_conv_forward(ac, p, fn, gamma, beta, bn_param)
     out = from_internal(out)
     act_cache = None
@@ -75,14 +96,17 @@ def conv_block_forward(
     return out, (conv_cache, post_cache, activation if custom else None, act_cache)
 
 
-def conv_block_backward(dout, cache):
+def conv_block_backward(dout, cache, input_grad: bool = True):
     """Gradients of :func:`conv_block_forward`: dx, dw, db, dgamma, dbeta (the last two
-    None without batch norm; dx None when ``conv_param['input_grad']`` was False)."""
+    None without batch norm; dx None when ``conv_param['input_grad']`` or
+    ``input_grad`` here is False)."""
     conv_cache, post_cache, activation, act_cache = cache
     if activation is not None:
         dout = activation[1](dout, act_cache)
     da, dgamma, dbeta = post_conv_backward(to_internal(dout), post_cache, "conv_block_backward")
-    dx, dw, db = conv_backward_fast(from_internal(da), conv_cache)
+    kind, inner = conv_cache
+    backward = conv_pool_backward_fast if kind == "conv_pool" else conv_backward_fast
+    dx, dw, db = backward(from_internal(da), inner, input_grad)
     return dx, dw, db, dgamma, dbeta
 
 

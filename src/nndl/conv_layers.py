@@ -17,6 +17,7 @@ from .checks import (
     check_spatial,
     conv_shapes,
     output_size,
+    pool_output_hw,
     pool_shapes,
 )
 from .layers import _bn_backward, _bn_forward
@@ -76,7 +77,9 @@ def max_pool_forward_naive(x, pool_param: Mapping[str, Any]):
     """Max pooling over windows of ``pool_height`` x ``pool_width`` every ``stride``.
 
     Shapes: x (N, C, H, W) -> out (N, C, H', W') with ``H' = 1 + (H - PH) / stride``
-    (likewise W'); no padding. Windows may overlap (stride < window).
+    (likewise W'); no padding. Windows may overlap (stride < window). With
+    ``pool_param['floor']`` True, ``H' = 1 + (H - PH) // stride``: rows and columns past
+    the last whole window are left out (PyTorch's default).
     """
     PH, PW, stride, H_out, W_out = pool_shapes("max_pool_forward_naive", x, pool_param)
     xp = get_array_module(x)
@@ -103,9 +106,9 @@ def max_pool_backward_naive(dout, cache):
     fn = "max_pool_backward_naive"
     check_ndim(fn, "dout", dout, 4, "(N, C, H', W')")
     N, C, H, W = x.shape
-    H_out, W_out = output_size(H, PH, stride), output_size(W, PW, stride)
+    H_out, W_out = pool_output_hw(H, W, PH, PW, stride, pool_param.get("floor", False))
     check_dout(fn, dout, (N, C, H_out, W_out))
-    dx = xp.zeros_like(x)
+    dx = xp.zeros_like(x)  # floor mode: rows and columns past the last window stay zero
     for n in range(N):
         for c in range(C):
             for i in range(H_out):
@@ -175,7 +178,7 @@ def avg_pool_backward_naive(dout, cache):
     fn = "avg_pool_backward_naive"
     check_ndim(fn, "dout", dout, 4, "(N, C, H', W')")
     N, C, H, W = x_shape
-    H_out, W_out = output_size(H, PH, stride), output_size(W, PW, stride)
+    H_out, W_out = pool_output_hw(H, W, PH, PW, stride, pool_param.get("floor", False))
     check_dout(fn, dout, (N, C, H_out, W_out))
     xp = get_array_module(dout)
     dx = xp.zeros(x_shape, dtype=dout.dtype)

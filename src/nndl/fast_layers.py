@@ -55,6 +55,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from . import parallel, winograd
 from ._scratch import free_scratch, scratch
 from .backend import get_array_module
@@ -263,14 +265,15 @@ def conv_forward_fast(x, w, b, conv_param: Mapping[str, Any]):
     return from_internal(out), (inner, geometry, need_dx, w.shape)
 
 
-def conv_backward_fast(dout, cache):
+def conv_backward_fast(dout, cache, input_grad: bool = True):
     """Fast :func:`nndl.conv_layers.conv_backward_naive`: dout (N, F, H', W') -> dx, dw, db.
 
     dx (N, C, H, W) (a view of a (C, H, W, N) buffer; ``None`` when the forward's
-    ``conv_param['input_grad']`` was False), dw (F, C, HH, WW), db (F,).
+    ``conv_param['input_grad']`` or ``input_grad`` here is False), dw (F, C, HH, WW), db (F,).
     """
     fn = "conv_backward_fast"
     inner, geometry, need_dx, w_shape = cache
+    need_dx = need_dx and bool(input_grad)
     check_ndim(fn, "dout", dout, 4, "(N, F, H', W')")
     (C, H, W, N), _, _, H_out, W_out = geometry
     check_dout(fn, dout, (N, w_shape[0], H_out, W_out))
@@ -282,6 +285,60 @@ def conv_backward_fast(dout, cache):
         dx, dw = _im2col_backward(dc, inner, geometry, need_dx)
         db = xp.empty(w_shape[0], dtype=dout.dtype)
         _sum_rows(dc, db)
+    return (None if dx is None else from_internal(dx)), dw, db
+
+
+# --- convolution then max pool -----------------------------------------------------------
+
+
+def _conv_pool_fused(x, w, conv_param: Mapping[str, Any], pool_param: Mapping[str, Any]) -> bool:
+    """Whether conv_pool_forward_fast runs fused: a compiled F(4x4,3x3) conv and a 2x2
+    stride-2 pool (the shapes are checked by the caller)."""
+    stride = conv_param.get("stride")
+    if stride != 1 or tuple(w.shape[2:]) != (3, 3):
+        return False
+    if _algorithm("conv_pool_forward_fast", conv_param, w.shape, 1) != "winograd4":
+        return False
+    p = (pool_param.get("pool_height"), pool_param.get("pool_width"), pool_param.get("stride"))
+    return p == (2, 2, 2) and winograd.pool_fusable(x) and x.shape[0] > 0
+
+
+def conv_pool_forward_fast(x, w, b, conv_param: Mapping[str, Any], pool_param: Mapping[str, Any]):
+    """:func:`conv_forward_fast` then :func:`max_pool_forward_fast` (same results as the
+    naive layers composed): x (N, C, H, W) -> out (N, F, H'', W'').
+
+    With the compiled kernels, a 3x3 stride-1 Winograd F(4x4,3x3) conv and a 2x2 stride-2
+    pool (floor mode allowed) run fused: each 4x4 output tile is pooled as it is made, so
+    the conv output (4x the pooled size) is never stored, and the backward pass routes
+    the pooled gradient into the tiles directly. Otherwise the two layers run in turn.
+    """
+    fn = "conv_pool_forward_fast"
+    stride, pad, H_out, W_out = conv_shapes(fn, x, w, b, conv_param)
+    pool_shapes(fn, np.broadcast_to(np.zeros((), x.dtype), (1, 1, H_out, W_out)), pool_param)
+    if not _conv_pool_fused(x, w, conv_param, pool_param):
+        a, conv_cache = conv_forward_fast(x, w, b, conv_param)
+        out, pool_cache = max_pool_forward_fast(a, pool_param)
+        return out, ("composed", conv_cache, pool_cache)
+    recompute, _ = conv_options(fn, conv_param, COL_BUFFER_BYTES)
+    need_dx = _input_grad(fn, conv_param)
+    pooled, ix, wcache = winograd.winograd_pool_forward(to_internal(x), w, b, pad, recompute)
+    return from_internal(pooled), ("fused", wcache, ix, need_dx)
+
+
+def conv_pool_backward_fast(dout, cache, input_grad: bool = True):
+    """Gradients of :func:`conv_pool_forward_fast`: dout (N, F, H'', W'') -> dx (or None,
+    as :func:`conv_backward_fast`), dw, db."""
+    fn = "conv_pool_backward_fast"
+    if cache[0] == "composed":
+        _, conv_cache, pool_cache = cache
+        da = max_pool_backward_fast(dout, pool_cache)
+        return conv_backward_fast(da, conv_cache, input_grad)
+    _, wcache, ix, need_dx = cache
+    check_ndim(fn, "dout", dout, 4, "(N, F, H'', W'')")
+    check_dout(fn, dout, tuple(ix.shape[i] for i in (3, 0, 1, 2)))
+    dx, dw, db = winograd.winograd_pool_backward(
+        to_internal(dout), ix, wcache, need_dx and bool(input_grad)
+    )
     return (None if dx is None else from_internal(dx)), dw, db
 
 
@@ -424,6 +481,8 @@ __all__ = [
     "WINOGRAD_MIN_CHANNELS",
     "conv_backward_fast",
     "conv_forward_fast",
+    "conv_pool_backward_fast",
+    "conv_pool_forward_fast",
     "free_scratch",
     "from_internal",
     "is_internal",

@@ -18,12 +18,16 @@ turns instead of competing for the cores.
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
+from .backend import get_array_module
 from .checks import check_count
 
 BLOCK_BYTES = 1 << 21
@@ -111,4 +115,91 @@ def run(fn: Callable[[int, int], None], spans: Sequence[tuple[int, int]]) -> Non
         f.result()
 
 
-__all__ = ["BLOCK_BYTES", "blocks", "get_num_threads", "run", "set_num_threads"]
+_blas_state: dict[str, Any] = {"controller": None}
+
+
+def _blas_controller():
+    """threadpoolctl's controller (the optional ``fast`` extra), or None without it."""
+    if _blas_state["controller"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _blas_state["controller"] = False
+        else:
+            _blas_state["controller"] = ThreadpoolController()
+    return _blas_state["controller"] or None
+
+
+def matmul(a, b, out):
+    """``out[i] = a[i] @ b[i]`` for stacked matrices a (k, m, n), b (k, n, p) -> out.
+
+    With more than one thread and threadpoolctl installed, the k products are split over
+    nndl's threads, each one single-threaded BLAS call: OpenBLAS's own threads meet at
+    the end of every product, and on a busy machine each meeting waits for a core (many
+    small products, as a Winograd layer's 36 per chunk, then took 10x as long). Each
+    product is computed whole by one thread either way, so the results do not depend on
+    the thread count. Otherwise one NumPy call.
+    """
+    n = min(get_num_threads(), a.shape[0])
+    controller = _blas_controller() if n > 1 else None
+    if controller is None or get_array_module(a) is not np:
+        return np.matmul(a, b, out=out)
+    k = a.shape[0]
+
+    def part(i0: int, i1: int) -> None:
+        np.matmul(a[i0:i1], b[i0:i1], out=out[i0:i1])
+
+    with controller.limit(limits=1, user_api="blas"):
+        run(part, [(i * k // n, (i + 1) * k // n) for i in range(n)])
+    return out
+
+
+_numba_state = {"layer_chosen": False}
+
+
+def compiled(a, module: str):
+    """The optional numba kernel module ``nndl.<module>`` for the array a, or None when
+    numba is missing, ``NNDL_NUMBA=0`` is set, or a is not a float32/float64 NumPy
+    array (the caller then takes its NumPy path), or when numba cannot be loaded (the
+    reason stays in ``nndl.parallel.numba_unavailable()``). Sets numba's thread count.
+    """
+    if os.environ.get("NNDL_NUMBA", "1") == "0" or not isinstance(a, np.ndarray):
+        return None
+    if a.dtype not in (np.float32, np.float64):
+        return None
+    if _numba_state.get("unavailable"):
+        return None
+    try:
+        import numba
+    except (ImportError, OSError) as exc:
+        # OSError: numba is installed but its LLVM library cannot be loaded (seen under a
+        # tight address-space limit); the NumPy path computes the same results.
+        _numba_state["unavailable"] = f"{type(exc).__name__}: {exc}"
+        return None
+    if not _numba_state["layer_chosen"]:
+        # OpenMP's idle workers spin; on a small machine they would take cores from
+        # BLAS and nndl's own pool between kernels. The workqueue layer's threads sleep.
+        # (Ignored by numba if this process already ran a parallel kernel.)
+        numba.config.THREADING_LAYER = "workqueue"
+        _numba_state["layer_chosen"] = True
+    kernels = importlib.import_module(f"nndl.{module}")
+    numba.set_num_threads(min(get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    return kernels
+
+
+def numba_unavailable() -> str | None:
+    """Why the compiled kernels could not be loaded in this process (None if they could
+    or were never asked for)."""
+    return _numba_state.get("unavailable")
+
+
+__all__ = [
+    "numba_unavailable",
+    "BLOCK_BYTES",
+    "blocks",
+    "compiled",
+    "get_num_threads",
+    "matmul",
+    "run",
+    "set_num_threads",
+]

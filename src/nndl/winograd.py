@@ -22,10 +22,14 @@ over (channels x pixels) reads and writes them without a transposed copy, and ev
 strided slice along H or W keeps whole contiguous runs of N (NumPy's loops stay long
 where an (N, C, H, W) layout would leave runs of a few pixels).
 
-Transforms: with numba installed (the optional ``fast`` extra), compiled kernels
-(:mod:`nndl._numba_kernels`) do each transform tile by tile in one pass, 2-6x faster than
-the NumPy path here, which stays the reference (the tests compare the two) and the
-fallback. ``NNDL_NUMBA=0`` forces NumPy.
+Compiled path: with numba installed (the optional ``fast`` extra), F(4x4,3x3) runs on
+compiled kernels (:mod:`nndl._numba_kernels`) that do each transform tile by tile in one
+pass (several times faster than the NumPy transforms here, which stay the reference: the
+tests compare the two, and the fallback; F(2x2,3x3) always uses them). The layer goes
+through its tiles in chunks of about :data:`CHUNK_BYTES` of transformed data: transform,
+the 36 GEMMs, transform back, chunk by chunk, so the products never exist in full.
+:func:`winograd_pool_forward` also runs a 2x2 stride-2 max pool inside the output
+transform. ``NNDL_NUMBA=0`` forces NumPy.
 
 Accuracy: exact in real arithmetic. In float64 it matches the direct convolution to
 about 1e-14 (tests: 1e-10). In float32, F(2x2,3x3) adds about one rounding of the
@@ -36,15 +40,17 @@ Memory, per layer with T = N * ceil(H'/m) * ceil(W'/m) tiles and a = m + 2:
 
 * forward: the cache keeps ``V`` (a^2 * C * T elements: 4x the input for m = 2,
   2.25x for m = 4) unless ``recompute``, then it keeps a reference to x and ``V`` is a
-  reusable scratch buffer; plus the products ``M`` (a^2 * F * T, scratch) and the output.
-* backward: ``dM`` (a^2 * F * T) and, for dx, ``dV`` (a^2 * C * T), both scratch.
-* per block of channels (one per thread): a padded input block, the row-transform block
-  and a temporary of the same size, each about :data:`nndl.parallel.BLOCK_BYTES`.
+  reusable scratch buffer; plus the products ``M`` (a^2 * F * T, scratch; on the
+  compiled path one chunk's worth, about :data:`CHUNK_BYTES`) and the output.
+* backward: ``dM`` (a^2 * F * T) and, for dx, ``dV`` (a^2 * C * T), both scratch (one
+  chunk's worth on the compiled path, plus a zero-padded dx buffer).
+* NumPy path, per block of channels (one per thread): a padded input block, the
+  row-transform block and a temporary of the same size, each about
+  :data:`nndl.parallel.BLOCK_BYTES`.
 """
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -115,9 +121,6 @@ def applies(w_shape, stride: int) -> bool:
 # --- optional compiled kernels ---------------------------------------------------------
 
 
-_state = {"layer_chosen": False}
-
-
 def compiled_available() -> bool:
     """Whether the numba kernels can be used (installed and not disabled)."""
     return compiled_kernels(np.empty(0, np.float32)) is not None
@@ -126,24 +129,7 @@ def compiled_available() -> bool:
 def compiled_kernels(a):
     """The numba kernels (:mod:`nndl._numba_kernels`) for the NumPy array a, or None when
     numba is missing, ``NNDL_NUMBA=0`` is set, or a is not float32/float64 NumPy."""
-    if os.environ.get("NNDL_NUMBA", "1") == "0" or not isinstance(a, np.ndarray):
-        return None
-    if a.dtype not in (np.float32, np.float64):
-        return None
-    try:
-        import numba
-    except ImportError:
-        return None
-    if not _state["layer_chosen"]:
-        # OpenMP's idle workers spin; on a small machine they would take cores from
-        # BLAS and nndl's own pool between kernels. The workqueue layer's threads sleep.
-        # (Ignored by numba if this process already ran a parallel kernel.)
-        numba.config.THREADING_LAYER = "workqueue"
-        _state["layer_chosen"] = True
-    from . import _numba_kernels
-
-    numba.set_num_threads(min(parallel.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    return _numba_kernels
+    return parallel.compiled(a, "_numba_kernels")
 
 
 # --- linear combinations of strided slices ----------------------------------------------
@@ -242,21 +228,28 @@ def geometry(x_shape, F: int, pad: int, m: int) -> _Geometry:
     return _Geometry(C, H, W, N, F, pad, Ho, Wo, -(-Ho // m), -(-Wo // m), TRANSFORMS[m])
 
 
+def _kron_g(t: WinogradTransform, xp, dtype):
+    """``kron(G, G)`` (a*a, 9): row ``i*a + k``, column ``3*p + q`` holds ``G[i, p] G[k, q]``,
+    so ``(G w G^T)[i, k]`` is row ``i*a + k`` times the flattened 3x3 filter w."""
+    return xp.asarray(np.kron(t.G, t.G), dtype=dtype)
+
+
 def filter_transform(w, t: WinogradTransform):
-    """U (a*a, F, C) with ``U[i*a + k, f, c] = (G w[f, c] G^T)[i, k]``."""
+    """U (a*a, F, C) with ``U[i*a + k, f, c] = (G w[f, c] G^T)[i, k]``: one GEMM,
+    ``kron(G, G) (a*a, 9) @ w (9, F*C)``."""
     xp = get_array_module(w)
-    G = xp.asarray(t.G, dtype=w.dtype)
     F, C = w.shape[:2]
-    U = xp.einsum("ia,fcab,kb->ikfc", G, w, G, optimize=True)
-    return xp.ascontiguousarray(U.reshape(t.alpha**2, F, C))
+    U = _kron_g(t, xp, w.dtype) @ w.reshape(F * C, 9).T
+    return U.reshape(t.alpha**2, F, C)
 
 
 def filter_grad(dU, g: _Geometry, dtype):
-    """dw (F, C, 3, 3) from dU (a*a, F, C): the adjoint of :func:`filter_transform`."""
+    """dw (F, C, 3, 3) from dU (a*a, F, C): the adjoint of :func:`filter_transform`,
+    ``dU^T (F*C, a*a) @ kron(G, G)``."""
     xp = get_array_module(dU)
-    G = xp.asarray(g.t.G, dtype=dtype)
-    a = g.t.alpha
-    return xp.einsum("ia,ikfc,kb->fcab", G, dU.reshape(a, a, g.F, g.C), G, optimize=True)
+    a2 = g.t.alpha**2
+    dw = dU.reshape(a2, g.F * g.C).T @ _kron_g(g.t, xp, dtype)
+    return dw.reshape(g.F, g.C, 3, 3)
 
 
 def _bytes_per_channel(g: _Geometry, itemsize: int) -> int:
@@ -266,10 +259,6 @@ def _bytes_per_channel(g: _Geometry, itemsize: int) -> int:
 
 def input_transform(x, V, g: _Geometry) -> None:
     """V (a*a, C, T) = ``B^T d B`` for every input tile d of x (C, H, W, N) (threaded)."""
-    k = compiled_kernels(x)
-    if k is not None:
-        k.input_transform(x, V, g.t.BT.astype(x.dtype), g.pad, g.t.m, g.TY, g.TX)
-        return
     xp = get_array_module(x)
     t, a, m = g.t, g.t.alpha, g.t.m
     Hp, Wp = g.padded
@@ -296,10 +285,6 @@ def input_transform(x, V, g: _Geometry) -> None:
 
 def output_transform(M, out, b, g: _Geometry) -> None:
     """out (F, H', W', N) = ``A^T M A + b`` per tile, cropped to H' x W' (threaded)."""
-    k = compiled_kernels(M)
-    if k is not None:
-        k.output_transform(M, out, b, g.t.AT.astype(M.dtype), g.TY, g.TX)
-        return
     xp = get_array_module(M)
     t, a, m = g.t, g.t.alpha, g.t.m
     AT = t.AT
@@ -325,10 +310,6 @@ def output_transform(M, out, b, g: _Geometry) -> None:
 def dout_transform(dout, dM, db, g: _Geometry) -> None:
     """dM (a*a, F, T): the adjoint of :func:`output_transform` applied to dout
     (F, H', W', N); db (F,) receives dout's sums over (H', W', N) (threaded)."""
-    k = compiled_kernels(dout)
-    if k is not None and dout.flags.c_contiguous:
-        k.dout_transform(dout, dM, db, g.t.AT.astype(dout.dtype), g.TY, g.TX)
-        return
     xp = get_array_module(dout)
     t, a, m = g.t, g.t.alpha, g.t.m
     A = t.AT.T  # (a, m)
@@ -357,10 +338,6 @@ def dout_transform(dout, dM, db, g: _Geometry) -> None:
 
 def input_grad(dV, dx, g: _Geometry) -> None:
     """dx (C, H, W, N): the adjoint of :func:`input_transform` applied to dV (threaded)."""
-    k = compiled_kernels(dV)
-    if k is not None:
-        k.input_grad(dV, dx, g.t.BT.astype(dV.dtype), g.pad, g.t.m, g.TY, g.TX)
-        return
     xp = get_array_module(dV)
     a, m = g.t.alpha, g.t.m
     B = g.t.BT.T
@@ -391,15 +368,19 @@ def winograd_forward(x, w, b, pad: int, m: int = 2, recompute: bool = False):
     """
     xp = get_array_module(x)
     g = geometry(x.shape, w.shape[0], pad, m)
-    a2 = g.t.alpha**2
     w = w.astype(x.dtype, copy=False)
+    b = b.astype(x.dtype, copy=False)
+    k = compiled_kernels(x) if m == 4 else None
+    if k is not None:
+        return _forward4(k, np.ascontiguousarray(x), w, b, g, recompute)
+    a2 = g.t.alpha**2
     U = filter_transform(w, g.t)
     shape = (a2, g.C, g.tiles)
     V = scratch(xp, "wino_V", shape, x.dtype) if recompute else xp.empty(shape, x.dtype)
     input_transform(x, V, g)
     M = xp.matmul(U, V, out=scratch(xp, "wino_M", (a2, g.F, g.tiles), x.dtype))
     out = xp.empty((g.F, g.Ho, g.Wo, g.N), dtype=x.dtype)
-    output_transform(M, out, b.astype(x.dtype, copy=False), g)
+    output_transform(M, out, b, g)
     return out, (g, U, x if recompute else None, None if recompute else V)
 
 
@@ -407,6 +388,8 @@ def winograd_backward(dout, cache, need_dx: bool = True):
     """Gradients of :func:`winograd_forward`: dout (F, H', W', N) -> dx (C, H, W, N) or
     None (``need_dx=False``), dw (F, C, 3, 3), db (F,)."""
     g, U, x, V = cache
+    if g.t.m == 4 and (k := compiled_kernels(dout)) is not None:
+        return _backward4(k, np.ascontiguousarray(dout), cache, need_dx)
     xp = get_array_module(dout)
     dtype = dout.dtype
     a2 = g.t.alpha**2
@@ -430,12 +413,126 @@ def winograd_backward(dout, cache, need_dx: bool = True):
     return dx, dw, db
 
 
+# --- the compiled F(4x4,3x3) path, in chunks of tiles ---------------------------------------
+
+CHUNK_BYTES = 32 * 2**20
+"""Target bytes of one chunk's transformed arrays on the compiled F(4x4,3x3) path: a layer's
+tiles go through the transforms and GEMMs a chunk at a time, so the products M, dM and dV
+(scratch) stay about this size instead of 2.25x the layer's largest activation."""
+
+
+def _chunks(g: _Geometry, itemsize: int) -> list[tuple[int, int]]:
+    """Tile ranges ``[k0, k1)`` of about :data:`CHUNK_BYTES` of transformed data each."""
+    per = max(1, CHUNK_BYTES // (36 * max(g.F, g.C) * g.N * itemsize))
+    n = g.TY * g.TX
+    return [(k0, min(n, k0 + per)) for k0 in range(0, n, per)]
+
+
+def _forward4(k, x, w, b, g: _Geometry, recompute: bool, pool: bool = False):
+    """The compiled F(4x4,3x3) forward pass; with ``pool``, a 2x2 stride-2 max pool in
+    the output transform: returns ``(pooled, ix)`` in place of the output."""
+    U = filter_transform(w, g.t)
+    N = g.N
+    V = None
+    if not recompute:  # the cache: all tiles at once
+        V = np.empty((36, g.C, g.tiles), x.dtype)
+        k.input_transform4(x, V, g.pad, g.TY, g.TX, 0, g.TY * g.TX)
+    if pool:
+        shape = (g.F, (g.Ho - 2) // 2 + 1, (g.Wo - 2) // 2 + 1, N)
+        out = (np.empty(shape, dtype=x.dtype), np.empty(shape, dtype=np.uint8))
+    else:
+        out = np.empty((g.F, g.Ho, g.Wo, N), dtype=x.dtype)
+    for k0, k1 in _chunks(g, x.dtype.itemsize):
+        cols = (k1 - k0) * N
+        if V is None:
+            Vc = scratch(np, "wino_V", (36, g.C, cols), x.dtype)
+            k.input_transform4(x, Vc, g.pad, g.TY, g.TX, k0, k1)
+        else:
+            Vc = V[:, :, k0 * N : k1 * N]
+        Mc = parallel.matmul(U, Vc, scratch(np, "wino_M", (36, g.F, cols), x.dtype))
+        if pool:
+            k.output_transform4_pool2(Mc, b, g.TY, g.TX, k0, k1, *out)
+        else:
+            k.output_transform4(Mc, out, b, g.TY, g.TX, k0, k1)
+    return out, (g, U, x if recompute else None, V)
+
+
+def _backward4(k, dout, cache, need_dx: bool, ix=None):
+    """The compiled F(4x4,3x3) backward pass; with the pool's ``ix``, dout is the pooled
+    output's gradient."""
+    g, U, x, V = cache
+    dtype, N = dout.dtype, g.N
+    U = U.astype(dtype, copy=False)
+    Ut = U.transpose(0, 2, 1)
+    db = np.empty(g.F, dtype=dtype)
+    k.channel_sums(dout, db)  # pooled: each gradient goes to one conv output
+    dU = np.zeros((36, g.F, g.C), dtype=dtype)
+    Hp, Wp = g.padded
+    if need_dx:
+        dxp = scratch(np, "wino_dxp", (g.C, Hp, Wp, N), dtype)
+        dxp[...] = 0
+    for k0, k1 in _chunks(g, dtype.itemsize):
+        cols = (k1 - k0) * N
+        dMc = scratch(np, "wino_dM", (36, g.F, cols), dtype)
+        if ix is None:
+            k.dout_transform4(dout, dMc, g.TY, g.TX, k0, k1)
+        else:
+            k.dout_transform4_pool2(dout, ix, dMc, g.TY, g.TX, k0, k1)
+        if V is None:
+            Vc = scratch(np, "wino_V", (36, g.C, cols), dtype)
+            k.input_transform4(x.astype(dtype, copy=False), Vc, g.pad, g.TY, g.TX, k0, k1)
+        else:
+            Vc = V[:, :, k0 * N : k1 * N].astype(dtype, copy=False)
+        dU += parallel.matmul(dMc, Vc.transpose(0, 2, 1), scratch(np, "wino_dU", dU.shape, dtype))
+        if need_dx:
+            dVc = parallel.matmul(Ut, dMc, scratch(np, "wino_dV", (36, g.C, cols), dtype))
+            k.input_grad4(dVc, dxp, g.TY, g.TX, k0, k1)
+    dx = None
+    if need_dx:
+        dx = np.empty((g.C, g.H, g.W, N), dtype=dtype)
+        k.crop4(dxp, g.pad, dx)
+    return dx, filter_grad(dU, g, dtype), db
+
+
+def pool_fusable(x) -> bool:
+    """Whether :func:`winograd_pool_forward` can run for the (C, H, W, N) array x: the
+    compiled kernels are available for it."""
+    return compiled_kernels(x) is not None
+
+
+def winograd_pool_forward(x, w, b, pad: int, recompute: bool = False):
+    """F(4x4,3x3) convolution (as :func:`winograd_forward`) followed by a 2x2 stride-2 max
+    pool in floor mode, fused: the conv output is never stored. Compiled kernels only
+    (:func:`pool_fusable`). Returns pooled (F, H'', W'', N), ix (uint8: the window offset
+    ``2 * kh + kw`` of each first maximum) and the conv's cache."""
+    k = compiled_kernels(x)
+    if k is None:
+        raise RuntimeError("winograd_pool_forward: needs the compiled kernels (numba)")
+    g = geometry(x.shape, w.shape[0], pad, 4)
+    w, b = w.astype(x.dtype, copy=False), b.astype(x.dtype, copy=False)
+    (pooled, ix), cache = _forward4(k, np.ascontiguousarray(x), w, b, g, recompute, pool=True)
+    return pooled, ix, cache
+
+
+def winograd_pool_backward(dp, ix, cache, need_dx: bool = True):
+    """Gradients of :func:`winograd_pool_forward` from the pooled gradient dp
+    (F, H'', W'', N): dx (C, H, W, N) or None, dw, db."""
+    k = compiled_kernels(dp)
+    if k is None:
+        raise RuntimeError("winograd_pool_backward: needs the compiled kernels (numba)")
+    return _backward4(k, np.ascontiguousarray(dp), cache, need_dx, ix)
+
+
 __all__ = [
+    "CHUNK_BYTES",
     "F2",
     "F4",
     "TRANSFORMS",
     "WinogradTransform",
     "applies",
+    "pool_fusable",
     "winograd_backward",
     "winograd_forward",
+    "winograd_pool_backward",
+    "winograd_pool_forward",
 ]

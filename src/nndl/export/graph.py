@@ -28,8 +28,10 @@ from ..nn import (
     BatchNorm1d,
     BatchNorm2d,
     Conv2d,
+    ConvBNAct,
     ConvBNReLU,
     ConvBNReLUPool,
+    ConvPoolBNAct,
     ConvReLU,
     ConvReLUPool,
     Dropout,
@@ -233,6 +235,8 @@ EMITTERS: dict[type, Emitter] = {
     ConvBNReLUPool: emit_children,
     ConvReLU: emit_children,
     ConvReLUPool: emit_children,
+    ConvBNAct: emit_children,  # conv - bn - act
+    ConvPoolBNAct: emit_children,  # conv - pool - bn - act (airbench's order)
     Residual: emit_residual,
     Conv2d: emit_conv,
     BatchNorm2d: emit_batchnorm,

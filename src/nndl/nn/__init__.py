@@ -25,18 +25,26 @@ Layers without a name are named per type and position, unique per level (``conv1
 (``res1.body.conv1``). Types and their arguments (defaults in parentheses):
 
 - ``conv2d``: filters, kernel_size (3), stride (1), pad ("same" | "valid" | int;
-  "same"), bias (true), init ("he_normal"), trainable (true)
+  "same"), bias (true), init ("he_normal"), trainable (true; false freezes W and b, and
+  a frozen first layer's backward pass is skipped)
 - ``batchnorm2d`` / ``batchnorm1d``: momentum (0.9), eps (1e-5), scale (true; false
-  fixes gamma at 1)
+  fixes gamma at 1). nndl's momentum is the weight of the OLD running value:
+  PyTorch's momentum m is ``1 - m`` here
 - ``relu``, ``gelu`` (tanh form), ``flatten``, ``global_avgpool``, ``global_maxpool``
-- ``maxpool2d`` / ``avgpool2d``: pool_size (2), stride (pool_size)
+- ``maxpool2d`` / ``avgpool2d``: pool_size (2), stride (pool_size), floor (false; true
+  leaves out the rows and columns past the last whole window, PyTorch's default:
+  31 -> 15 for 2x2)
 - ``linear``: units, bias (true), scale (none; a constant output factor), init, trainable
 - ``dropout``: p (0.5), the probability of KEEPING a unit
-- ``conv_bn_relu`` / ``conv_bn_relu_pool``: fused blocks with conv2d's and batch norm's
-  arguments (and pool_size (2)); their parameters are ``<block>.conv.W``,
-  ``<block>.bn.gamma``, ... as if unfused
-- ``conv_relu`` / ``conv_relu_pool``: the same without batch norm (conv2d's arguments
-  but trainable, and pool_size (2))
+- fused blocks (one fused pass after the conv, compiled with numba when installed):
+  ``conv_bn_act`` (conv - BN - act) and ``conv_pool_bn_act`` (conv - max pool - BN -
+  act, airbench's order) with conv2d's and batch norm's arguments and activation
+  ("relu" | "gelu"; "relu"), the latter also pool_size (2), pool_stride (pool_size) and
+  floor (false); ``conv_bn_relu`` / ``conv_bn_relu_pool`` (conv - BN - ReLU [- pool],
+  pool_size (2)). Their parameters are ``<block>.conv.W``, ``<block>.bn.beta``, ... as
+  if unfused
+- ``conv_relu`` / ``conv_relu_pool``: conv - ReLU [- 2x2 max pool] without batch norm
+  (conv2d's arguments but trainable, and pool_size (2))
 - ``sequential``: layers; ``residual``: body, shortcut ("identity")
 
 Initialisers (``init``): ``he_normal`` (``sqrt(2 / fan_in)``), ``lecun_normal``
@@ -67,7 +75,7 @@ has one; see :mod:`nndl.export.onnx`).
 """
 
 from .activations import GELU, ReLU
-from .containers import ConvBNReLU, ConvBNReLUPool, Residual, Sequential
+from .containers import ConvBNAct, ConvBNReLU, ConvBNReLUPool, ConvPoolBNAct, Residual, Sequential
 from .conv_blocks import ConvReLU, ConvReLUPool
 from .init import INITS, patch_whitening_weights
 from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear
@@ -97,6 +105,8 @@ __all__ = [
     "Residual",
     "ConvBNReLU",
     "ConvBNReLUPool",
+    "ConvBNAct",
+    "ConvPoolBNAct",
     "ConvReLU",
     "ConvReLUPool",
     "LAYERS",

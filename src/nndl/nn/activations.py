@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ..layers import gelu_backward, gelu_forward, relu_backward, relu_forward
+from ..fused import gelu_backward_fast, gelu_forward_fast
+from ..layers import relu_backward, relu_forward
 from .module import Context, Module, Shape
 
 
@@ -36,13 +37,17 @@ class ReLU(_Elementwise):
 class GELU(_Elementwise):
     """GELU in its tanh approximation (PyTorch ``GELU(approximate='tanh')``, ONNX
     ``Gelu(approximate="tanh")``); counted as 9 FLOPs per element (the operations of the
-    formula as :func:`nndl.layers.gelu_forward` computes it, tanh as one)."""
+    formula as :func:`nndl.layers.gelu_forward` computes it, tanh as one). Runs
+    :func:`nndl.fused.gelu_forward_fast` (one compiled pass with numba installed)."""
 
     type_name = "gelu"
     prefix = "gelu"
     _flops_per_element = 9
-    _forward = staticmethod(gelu_forward)
-    _backward = staticmethod(gelu_backward)
+    _forward = staticmethod(gelu_forward_fast)
+    _backward = staticmethod(gelu_backward_fast)
 
 
-__all__ = ["ReLU", "GELU"]
+ACTIVATION_LAYERS: dict[str, type[Module]] = {"relu": ReLU, "gelu": GELU}
+"""The activations fused blocks take (``activation``), by name."""
+
+__all__ = ["ReLU", "GELU", "ACTIVATION_LAYERS"]

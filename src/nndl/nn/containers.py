@@ -1,10 +1,16 @@
 """Containers: :class:`Sequential`, :class:`Residual`, and the fused conv blocks.
 
-The fused blocks :class:`ConvBNReLU` and :class:`ConvBNReLUPool` hold the same children
-as their unfused form (``conv``, ``bn``, ``relu``[, ``pool``]), so their parameters are
-named ``<block>.conv.W``, ``<block>.bn.gamma``, ... and a summary or an exporter sees
-conv + batch norm + ReLU (+ pool); only their forward/backward differ: one call to the
-fast sandwich of :mod:`nndl.conv_layer_utils`.
+The fused blocks (:class:`ConvBNAct`, :class:`ConvPoolBNAct`, :class:`ConvBNReLU`,
+:class:`ConvBNReLUPool`) hold the same children as their unfused form (``conv``,
+[``pool``,] ``bn``, ``relu`` or ``gelu`` [, ``pool``]), so their parameters are named
+``<block>.conv.W``, ``<block>.bn.gamma``, ... and a summary or an exporter sees conv +
+[pool +] batch norm + activation [+ pool]; only their forward/backward differ: one call
+to the fused sandwich of :mod:`nndl.conv_layer_utils`.
+
+A :class:`Sequential` skips the backward pass of its leading layers when none of them
+has a trainable parameter and nobody needs its input's gradient (a frozen patch-
+whitening conv and its activation), and tells the first layer after them that its dx
+is not needed.
 """
 
 from __future__ import annotations
@@ -13,14 +19,9 @@ import math
 from typing import Any
 
 from ..checks import output_size
-from ..conv_layer_utils import (
-    conv_bn_relu_backward,
-    conv_bn_relu_forward,
-    conv_bn_relu_pool_backward,
-    conv_bn_relu_pool_forward,
-)
+from ..conv_layer_utils import conv_block_backward, conv_block_forward
 from ..layers import add_backward, add_forward
-from .activations import ReLU
+from .activations import ACTIVATION_LAYERS
 from .layers import BatchNorm2d, Conv2d
 from .module import Context, Module, Shape, assign_names, join
 from .pooling import MaxPool2d
@@ -59,6 +60,7 @@ class Sequential(Module):
         for layer in self.layers:
             shape = layer.bind(shape, join(path, layer.name))
         self.output_shape = shape
+        self._trainable_flags = None  # recomputed for the bound tree
         return shape
 
     def out_shape(self, in_shape: Shape) -> Shape:
@@ -66,26 +68,49 @@ class Sequential(Module):
             in_shape = layer.out_shape(in_shape)
         return in_shape
 
+    def _trainable(self) -> list[bool]:
+        """Per layer: whether it has a trainable parameter (fixed once bound)."""
+        if getattr(self, "_trainable_flags", None) is None:
+            self._trainable_flags = [layer.has_trainable_params() for layer in self.layers]
+        return self._trainable_flags
+
     def forward(self, x, ctx: Context):
         if ctx.grads is None:  # inference: let each activation go as soon as it is used
             for layer in self.layers:
                 x, _ = layer.forward(x, ctx)
             return x, None
         caches = []
-        for layer in self.layers:
-            x, cache = layer.forward(x, ctx)
-            caches.append(cache)
+        need = ctx.need_input_grad
+        trainable = self._trainable()
+        try:
+            for i, layer in enumerate(self.layers):
+                below = any(trainable[:i])
+                ctx.need_input_grad = need or below  # as the backward pass will set it
+                x, cache = layer.forward(x, ctx)
+                # A frozen leading layer whose dx nobody needs has no backward pass.
+                caches.append(cache if need or below or trainable[i] else None)
+        finally:
+            ctx.need_input_grad = need
         return x, caches
 
     def backward(self, dout, cache, ctx: Context):
+        """The layers' backward passes in reverse order; each layer's cache is released
+        (set to None in ``cache``) once used, so memory falls as the pass goes."""
         need = ctx.need_input_grad
-        ctx.need_input_grad = True  # every layer but the first feeds another
+        trainable = self._trainable()
         try:
-            for i in range(len(self.layers) - 1, 0, -1):
-                dout = self.layers[i].backward(dout, cache[i], ctx)
+            for i in range(len(self.layers) - 1, -1, -1):
+                below = any(trainable[:i])
+                if not (need or below or trainable[i]):
+                    return None  # no layer from here down has anything to learn
+                # A layer's dx is needed if a layer before it learns, or by our caller.
+                ctx.need_input_grad = need or below
+                layer_cache, cache[i] = cache[i], None
+                dout = self.layers[i].backward(dout, layer_cache, ctx)
+                del layer_cache
         finally:
             ctx.need_input_grad = need
-        return self.layers[0].backward(dout, cache[0], ctx)
+        return dout
 
 
 SHORTCUTS = ("identity", "projection")
@@ -209,16 +234,131 @@ def _as_sequential(layers: Module | list[Module], name: str) -> Sequential:
     return Sequential(layers, name=name)
 
 
-class ConvBNReLU(Sequential):
-    """Fused conv - spatial batch norm - ReLU: (C, H, W) -> (filters, H', W').
+class _ConvBlock(Sequential):
+    """A fused conv block: children as if unfused, one call of
+    :func:`nndl.conv_layer_utils.conv_block_forward` per pass."""
+
+    prefix = "block"
+    _pool_first = False
+
+    def _build(self, conv: Conv2d, bn: BatchNorm2d, activation: str, pool, name) -> None:
+        if activation not in ACTIVATION_LAYERS:
+            raise ValueError(
+                f"activation: expected one of {sorted(ACTIVATION_LAYERS)}, got {activation!r}"
+            )
+        self.conv, self.bn, self.pool, self.activation = conv, bn, pool, activation
+        act = ACTIVATION_LAYERS[activation](name=activation)
+        if pool is None:
+            children = [conv, bn, act]
+        elif self._pool_first:
+            children = [conv, pool, bn, act]
+        else:
+            children = [conv, bn, act, pool]
+        Sequential.__init__(self, children, name)
+
+    def _conv_bn_config(self) -> dict[str, Any]:
+        conv = self.conv.config()
+        conv.pop("trainable")
+        return {**conv, **self.bn.config()}
+
+    def forward(self, x, ctx: Context):
+        conv, bn = self.conv, self.bn
+        W, b = conv.weights(ctx, x)
+        gamma, beta = bn.affine(ctx, x)
+        bn_param = bn.bn_param(ctx)
+        pool_param = None if self.pool is None else self.pool.pool_param
+        out, cache = conv_block_forward(x, W, b, conv.conv_param, gamma, beta, bn_param,
+                                        pool_param, self.activation, self._pool_first)  # fmt: skip
+        bn.update_buffers(ctx, bn_param)
+        return out, cache
+
+    def backward(self, dout, cache, ctx: Context):
+        dx, dw, db, dgamma, dbeta = conv_block_backward(dout, cache, ctx.need_input_grad)
+        self.conv.store_grads(ctx, dw, db)
+        self.bn.store_grads(ctx, dgamma, dbeta)
+        return dx
+
+
+class ConvBNAct(_ConvBlock):
+    """Fused conv - spatial batch norm - activation: (C, H, W) -> (filters, H', W').
 
     Arguments as :class:`Conv2d` (``filters`` ... ``init``) and :class:`BatchNorm2d`
-    (``momentum``, ``eps``, ``scale``). Children ``conv``, ``bn``, ``relu``; runs
-    :func:`nndl.conv_layer_utils.conv_bn_relu_forward`.
+    (``momentum``, ``eps``, ``scale``), and ``activation`` (``'relu'`` or ``'gelu'``).
+    Children ``conv``, ``bn`` and ``relu``/``gelu``, so the parameters are
+    ``<block>.conv.W``, ``<block>.bn.beta``, ... as if unfused.
+    """
+
+    type_name = "conv_bn_act"
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        pad: int | str = "same",
+        bias: bool = True,
+        init: str | float = "he_normal",
+        momentum: float = 0.9,
+        eps: float = 1e-5,
+        scale: bool = True,
+        activation: str = "relu",
+        name: str | None = None,
+    ) -> None:
+        conv = Conv2d(filters, kernel_size, stride, pad, bias, init, name="conv")
+        self._build(conv, BatchNorm2d(momentum, eps, scale, name="bn"), activation, None, name)
+
+    def config(self) -> dict[str, Any]:
+        return {**self._conv_bn_config(), "activation": self.activation}
+
+
+class ConvPoolBNAct(_ConvBlock):
+    """Fused conv - max pool - spatial batch norm - activation (airbench's order):
+    (C, H, W) -> (filters, H'', W'').
+
+    Arguments as :class:`ConvBNAct` plus the pool's ``pool_size`` (2), ``pool_stride``
+    (``pool_size``) and ``floor`` (false; true leaves out the rows and columns past the
+    last whole window, as PyTorch does: 31 -> 15). Children ``conv``, ``pool``, ``bn``,
+    ``relu``/``gelu``. Batch norm and the activation run on the pooled map (a quarter of
+    the conv's output for 2x2 windows).
+    """
+
+    type_name = "conv_pool_bn_act"
+    _pool_first = True
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        pad: int | str = "same",
+        bias: bool = True,
+        init: str | float = "he_normal",
+        momentum: float = 0.9,
+        eps: float = 1e-5,
+        scale: bool = True,
+        activation: str = "relu",
+        pool_size: int = 2,
+        pool_stride: int | None = None,
+        floor: bool = False,
+        name: str | None = None,
+    ) -> None:
+        conv = Conv2d(filters, kernel_size, stride, pad, bias, init, name="conv")
+        pool = MaxPool2d(pool_size, pool_stride, floor, name="pool")
+        self._build(conv, BatchNorm2d(momentum, eps, scale, name="bn"), activation, pool, name)
+
+    def config(self) -> dict[str, Any]:
+        return {**self._conv_bn_config(), "activation": self.activation,
+                "pool_size": self.pool.pool_size, "pool_stride": self.pool.stride,
+                "floor": self.pool.floor}  # fmt: skip
+
+
+class ConvBNReLU(_ConvBlock):
+    """Fused conv - spatial batch norm - ReLU: :class:`ConvBNAct` with ReLU (children
+    ``conv``, ``bn``, ``relu``); runs :func:`nndl.conv_layer_utils.conv_bn_relu_forward`'s
+    computation.
     """
 
     type_name = "conv_bn_relu"
-    prefix = "block"
 
     def __init__(
         self,
@@ -233,39 +373,18 @@ class ConvBNReLU(Sequential):
         scale: bool = True,
         name: str | None = None,
     ) -> None:
-        self.conv = Conv2d(filters, kernel_size, stride, pad, bias, init, name="conv")
-        self.bn = BatchNorm2d(momentum, eps, scale, name="bn")
-        super().__init__(self._children(), name)
-
-    def _children(self) -> list[Module]:
-        return [self.conv, self.bn, ReLU(name="relu")]
+        conv = Conv2d(filters, kernel_size, stride, pad, bias, init, name="conv")
+        self._build(conv, BatchNorm2d(momentum, eps, scale, name="bn"), "relu", None, name)
 
     def config(self) -> dict[str, Any]:
-        conv = self.conv.config()
-        conv.pop("trainable")
-        return {**conv, **self.bn.config()}
-
-    def forward(self, x, ctx: Context):
-        W, b = self.conv.weights(ctx, x)
-        gamma, beta = self.bn.affine(ctx, x)
-        bn_param = self.bn.bn_param(ctx)
-        out, cache = conv_bn_relu_forward(x, W, b, gamma, beta, self.conv.conv_param, bn_param)
-        self.bn.update_buffers(ctx, bn_param)
-        return out, cache
-
-    def backward(self, dout, cache, ctx: Context):
-        dx, dw, db, dgamma, dbeta = conv_bn_relu_backward(dout, cache)
-        self.conv.store_grads(ctx, dw, db)
-        self.bn.store_grads(ctx, dgamma, dbeta)
-        return dx
+        return self._conv_bn_config()
 
 
-class ConvBNReLUPool(ConvBNReLU):
+class ConvBNReLUPool(_ConvBlock):
     """Fused conv - spatial batch norm - ReLU - max pool (``pool_size`` windows, stride
     ``pool_size``): arguments as :class:`ConvBNReLU` plus ``pool_size`` (default 2).
     Children ``conv``, ``bn``, ``relu``, ``pool``; runs
-    :func:`nndl.conv_layer_utils.conv_bn_relu_pool_forward` (which pools before the
-    ReLU: they commute, on a quarter of the data).
+    :func:`nndl.conv_layer_utils.conv_bn_relu_pool_forward`'s computation.
     """
 
     type_name = "conv_bn_relu_pool"
@@ -284,31 +403,19 @@ class ConvBNReLUPool(ConvBNReLU):
         pool_size: int = 2,
         name: str | None = None,
     ) -> None:
-        self.pool = MaxPool2d(pool_size, name="pool")
-        super().__init__(filters, kernel_size, stride, pad, bias, init, momentum, eps, scale, name)
-
-    def _children(self) -> list[Module]:
-        return [*super()._children(), self.pool]
+        conv = Conv2d(filters, kernel_size, stride, pad, bias, init, name="conv")
+        pool = MaxPool2d(pool_size, name="pool")
+        self._build(conv, BatchNorm2d(momentum, eps, scale, name="bn"), "relu", pool, name)
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "pool_size": self.pool.pool_size}
-
-    def forward(self, x, ctx: Context):
-        conv, bn = self.conv, self.bn
-        W, b = conv.weights(ctx, x)
-        gamma, beta = bn.affine(ctx, x)
-        bn_param = bn.bn_param(ctx)
-        out, cache = conv_bn_relu_pool_forward(
-            x, W, b, gamma, beta, conv.conv_param, bn_param, self.pool.pool_param
-        )
-        bn.update_buffers(ctx, bn_param)
-        return out, cache
-
-    def backward(self, dout, cache, ctx: Context):
-        dx, dw, db, dgamma, dbeta = conv_bn_relu_pool_backward(dout, cache)
-        self.conv.store_grads(ctx, dw, db)
-        self.bn.store_grads(ctx, dgamma, dbeta)
-        return dx
+        return {**self._conv_bn_config(), "pool_size": self.pool.pool_size}
 
 
-__all__ = ["Sequential", "Residual", "ConvBNReLU", "ConvBNReLUPool"]
+__all__ = [
+    "Sequential",
+    "Residual",
+    "ConvBNAct",
+    "ConvPoolBNAct",
+    "ConvBNReLU",
+    "ConvBNReLUPool",
+]

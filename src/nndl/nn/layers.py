@@ -11,8 +11,8 @@ from typing import Any
 
 from ..backend import get_array_module
 from ..checks import output_size
-from ..conv_layers import spatial_batchnorm_backward, spatial_batchnorm_forward
 from ..fast_layers import conv_backward_fast, conv_forward_fast
+from ..fused import spatial_batchnorm_backward_fast, spatial_batchnorm_forward_fast
 from ..layers import (
     affine_backward,
     affine_forward,
@@ -51,7 +51,9 @@ class Conv2d(Module):
     ``pad`` is ``'same'`` (``(kernel_size - 1) // 2``, odd kernels only: the size stays
     at stride 1), ``'valid'`` (0) or an int. Params ``W`` (F, C, k, k) with ``init``
     (He by default) and, with ``bias``, ``b`` (F,) zeros. ``trainable=False`` freezes
-    the layer (for example a patch-whitening layer). Uses the fast conv.
+    the layer (for example a patch-whitening layer). Uses the fast conv; skips dx when
+    ``ctx.need_input_grad`` is False (the network's first trainable layer), and a frozen
+    layer whose dx nobody needs skips its backward pass.
     """
 
     type_name = "conv2d"
@@ -140,8 +142,9 @@ class Conv2d(Module):
         return conv_forward_fast(x, W, b, self.conv_param)
 
     def backward(self, dout, cache, ctx: Context):
-        # conv_backward_fast always computes dx, so need_input_grad is not used yet.
-        dx, dw, db = conv_backward_fast(dout, cache)
+        if not (self.trainable or ctx.need_input_grad):
+            return None  # a frozen first layer (patch whitening): nothing to compute
+        dx, dw, db = conv_backward_fast(dout, cache, ctx.need_input_grad)
         self.store_grads(ctx, dw, db)
         return dx
 
@@ -301,13 +304,14 @@ class BatchNorm2d(_BatchNorm):
     Params ``gamma`` (C,) ones (only with ``scale``; without it the scale is fixed at 1,
     as in airbench94) and ``beta`` (C,) zeros; buffers ``running_mean`` (zeros) and
     ``running_var`` (ones). ``momentum`` and ``eps`` as in the functional layer:
-    ``running = momentum * running + (1 - momentum) * batch_stat``.
+    ``running = momentum * running + (1 - momentum) * batch_stat`` (PyTorch's momentum
+    m is nndl's ``1 - m``). Runs :func:`nndl.fused.spatial_batchnorm_forward_fast`.
     """
 
     type_name = "batchnorm2d"
     _ndim = 3
-    _forward = staticmethod(spatial_batchnorm_forward)
-    _backward = staticmethod(spatial_batchnorm_backward)
+    _forward = staticmethod(spatial_batchnorm_forward_fast)
+    _backward = staticmethod(spatial_batchnorm_backward_fast)
 
 
 class BatchNorm1d(_BatchNorm):

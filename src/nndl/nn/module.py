@@ -65,9 +65,11 @@ class Context:
     dict backward passes write into, or None for inference (then containers keep no
     caches, so activations are freed as the pass goes). ``mode`` is 'train' or 'test';
     ``rng`` the Generator dropout draws from. With ``need_input_grad`` False a layer's
-    backward may skip dx and return None: the network sets it for its first layer.
-    Elementwise layers, pools and Residual honour it; Conv2d, Linear, batch norm and the
-    fused blocks still compute dx (their functional backward always does).
+    backward may skip dx and return None: the network sets it for its first layer, and
+    a Sequential for the first layer after a frozen prefix (in the forward pass too, as
+    the backward pass will set it, so a layer may leave out what only dx needs).
+    Elementwise layers, pools, Residual, Conv2d and the fused conv blocks honour it;
+    Linear and batch norm still compute dx (their functional backward always does).
     """
 
     params: Mapping[str, Any]
@@ -209,6 +211,13 @@ class Module:
 
     def flops(self, in_shape: Shape) -> int:
         return 0
+
+    def has_trainable_params(self) -> bool:
+        """Whether this module or one below it has a trainable parameter (bound trees)."""
+        if self.in_shape is None:
+            raise self.error("has_trainable_params needs a bound module (call bind first)")
+        return any(spec.trainable for m in self.modules()
+                   for spec in m.param_specs(m.in_shape).values())  # fmt: skip
 
     # --- passes -----------------------------------------------------------------------
     def forward(self, x, ctx: Context):

@@ -1,7 +1,9 @@
 """Pooling and flattening: max and average pooling, global pooling, Flatten.
 
 The window pools use the fast layers (``nndl.fast_layers``, ``nndl.fast_pooling``); their
-windows have no padding and must tile the input exactly (a whole output size).
+windows have no padding and must tile the input exactly (a whole output size), unless
+``floor`` is true: then rows and columns past the last whole window are left out (and get
+zero gradient), as PyTorch's pools do by default (31 -> 15 for a 2x2 window).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..checks import check_dout, output_size
+from ..checks import check_dout, pool_output_hw
 from ..fast_layers import max_pool_backward_fast, max_pool_forward_fast
 from ..fast_pooling import (
     avg_pool_backward_fast,
@@ -19,28 +21,42 @@ from ..fast_pooling import (
     global_max_pool_backward_fast,
     global_max_pool_forward_fast,
 )
-from .module import Context, Module, Shape, int_arg, need_spatial
+from .module import Context, Module, Shape, bool_arg, int_arg, need_spatial
 
 
 class _Pool2d(Module):
-    def __init__(self, pool_size: int = 2, stride: int | None = None, name: str | None = None):
+    def __init__(
+        self,
+        pool_size: int = 2,
+        stride: int | None = None,
+        floor: bool = False,
+        name: str | None = None,
+    ):
         super().__init__(name)
         self.pool_size = int_arg("pool_size", pool_size)
         self.stride = self.pool_size if stride is None else int_arg("stride", stride)
+        self.floor = bool_arg("floor", floor)
         k = self.pool_size
         self.pool_param = {"pool_height": k, "pool_width": k, "stride": self.stride}
+        if self.floor:
+            self.pool_param["floor"] = True
 
     def config(self) -> dict[str, Any]:
-        return {"pool_size": self.pool_size, "stride": self.stride}
+        return {"pool_size": self.pool_size, "stride": self.stride, "floor": self.floor}
 
     def out_shape(self, in_shape: Shape) -> Shape:
         C, H, W = need_spatial(self, in_shape)
         k, s = self.pool_size, self.stride
-        H_out, W_out = output_size(H, k, s), output_size(W, k, s)
+        H_out, W_out = pool_output_hw(H, W, k, k, s, self.floor)
         if H_out is None or W_out is None:
+            if k <= min(H, W):
+                hint = "; floor: true leaves out the rows and columns past the last window"
+            else:
+                hint = ""
             raise self.error(
                 f"a {k}x{k} window with stride {s} does not tile the input {in_shape}: "
-                f"(H - {k}) / {s} = ({H} - {k}) / {s} must be a whole number >= 0 (likewise W)"
+                f"(H - {k}) / {s} = ({H} - {k}) / {s} must be a whole number >= 0 (likewise "
+                f"W){hint}"
             )
         return (C, H_out, W_out)
 
@@ -53,7 +69,9 @@ class _Pool2d(Module):
 
 class MaxPool2d(_Pool2d):
     """Max pooling over ``pool_size`` x ``pool_size`` windows every ``stride`` (default
-    ``pool_size``): (C, H, W) -> (C, H', W'); ``k*k - 1`` comparisons per output."""
+    ``pool_size``): (C, H, W) -> (C, H', W'); ``k*k - 1`` comparisons per output.
+    ``floor``: leave out the rows and columns past the last whole window (PyTorch's
+    default mode; their gradient is zero)."""
 
     type_name = "maxpool2d"
     prefix = "pool"
@@ -65,7 +83,8 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Average pooling, windows as :class:`MaxPool2d`; ``k*k`` FLOPs per output."""
+    """Average pooling, windows (and ``floor``) as :class:`MaxPool2d`; ``k*k`` FLOPs per
+    output."""
 
     type_name = "avgpool2d"
     prefix = "avgpool"

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .activations import GELU, ReLU
-from .containers import ConvBNReLU, ConvBNReLUPool, Residual, Sequential
+from .containers import ConvBNAct, ConvBNReLU, ConvBNReLUPool, ConvPoolBNAct, Residual, Sequential
 from .conv_blocks import ConvReLU, ConvReLUPool
 from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear
 from .module import Module, assign_names, check_name, join
@@ -31,7 +31,7 @@ LAYERS: dict[str, type[Module]] = {
     for cls in (
         Conv2d, BatchNorm2d, BatchNorm1d, ReLU, GELU, MaxPool2d, AvgPool2d, GlobalAvgPool,
         GlobalMaxPool, Flatten, Linear, Dropout, Sequential, Residual, ConvBNReLU,
-        ConvBNReLUPool, ConvReLU, ConvReLUPool,
+        ConvBNReLUPool, ConvBNAct, ConvPoolBNAct, ConvReLU, ConvReLUPool,
     )
 }  # fmt: skip
 """Layer type name (as written in a spec) -> class."""
