@@ -35,7 +35,7 @@ TIERS = {
     "training": [
         "nndl.optim", "nndl._param_groups", "nndl.schedules", "nndl.ema", "nndl.augment",
         "nndl.batch_loader", "nndl.callbacks", "nndl.interrupts", "nndl.solver_state",
-        "nndl.solver",
+        "nndl.solver_setup", "nndl.solver",
     ],
     "export": ["nndl.export", "nndl.export.*"],
     # nndl tune drives nndl train's flags, and the nndl command hands it 'nndl tune ...'.
