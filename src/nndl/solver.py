@@ -216,6 +216,11 @@ class Solver:
             ema_step(self.ema, self.ema_spec, self.model, self.iteration + 1, self.num_iterations)
         return loss
 
+    def averaged(self) -> Any:
+        """A context in which the model holds the EMA's averages (a no-op without an EMA):
+        the weights every accuracy check and ``best_params`` use."""
+        return ema_applied(self.ema, self.ema_spec, self.model)
+
     def _batches(self, N: int, ipe: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The minibatches of the iterations still to run: the loader's (augmented, in a
         background thread) or SPEC's shuffle, drawn from the solver's Generator as each
@@ -245,7 +250,7 @@ class Solver:
         return True
 
     def _record_accuracy(self) -> tuple[float, float]:
-        with ema_applied(self.ema, self.ema_spec, self.model):
+        with self.averaged():
             train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
             val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples)
             self.train_acc_history.append(train_acc)
@@ -265,6 +270,8 @@ class Solver:
         for config in configs:
             if "learning_rate" in config:
                 config["learning_rate"] *= self.lr_decay
+        if self.schedule is None and self.learning_rate is not None:
+            self.learning_rate *= self.lr_decay
         train_acc, val_acc = self._record_accuracy()
         ipe = self.iterations_per_epoch
         losses = self.loss_history[(self.epoch - 1) * ipe : self.epoch * ipe]
