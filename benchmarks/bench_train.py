@@ -1,16 +1,22 @@
-"""Time from ``nndl train`` to a target validation accuracy, and the run's peak memory.
+"""Time from ``nndl train`` to a target accuracy, the final test accuracy and peak memory.
 
 Runs the real command line in a subprocess (so data loading, start-up, evaluation and
 plots all count), watches the run folder's ``metrics.jsonl`` and records the wall time at
-which the first epoch line with ``val_acc >= --target`` appears. Peak memory is the
-child's maximum resident set size. Everything after ``--`` is passed to ``nndl train``::
+which the first epoch line with ``val_acc >= --target`` appears; a run without a
+validation split (the ladder presets) reaches its target when the full-test accuracy
+that ``--test-at-end`` writes into ``config.json`` is at least the target, at the time
+it appears. Peak memory is the child's maximum resident set size. Everything after
+``--`` is passed to ``nndl train``::
 
     python benchmarks/bench_train.py --runs 3                       # the default model
+    python benchmarks/bench_train.py --preset 94                    # a rung of the ladder
     python benchmarks/bench_train.py -- --model three_layer_convnet --num-filters 64 \\
         --filter-size 3 --hidden-dim 500 --reg 0.005 --weight-scale 0.001 --lr 1e-3 \\
         --lr-decay 0.99 --batch-size 50 --epochs 15     # SPEC's reference configuration
 
-Needs the data set: ``--data-dir`` (or ``NNDL_DATA_DIR``) as for ``nndl train``.
+``--preset NAME`` runs ``nndl train --preset NAME`` with the preset's target (its name:
+94 -> 0.94). Needs the data set: ``--data-dir`` (or ``NNDL_DATA_DIR``) as for ``nndl
+train``.
 """
 
 from __future__ import annotations
@@ -33,12 +39,20 @@ def _read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+def _read_test(path: Path) -> dict | None:
+    """The ``test`` entry that ``--test-at-end`` writes into config.json, once it is there."""
+    try:
+        return json.loads(path.read_text()).get("test")
+    except (OSError, ValueError):  # not written yet (or being replaced)
+        return None
+
+
 def run_once(train_args: list[str], target: float, out: Path) -> dict:
     cmd = [sys.executable, "-m", "nndl", "train", "--out", str(out), "--quiet", *train_args]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     metrics = out / "metrics.jsonl"
-    reached_at = None
+    reached_at, test, test_at = None, None, None
     seen = 0
     while True:
         # wait4 (not Popen.poll) so the child's resource usage is ours to read.
@@ -46,9 +60,16 @@ def run_once(train_args: list[str], target: float, out: Path) -> dict:
         finished = pid != 0
         records = _read_metrics(metrics)
         for rec in records[seen:]:
-            if reached_at is None and rec["val_acc"] >= target:
+            val = rec["val_acc"]
+            if reached_at is None and val is not None and val >= target:
                 reached_at = time.perf_counter() - started
         seen = len(records)
+        if test is None:
+            test = _read_test(out / "config.json")
+            if test is not None:
+                test_at = time.perf_counter() - started
+                if reached_at is None and test["accuracy"] >= target:
+                    reached_at = test_at
         if finished:
             break
         time.sleep(0.25)
@@ -57,15 +78,23 @@ def run_once(train_args: list[str], target: float, out: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"bench_train: nndl train failed with exit code {proc.returncode}")
     records = _read_metrics(metrics)
+    vals = [r["val_acc"] for r in records if r["val_acc"] is not None]
     return {
         "reached_s": reached_at,
         "wall_s": wall,
         "epochs": len(records),
-        "best_val": max((r["val_acc"] for r in records), default=float("nan")),
-        "final_val": records[-1]["val_acc"] if records else float("nan"),
+        "best_val": max(vals, default=float("nan")),
+        "final_val": vals[-1] if vals else float("nan"),
+        "test_acc": None if test is None else test["accuracy"],
+        "test_images": None if test is None else test["num_images"],
+        "test_tta": None if test is None else test["tta"],
+        "test_at_s": test_at,
         "peak_rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
-        "val_by_epoch": [round(r["val_acc"], 3) for r in records],
-    }
+        "val_by_epoch": [None if r["val_acc"] is None else round(r["val_acc"], 3)
+                         for r in records],
+        "train_acc_by_epoch": [round(r["train_acc"], 3) for r in records],
+        "loss_by_epoch": [round(r["loss"], 4) for r in records],
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,9 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         argv, train_args = argv[:cut], argv[cut + 1 :]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=1, help="repetitions (median reported)")
-    p.add_argument("--target", type=float, default=0.65, help="validation accuracy to reach")
+    p.add_argument("--preset", help="run 'nndl train --preset NAME' (target: NAME / 100)")
+    p.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="accuracy to reach (default: the preset's, else 0.65 validation)",
+    )
     p.add_argument("--keep", metavar="DIR", help="keep the run folders under DIR")
     args = p.parse_args(argv)
+    if args.preset is not None:
+        train_args = ["--preset", args.preset, *train_args]
+    if args.target is None:
+        args.target = int(args.preset) / 100 if args.preset is not None else 0.65
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="nndl-bench-"))
     results = []
@@ -93,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"median time to {args.target:.2f} val acc: {statistics.median(reached):.1f} s")
     print(f"median wall time: {statistics.median(r['wall_s'] for r in results):.1f} s")
     print(f"median best val acc: {statistics.median(r['best_val'] for r in results):.3f}")
+    tests = [r["test_acc"] for r in results if r["test_acc"] is not None]
+    if tests:
+        print(f"median test acc: {statistics.median(tests):.4f} ({results[0]['test_images']} "
+              f"images, tta {results[0]['test_tta']})")  # fmt: skip
     print(f"max peak RSS: {max(r['peak_rss_mb'] for r in results):.0f} MB")
     return 0
 

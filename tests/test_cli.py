@@ -26,7 +26,8 @@ from _cifar import write_synthetic_cifar10  # noqa: E402
 
 from nndl import __version__, cli  # noqa: E402
 from nndl.cli.entry import build_parser  # noqa: E402
-from nndl.cli.flags import DEFAULTS, build_kwargs, settings_from_args  # noqa: E402
+from nndl.cli.flags import DEFAULTS, settings_from_args  # noqa: E402
+from nndl.cli.model_plan import build_kwargs  # noqa: E402
 from nndl.data import get_CIFAR10_data  # noqa: E402
 from nndl.models import load_model  # noqa: E402
 

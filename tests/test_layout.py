@@ -33,8 +33,9 @@ TIERS = {
         "nndl.models",
     ],
     "training": [
-        "nndl.optim", "nndl.schedules", "nndl.ema", "nndl.augment", "nndl.batch_loader",
-        "nndl.callbacks", "nndl.interrupts", "nndl.solver_state", "nndl.solver",
+        "nndl.optim", "nndl._param_groups", "nndl.schedules", "nndl.ema", "nndl.augment",
+        "nndl.batch_loader", "nndl.callbacks", "nndl.interrupts", "nndl.solver_state",
+        "nndl.solver_setup", "nndl.solver",
     ],
     "export": ["nndl.export", "nndl.export.*"],
     # nndl tune drives nndl train's flags, and the nndl command hands it 'nndl tune ...'.

@@ -373,3 +373,57 @@ def test_sgdw_and_adamw_match_pytorch():
         config["learning_rate"] = lr
         w, config = optim.sgdw(w, g, config)
     np.testing.assert_allclose(w, p.detach().numpy(), rtol=1e-12)
+
+
+# --- coupled weight decay (L2 through the gradient) --------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(UPDATE_RULES))
+def test_coupled_decay_is_the_rule_on_the_decayed_gradient(name):
+    """``coupled_decay``: the rule steps with ``dw + wd * w``, and nothing else decays w."""
+    rule = UPDATE_RULES[name]
+    w, dws = _problem(19)
+    lr, wd = 1e-2, 0.3
+    coupled, config = _run(
+        rule, w, dws, {"learning_rate": lr, "weight_decay": wd, "coupled_decay": True}
+    )
+    plain_cfg = {"learning_rate": lr, "weight_decay": 0.0}
+    w1, plain_cfg = rule(w, dws[0] + wd * w, plain_cfg)
+    w2, plain_cfg = rule(w1, dws[1] + wd * w1, plain_cfg)
+    np.testing.assert_allclose(coupled[0], w1, rtol=1e-13)
+    np.testing.assert_allclose(coupled[1], w2, rtol=1e-13)
+    assert config["coupled_decay"] is True
+
+
+def test_coupled_decay_leaves_the_callers_gradient_alone():
+    w, dws = _problem(20)
+    g = dws[0].copy()
+    optim.sgdw(w, g, {"weight_decay": 0.5, "coupled_decay": True})
+    np.testing.assert_array_equal(g, dws[0])
+
+
+def test_coupled_decay_must_be_a_bool():
+    w, dws = _problem(21)
+    with pytest.raises(TypeError, match=r"sgdw: expected config\['coupled_decay'\] to be a bool"):
+        optim.sgdw(w, dws[0], {"coupled_decay": "yes"})
+
+
+def test_coupled_sgdw_matches_pytorch_sgd_weight_decay():
+    """airbench94's optimiser: PyTorch's Nesterov SGD with (coupled) weight_decay, under
+    a learning rate that changes every step."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(22)
+    w0 = rng.standard_normal((3, 4))
+    grads = [rng.standard_normal((3, 4)) for _ in range(3)]
+    lrs = [0.1, 0.05, 0.02]
+    p = torch.nn.Parameter(torch.tensor(w0))
+    opt = torch.optim.SGD([p], lr=lrs[0], momentum=0.85, nesterov=True, weight_decay=0.2)
+    w, config = w0.copy(), {"momentum": 0.85, "weight_decay": 0.2, "coupled_decay": True}
+    for lr, g in zip(lrs, grads, strict=True):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        p.grad = torch.tensor(g)
+        opt.step()
+        config["learning_rate"] = lr
+        w, config = optim.sgdw(w, g, config)
+    np.testing.assert_allclose(w, p.detach().numpy(), rtol=1e-12)

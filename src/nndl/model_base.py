@@ -176,7 +176,7 @@ class Model:
     def _init_params(self, plan: dict[str, ParamSpec]) -> None:
         """Create the parameters of ``plan`` in its order (weights drawn in that order);
         every ``gamma{idx}`` (role ``bn_scale``) gets running statistics."""
-        self.params = init_params(plan, self._draw, self.dtype)
+        self.params = init_params(plan, self._draw, self.dtype, self._draw_uniform)
         for key, spec in plan.items():
             if spec.role == "bn_scale":
                 self._add_bn_state(int(key.removeprefix("gamma")), spec.shape[0])
@@ -185,6 +185,14 @@ class Model:
         """Initial weights ``key``: a normal draw with std ``std``, in the model's dtype."""
         self._add_weight(key, shape, std)  # the one place models draw initial weights
         return self.params.pop(key)
+
+    def _draw_uniform(self, key: str, shape: tuple[int, ...], bound: float) -> np.ndarray:
+        """Initial weights ``key``: uniform on ``[-bound, bound]`` (float64, then cast)."""
+        if self.rng is None:
+            u = np.random.uniform(-bound, bound, shape)
+        else:
+            u = self.rng.uniform(-bound, bound, shape)
+        return u.astype(self.dtype)
 
     def _standard_normal(self, shape: tuple[int, ...]) -> np.ndarray:
         if self.rng is None:

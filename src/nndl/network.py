@@ -17,7 +17,8 @@ from .checks import check_count, check_probability
 from .layers import softmax_loss
 from .model_base import Model
 from .nn import Context, Dropout, Module, ParamSpec, build, format_summary, summarize
-from .nn.init import init_params
+from .nn.init import PATCH_WHITENING_EPS, PATCH_WHITENING_IMAGES, init_params, resolve_init
+from .nn.init import patch_whitening_weights as _whitening
 from .nn.module import Shape
 from .nn.spec import as_spec
 
@@ -43,8 +44,14 @@ class Network(Model):
     from one seed agree. ``layers`` may also be :mod:`nndl.nn` modules; ``config`` holds
     the resolved spec (every name and argument explicit).
 
+    Parameters with a data initialiser (``init: "patch_whitening"``, the first layer
+    only) start as zeros and are listed in ``data_init_params`` until
+    :meth:`init_from_data` computes them from training images (the Solver calls it
+    before a fresh run) or a state is loaded; until then :meth:`loss` refuses to run.
+
     Attributes: ``root`` (the bound :class:`nndl.nn.Sequential`), ``param_specs``
-    (key -> :class:`nndl.nn.ParamSpec`), ``buffers`` (key -> running statistics).
+    (key -> :class:`nndl.nn.ParamSpec`), ``buffers`` (key -> running statistics),
+    ``data_init_params`` (keys still waiting for :meth:`init_from_data`).
     """
 
     name = "network"
@@ -76,7 +83,9 @@ class Network(Model):
         self.param_specs: dict[str, ParamSpec] = _collect(root, "param_specs")
         self.buffers = {k: np.full(b.shape, b.fill, dtype=self.dtype)
                         for k, b in _collect(root, "buffer_specs").items()}  # fmt: skip
-        self.params = init_params(self.param_specs, self._draw, self.dtype)
+        self.params = init_params(self.param_specs, self._draw, self.dtype, self._draw_uniform)
+        self.data_init_params = [k for k, s in self.param_specs.items()
+                                 if resolve_init(s)[0] == "data"]  # fmt: skip
         self._decay = [k for k, s in self.param_specs.items() if s.decay and s.trainable]
         self._frozen = [k for k, s in self.param_specs.items() if not s.trainable]
         self._dropout = any(isinstance(m, Dropout) for m in root.modules())
@@ -93,6 +102,7 @@ class Network(Model):
         in_shape = tuple(check_count(fn, "input_dim entries", d, 1) for d in input_dim)
         num_classes = check_count(fn, "num_classes", num_classes, 1)
         out = root.bind(in_shape)
+        _check_data_inits(root)
         if out != (num_classes,):
             raise ValueError(
                 f"{fn}: the last layer outputs {out} per example; expected ({num_classes},) "
@@ -122,8 +132,33 @@ class Network(Model):
             )
         return X.astype(self.dtype, copy=False)
 
+    def init_from_data(self, X: np.ndarray) -> None:
+        """Compute the data-initialised parameters (``data_init_params``) from training
+        images ``X`` (N, *input_dim), as the network's input (already preprocessed):
+        patch whitening uses the first :data:`~nndl.nn.init.PATCH_WHITENING_IMAGES`."""
+        fn = "Network.init_from_data"
+        if getattr(X, "ndim", 0) != len(self.input_dim) + 1 or X.shape[1:] != self.input_dim:
+            raise ValueError(
+                f"{fn}: expected X of shape (N, {', '.join(map(str, self.input_dim))}), "
+                f"got {getattr(X, 'shape', type(X).__name__)}"
+            )
+        for key in self.data_init_params:
+            k = self.param_specs[key].shape[2]
+            W = _whitening(X[:PATCH_WHITENING_IMAGES], k, PATCH_WHITENING_EPS)
+            self.params[key] = W.astype(self.dtype)
+        self.data_init_params = []
+
+    def load_state_dict(self, state: Any) -> None:
+        super().load_state_dict(state)
+        self.data_init_params = []  # the loaded parameters are the computed ones
+
     def loss(self, X: np.ndarray, y: np.ndarray | None = None):
         """Scores (N, num_classes) when ``y`` is None (test mode), else ``(loss, grads)``."""
+        if self.data_init_params:
+            raise ValueError(
+                f"Network.loss: {self.data_init_params} are initialised from data; call "
+                "model.init_from_data(X_train) first (the Solver does so before training)"
+            )
         X = self._input(X)
         train = y is not None
         ctx = Context(self.params, self.buffers, {} if train else None,
@@ -175,6 +210,18 @@ class Network(Model):
         then total parameters (and their bytes), FLOPs per example, and the activation
         bytes for ``batch_size`` examples."""
         return format_summary(self.summary_data(batch_size))
+
+
+def _check_data_inits(root: Module) -> None:
+    """A data-initialised layer must be the first layer, which sees the input itself."""
+    leaves = [m for m in root.modules() if not m.children()]
+    for i, m in enumerate(leaves):
+        specs = m.param_specs(m.in_shape)
+        if i and any(resolve_init(s)[0] == "data" for s in specs.values()):
+            raise m.error(
+                "init 'patch_whitening' is for the network's first layer (it whitens the "
+                "input images)"
+            )
 
 
 __all__ = ["Network"]

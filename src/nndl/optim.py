@@ -11,6 +11,9 @@ Every rule also takes an optional decoupled ``weight_decay`` (Loshchilov & Hutte
 PyTorch's AdamW): ``w <- w * (1 - learning_rate * weight_decay)`` besides the rule's own
 step, never mixed into the gradient or the moment buffers. It is off unless set (the
 five classic rules leave it out of their config); ``sgdw`` and ``adamw`` default it on.
+With ``config['coupled_decay'] = True`` the same ``weight_decay`` is L2 regularisation
+instead: ``weight_decay * w`` is added to the gradient, so it passes through the momentum
+or moment buffers (PyTorch's ``SGD``/``Adam`` ``weight_decay``, and airbench94's).
 
 :func:`resolve_param_groups` maps parameter names to per-parameter settings (learning
 rate multiplier, weight decay, frozen) from a list of glob-pattern groups.
@@ -18,13 +21,13 @@ rate multiplier, weight decay, frozen) from a list of glob-pattern groups.
 
 from __future__ import annotations
 
-import fnmatch
 import numbers
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from ._param_groups import PARAM_GROUP_KEYS, resolve_param_groups
 from .backend import get_array_module
 from .checks import check_array, check_same_shape
 
@@ -115,13 +118,37 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _keep(fn: str, config: Config) -> float | None:
-    """The decoupled weight decay's factor ``1 - learning_rate * weight_decay``, or None
-    when there is no decay (the classic rules then run exactly their old arithmetic)."""
+def _weight_decay(fn: str, config: Config) -> float:
     wd = config.get("weight_decay", 0.0)
     if not _is_real(wd) or wd < 0:
         raise ValueError(f"{fn}: expected config['weight_decay'] to be a number >= 0, got {wd!r}")
-    return None if wd == 0 else 1.0 - config["learning_rate"] * wd
+    return wd
+
+
+def _coupled(fn: str, config: Config) -> bool:
+    coupled = config.get("coupled_decay", False)
+    if not isinstance(coupled, (bool, np.bool_)):
+        raise TypeError(f"{fn}: expected config['coupled_decay'] to be a bool, got {coupled!r}")
+    return bool(coupled)
+
+
+def _keep(fn: str, config: Config) -> float | None:
+    """The decoupled weight decay's factor ``1 - learning_rate * weight_decay``, or None
+    when there is no decoupled decay (the classic rules then run exactly their old
+    arithmetic)."""
+    wd = _weight_decay(fn, config)
+    if wd == 0 or _coupled(fn, config):
+        return None
+    return 1.0 - config["learning_rate"] * wd
+
+
+def _gradient(fn: str, w, dw, config: Config):
+    """The gradient the rule steps with: ``dw``, plus ``weight_decay * w`` (a new array;
+    the caller's gradient is not changed) when the decay is coupled."""
+    wd = _weight_decay(fn, config)
+    if wd == 0 or not _coupled(fn, config):
+        return dw
+    return dw + wd * w
 
 
 def _start(wb, keep: float | None, ob):
@@ -160,6 +187,7 @@ def sgd(w, dw, config: Config | None = None):
     config: ``learning_rate`` (default 1e-2).
     """
     config = _prepare("sgd", w, dw, config, RULE_DEFAULTS["sgd"])
+    dw = _gradient("sgd", w, dw, config)
     return _apply("sgd", w, -config["learning_rate"] * dw, config), config
 
 
@@ -169,6 +197,7 @@ def sgd_momentum(w, dw, config: Config | None = None):
     config: ``learning_rate`` (1e-2), ``momentum`` (0.9), state ``velocity`` (like w).
     """
     config = _prepare("sgd_momentum", w, dw, config, RULE_DEFAULTS["sgd_momentum"])
+    dw = _gradient("sgd_momentum", w, dw, config)
     v = _state(config, "velocity", w)
     v *= config["momentum"]
     v -= config["learning_rate"] * dw
@@ -183,6 +212,7 @@ def nesterov_momentum(w, dw, config: Config | None = None):
     config: ``learning_rate`` (1e-2), ``momentum`` (0.9), state ``velocity`` (like w).
     """
     config = _prepare("nesterov_momentum", w, dw, config, RULE_DEFAULTS["nesterov_momentum"])
+    dw = _gradient("nesterov_momentum", w, dw, config)
     mu = config["momentum"]
     v = _state(config, "velocity", w)
     step = v * -mu
@@ -199,6 +229,7 @@ def rmsprop(w, dw, config: Config | None = None):
     ``cache`` (like w).
     """
     config = _prepare("rmsprop", w, dw, config, RULE_DEFAULTS["rmsprop"])
+    dw = _gradient("rmsprop", w, dw, config)
     xp = get_array_module(w)
     keep = _keep("rmsprop", config)
     d = config["decay_rate"]
@@ -217,6 +248,7 @@ def rmsprop(w, dw, config: Config | None = None):
 
 def _adam(fn: str, w, dw, config: Config | None):
     config = _prepare(fn, w, dw, config, RULE_DEFAULTS[fn])
+    dw = _gradient(fn, w, dw, config)
     xp = get_array_module(w)
     keep = _keep(fn, config)
     b1, b2 = config["beta1"], config["beta2"]
@@ -271,10 +303,13 @@ def sgdw(w, dw, config: Config | None = None):
     The buffer sums raw gradients, so a learning rate that changes every iteration (a
     schedule) scales the whole step, as in PyTorch and airbench94.
     config: ``learning_rate`` (1e-2), ``momentum`` (0.9), ``nesterov`` (True),
-    ``weight_decay`` (5e-4), state ``momentum_buffer`` (like w).
+    ``weight_decay`` (5e-4), state ``momentum_buffer`` (like w). With ``coupled_decay``
+    the decay is added to the gradient instead (``dw + weight_decay * w`` enters the
+    buffer): exactly PyTorch's ``SGD(momentum, nesterov, weight_decay)``.
     """
     fn = "sgdw"
     config = _prepare(fn, w, dw, config, RULE_DEFAULTS[fn])
+    dw = _gradient(fn, w, dw, config)
     nesterov = config["nesterov"]
     if not isinstance(nesterov, (bool, np.bool_)):
         raise TypeError(f"{fn}: expected config['nesterov'] to be a bool, got {nesterov!r}")
@@ -317,109 +352,3 @@ def get_update_rule(rule: str | UpdateRule) -> UpdateRule:
             f"{sorted(UPDATE_RULES)} or a callable"
         )
     return UPDATE_RULES[rule]
-
-
-# --- per-parameter groups -------------------------------------------------------------
-
-# The keys a parameter group may hold. Every other key is an error that lists these.
-PARAM_GROUP_KEYS: dict[str, str] = {
-    "params": "a glob pattern or a list of them, matched against parameter names",
-    "name": "a label for messages",
-    "lr_mult": "a learning-rate multiplier >= 0",
-    "weight_decay": "a decoupled weight decay >= 0 (instead of the update rule's)",
-    "frozen": "True to leave the parameters unchanged by training",
-}
-_SETTING_DEFAULTS: dict[str, Any] = {"lr_mult": 1.0, "weight_decay": None, "frozen": False}
-_SETTING_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "lr_mult": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
-    "weight_decay": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
-    "frozen": (lambda v: isinstance(v, (bool, np.bool_)), "a bool"),
-    "name": (lambda v: isinstance(v, str), "a string"),
-}
-
-
-def _group_patterns(fn: str, where: str, group: Mapping[str, Any]) -> list[str]:
-    if "params" not in group:
-        raise ValueError(f"{fn}: {where} has no 'params' (the glob patterns it applies to)")
-    pats = group["params"]
-    pats = [pats] if isinstance(pats, str) else pats
-    if (
-        not isinstance(pats, (list, tuple))
-        or not pats
-        or not all(isinstance(p, str) and p for p in pats)
-    ):
-        raise ValueError(
-            f"{fn}: expected {where}['params'] to be a glob pattern or a non-empty list of "
-            f"them, got {group['params']!r}"
-        )
-    return list(pats)
-
-
-def _check_group(fn: str, i: int, group: Any) -> tuple[str, list[str]]:
-    """Validate ``groups[i]``; return how messages name it and its patterns."""
-    if not isinstance(group, Mapping):
-        raise TypeError(f"{fn}: expected groups[{i}] to be a dict, got {type(group).__name__}")
-    where = f"groups[{i}]" + (f" ({group['name']!r})" if isinstance(group.get("name"), str) else "")
-    unknown = sorted(k for k in group if k not in PARAM_GROUP_KEYS)
-    if unknown:
-        raise ValueError(
-            f"{fn}: {where} has unknown key(s) {unknown}; valid keys are {list(PARAM_GROUP_KEYS)}"
-        )
-    for key, (ok, what) in _SETTING_CHECKS.items():
-        if key in group and not ok(group[key]):
-            raise ValueError(f"{fn}: expected {where}['{key}'] to be {what}, got {group[key]!r}")
-    return where, _group_patterns(fn, where, group)
-
-
-def resolve_param_groups(
-    names: Iterable[str] | Mapping[str, Any],
-    groups: Sequence[Mapping[str, Any]] | None = None,
-    *,
-    strict: bool = True,
-) -> dict[str, dict[str, Any]]:
-    """Per-parameter training settings from a list of parameter groups.
-
-    Each group names its parameters by glob patterns (``fnmatch``, case-sensitive, over
-    the full name: ``"beta*"``, ``"*.b"``, ``"whiten.*"``) in ``"params"`` and sets some
-    of ``lr_mult``, ``weight_decay`` and ``frozen`` (see :data:`PARAM_GROUP_KEYS`).
-
-    Precedence: groups apply in list order and each sets only the keys it names, so for
-    every key the *last* group that matches a parameter and names that key wins. Write
-    general groups first, exceptions after::
-
-        [{"params": ["gamma*", "beta*", "b*"], "weight_decay": 0.0},
-         {"params": "beta*", "lr_mult": 64.0},
-         {"params": "gamma*", "frozen": True}]
-
-    Returns ``{name: {"lr_mult": float, "weight_decay": float | None, "frozen": bool}}``
-    for every name, in order; unmatched keys keep the defaults 1.0, None (the update
-    rule's own decay) and False. With ``strict`` a pattern that matches no parameter is
-    an error (it is almost always a typo). ``names`` may be a dict such as
-    ``model.params``. The result depends only on the arguments, so it can be recomputed
-    from a run's config on resume.
-    """
-    fn = "resolve_param_groups"
-    names = list(names.keys() if isinstance(names, Mapping) else names)
-    if not all(isinstance(n, str) for n in names):
-        raise TypeError(f"{fn}: expected parameter names as strings, got {names!r}")
-    if groups is not None and not isinstance(groups, (list, tuple)):
-        raise TypeError(f"{fn}: expected groups to be a list of dicts, got {type(groups).__name__}")
-    settings = {n: dict(_SETTING_DEFAULTS) for n in names}
-    for i, group in enumerate(groups or ()):
-        where, patterns = _check_group(fn, i, group)
-        matched: set[str] = set()
-        for pat in patterns:
-            hits = [n for n in names if fnmatch.fnmatchcase(n, pat)]
-            if strict and not hits:
-                shown = names if len(names) <= 20 else names[:20] + ["..."]
-                raise ValueError(
-                    f"{fn}: {where} pattern {pat!r} matches no parameter; the parameters "
-                    f"are {shown} (pass strict=False to allow this)"
-                )
-            matched.update(hits)
-        for n in matched:
-            for key in _SETTING_DEFAULTS:
-                if key in group:
-                    value = group[key]
-                    settings[n][key] = bool(value) if key == "frozen" else float(value)
-    return settings

@@ -6,55 +6,49 @@ Example::
                     lr_decay=0.95, batch_size=50, num_epochs=10, seed=0)
     solver.train()
     solver.best_val_acc, solver.loss_history
+
+The modern extras, all off by default (SPEC's Solver is unchanged without them)::
+
+    Solver(model, data, update_rule="sgdw", optim_config={"learning_rate": 0.1},
+           schedule={"name": "triangular"},                       # per iteration
+           param_groups=[{"params": "*.beta", "lr_mult": 64.0}],  # nndl.optim
+           ema={"decay": 0.99, "every": 5},                       # evaluated with it
+           augment=[{"name": "random_crop", "pad": 2}, "alternating_flip"])
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import solver_state as checks
+from .augment import make_augmentation
+from .batch_loader import BatchLoader
 from .callbacks import Callback, PrintProgress
 from .interrupts import StepBoundaryInterrupts
-from .io.checkpoint import read_tree, save_tree
-from .legacy import upgrade
-from .optim import UPDATE_RULES, get_update_rule
+from .io.checkpoint import save_tree
+from .optim import get_update_rule
 from .rng import rng_state
+from .schedules import make_schedule
+from .solver_setup import (
+    ParamPlan,
+    check_ema_spec,
+    check_options,
+    ema_applied,
+    ema_step,
+    make_ema,
+    positive_int,
+)
 
 __all__ = ["Solver"]
-
-DATA_KEYS = ("X_train", "y_train", "X_val", "y_val")
-
-# Keyword arguments and their defaults: the SPEC's, then this library's extras.
-DEFAULTS: dict[str, Any] = {
-    "update_rule": "sgd",
-    "optim_config": None,
-    "lr_decay": 1.0,
-    "batch_size": 100,
-    "num_epochs": 10,
-    "num_train_samples": 1000,
-    "num_val_samples": None,
-    "checkpoint_name": None,
-    "print_every": 10,
-    "verbose": True,
-    "callbacks": None,
-    "seed": None,
-}
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"Solver: expected {name} to be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class Solver:
@@ -75,10 +69,25 @@ class Solver:
     ``callbacks`` are called in list order (see :mod:`nndl.callbacks`);
     ``checkpoint_name`` saves ``f"{checkpoint_name}_epoch_{epoch}.npz"`` after each epoch.
 
+    The extras (details in :mod:`nndl.solver_setup`): ``schedule`` (:mod:`nndl.schedules`)
+    sets the learning rates before every update (exclusive with ``lr_decay``, the
+    schedule ``{"name": "exponential", "gamma": lr_decay}`` applied the classic way, at
+    each epoch end); ``param_groups`` (:func:`nndl.optim.resolve_param_groups`) give
+    parameters a learning-rate multiplier, a weight decay, or freeze them (as are the
+    ones a model marks untrainable); ``ema`` keeps an average of the weights (component
+    ``"ema"``) that accuracy checks and ``best_params`` use; ``augment`` (a pipeline of
+    :mod:`nndl.augment`) draws batches from a background :class:`~nndl.batch_loader.BatchLoader`
+    (component ``"loader"``) instead of SPEC's shuffle. An empty validation set makes
+    validation accuracies NaN and ``best_params`` the latest; a model's
+    ``init_from_data(X_train)`` runs when a fresh run starts if it has
+    ``data_init_params``.
+
     Attributes: ``epoch``, ``iteration`` (completed updates), ``num_iterations``,
     ``iterations_per_epoch``, ``loss_history``, ``train_acc_history``, ``val_acc_history``
     (entry 0 is the check at the start), ``best_val_acc``, ``best_params``,
-    ``optim_configs``, ``stop_training``, ``stop_reason`` and ``components``.
+    ``optim_configs``, ``stop_training``, ``stop_reason``, ``components``, ``schedule``
+    (a :class:`nndl.schedules.Schedule` or None), ``ema`` and ``loader`` (or None), and
+    ``learning_rate`` (the base rate times the schedule's multiplier of the latest step).
 
     State: :meth:`state_dict` holds everything a run continues from (the model's state,
     counters, histories, best parameters, the update rules' state, the Generator and the
@@ -90,52 +99,20 @@ class Solver:
     """
 
     def __init__(self, model: Any, data: Mapping[str, Any], **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(
-                f"Solver: unknown keyword argument(s) {unknown}; expected some of {list(DEFAULTS)}"
-            )
-        opts = {**DEFAULTS, **kwargs}
-        missing = [k for k in DATA_KEYS if k not in data]
-        if missing:
-            raise ValueError(f"Solver: data is missing {missing}; expected keys {list(DATA_KEYS)}")
-        for split in ("train", "val"):
-            X, y = data[f"X_{split}"], data[f"y_{split}"]
-            if len(X) != len(y):
-                raise ValueError(
-                    f"Solver: X_{split} has {len(X)} rows but y_{split} has {len(y)} labels"
-                )
-        if len(data["X_train"]) == 0:
-            raise ValueError("Solver: expected a non-empty training set, got 0 examples")
+        opts = check_options(model, data, kwargs)
         self.model = model
         self.X_train, self.y_train = data["X_train"], data["y_train"]
         self.X_val, self.y_val = data["X_val"], data["y_val"]
-
         rule = opts["update_rule"]
-        if not callable(rule) and rule not in UPDATE_RULES:
-            raise ValueError(
-                f"Solver: unknown update_rule {rule!r}; expected one of {sorted(UPDATE_RULES)} "
-                "or a callable"
-            )
         self.update_rule = get_update_rule(rule)
         self.update_rule_name: str | None = rule if isinstance(rule, str) else None
-        optim_config = opts["optim_config"] or {}
-        if not isinstance(optim_config, Mapping):
-            raise ValueError(f"Solver: expected optim_config to be a dict, got {optim_config!r}")
-        self.optim_config = dict(optim_config)
-        self.lr_decay = float(opts["lr_decay"])
-        if not self.lr_decay > 0:
-            raise ValueError(f"Solver: expected lr_decay > 0, got {opts['lr_decay']!r}")
-        self.batch_size = _positive_int("batch_size", opts["batch_size"])
-        self.num_epochs = _positive_int("num_epochs", opts["num_epochs"], minimum=0)
-        self.num_train_samples = _positive_int(
-            "num_train_samples", opts["num_train_samples"], allow_none=True
-        )
-        self.num_val_samples = _positive_int(
-            "num_val_samples", opts["num_val_samples"], allow_none=True
-        )
+        self.optim_config = dict(opts["optim_config"] or {})
+        self.lr_decay = opts["lr_decay"]
+        self.batch_size, self.num_epochs = opts["batch_size"], opts["num_epochs"]
+        self.num_train_samples = opts["num_train_samples"]
+        self.num_val_samples = opts["num_val_samples"]
         self.checkpoint_name = opts["checkpoint_name"]
-        self.print_every = _positive_int("print_every", opts["print_every"])
+        self.print_every = opts["print_every"]
         self.verbose = bool(opts["verbose"])
         seed = opts["seed"]
         if seed is None:
@@ -143,16 +120,43 @@ class Solver:
             # unseeded run repeatable; the solver keeps its own (checkpointed) Generator.
             seed = np.random.randint(2**63, dtype=np.int64)
         self.rng = np.random.default_rng(seed)
+        self._setup_extras(opts)
 
         callbacks = list(opts["callbacks"] or [])
         if self.verbose and not any(isinstance(cb, PrintProgress) for cb in callbacks):
             callbacks.insert(0, PrintProgress(self.print_every))
         self.callbacks: list[Callback] = callbacks
-        self.components: dict[str, Any] = {}
 
         self.iterations_per_epoch = max(len(self.X_train) // self.batch_size, 1)
         self.num_iterations = self.iterations_per_epoch * self.num_epochs
         self._reset()
+
+    def _setup_extras(self, opts: dict[str, Any]) -> None:
+        """The schedule, parameter groups, EMA and loader (see :mod:`nndl.solver_setup`)."""
+        try:
+            self.schedule = None if opts["schedule"] is None else make_schedule(opts["schedule"])
+            augment = None if opts["augment"] is None else make_augmentation(opts["augment"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"Solver: {exc}") from None
+        if self.schedule is not None and self.lr_decay != 1.0:
+            raise ValueError(
+                "Solver: give lr_decay or schedule, not both (lr_decay is the schedule "
+                f"{{'name': 'exponential', 'gamma': {self.lr_decay}}})"
+            )
+        self.plan = ParamPlan(self.model, self.optim_config, self.update_rule_name,
+                              opts["param_groups"], self.schedule)  # fmt: skip
+        self.learning_rate = self.optim_config.get("learning_rate")
+        self.ema_spec = check_ema_spec("Solver", opts["ema"])
+        self.ema = None if self.ema_spec is None else make_ema(self.ema_spec)
+        self.loader: BatchLoader | None = None
+        if augment is not None:
+            seed = int(self.rng.integers(2**63))  # only when asked: SPEC's draws stay as they were
+            self.loader = BatchLoader(self.X_train, self.y_train, self.batch_size,
+                                      augment=augment, seed=seed)  # fmt: skip
+        self.components: dict[str, Any] = {}
+        for name, component in (("loader", self.loader), ("ema", self.ema)):
+            if component is not None:
+                self.components[name] = component
 
     def _reset(self) -> None:
         """Set up the bookkeeping of a fresh run."""
@@ -164,7 +168,7 @@ class Solver:
         self.train_acc_history: list[float] = []
         self.val_acc_history: list[float] = []
         # The Solver owns the parameters, so the rules may update them in place.
-        self.optim_configs = {p: {"inplace": True, **self.optim_config} for p in self.model.params}
+        self.optim_configs = self.plan.initial_configs(self.optim_config)
         self.stop_training = False
         self.stop_reason: str | None = None
         self._perm: np.ndarray | None = None
@@ -183,9 +187,9 @@ class Solver:
                 method(self, *args)
 
     # --- training ---------------------------------------------------------------------
-    def _step(self, idx: np.ndarray) -> float | None:
-        """One update on the examples ``idx``; None (and no update) if the loss is not finite."""
-        loss, grads = self.model.loss(self.X_train[idx], self.y_train[idx])
+    def _step(self, X: np.ndarray, y: np.ndarray) -> float | None:
+        """One update on the minibatch; None (and no update) if the loss is not finite."""
+        loss, grads = self.model.loss(X, y)
         loss = float(loss)
         if not math.isfinite(loss):
             self.stop_reason = (
@@ -197,19 +201,46 @@ class Solver:
                 print(self.stop_reason)
             return None
         self.loss_history.append(loss)
-        params = self.model.params
+        params, plan = self.model.params, self.plan
+        factor = plan.multiplier(self.iteration, self.num_iterations, self.iterations_per_epoch)
+        if plan.schedule is not None:
+            self.learning_rate = self.optim_config.get("learning_rate", 1.0) * factor
         for p, w in params.items():
-            next_w, config = self.update_rule(w, grads[p], self.optim_configs[p])
-            params[p] = next_w
-            self.optim_configs[p] = config
+            if p in plan.frozen:
+                continue
+            config = self.optim_configs[p]
+            if plan.schedule is not None:
+                config["learning_rate"] = plan.learning_rate(p, factor)
+            params[p], self.optim_configs[p] = self.update_rule(w, grads[p], config)
+        if self.ema is not None:
+            ema_step(self.ema, self.ema_spec, self.model, self.iteration + 1, self.num_iterations)
         return loss
 
-    def _iteration(self, N: int, ipe: int, started: float) -> bool:
+    def averaged(self) -> Any:
+        """A context in which the model holds the EMA's averages (a no-op without an EMA):
+        the weights every accuracy check and ``best_params`` use."""
+        return ema_applied(self.ema, self.ema_spec, self.model)
+
+    def _batches(self, N: int, ipe: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The minibatches of the iterations still to run: the loader's (augmented, in a
+        background thread) or SPEC's shuffle, drawn from the solver's Generator as each
+        epoch starts."""
+        if self.loader is not None:
+            start = {"seed": self.loader.seed, "epoch": self.iteration // ipe,
+                     "position": self.iteration % ipe}  # fmt: skip
+            self.loader.load_state_dict(start)  # the solver's counter is the truth
+            yield from self.loader.iterate(self.num_iterations - self.iteration)
+            return
+        while True:
+            pos = self.iteration % ipe
+            if pos == 0 or self._perm is None:
+                self._perm = self.rng.permutation(N)
+            idx = self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
+            yield self.X_train[idx], self.y_train[idx]
+
+    def _iteration(self, batches: Iterator, ipe: int, started: float) -> bool:
         """One step, its callbacks and any epoch end; False if the loss was not finite."""
-        pos = self.iteration % ipe
-        if pos == 0 or self._perm is None:
-            self._perm = self.rng.permutation(N)
-        loss = self._step(self._perm[pos * self.batch_size : (pos + 1) * self.batch_size])
+        loss = self._step(*next(batches))
         if loss is None:
             return False
         self.iteration += 1
@@ -219,22 +250,28 @@ class Solver:
         return True
 
     def _record_accuracy(self) -> tuple[float, float]:
-        train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
-        val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples)
-        self.train_acc_history.append(train_acc)
-        self.val_acc_history.append(val_acc)
-        if val_acc > self.best_val_acc or not self.best_params:
-            self.best_val_acc = val_acc
-            self.best_params = {k: v.copy() for k, v in self.model.params.items()}
+        with self.averaged():
+            train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
+            val_acc = self.check_accuracy(self.X_val, self.y_val, self.num_val_samples)
+            self.train_acc_history.append(train_acc)
+            self.val_acc_history.append(val_acc)
+            # Without a validation set (NaN) the best parameters are the latest.
+            if val_acc > self.best_val_acc or not self.best_params or math.isnan(val_acc):
+                self.best_val_acc = val_acc
+                self.best_params = {k: v.copy() for k, v in self.model.params.items()}
         return train_acc, val_acc
 
     def _end_epoch(self, started: float) -> None:
         self.epoch += 1
         configs = list(self.optim_configs.values())
         lr = configs[0].get("learning_rate") if configs else None
+        if self.schedule is not None:
+            lr = self.learning_rate  # the frozen first parameter's config is never set
         for config in configs:
             if "learning_rate" in config:
                 config["learning_rate"] *= self.lr_decay
+        if self.schedule is None and self.learning_rate is not None:
+            self.learning_rate *= self.lr_decay
         train_acc, val_acc = self._record_accuracy()
         ipe = self.iterations_per_epoch
         losses = self.loss_history[(self.epoch - 1) * ipe : self.epoch * ipe]
@@ -268,13 +305,16 @@ class Solver:
             self._last_params = None
         with StepBoundaryInterrupts() as interrupts:
             if self.iteration == 0 and not self.val_acc_history:
+                if getattr(self.model, "data_init_params", None):
+                    self.model.init_from_data(self.X_train)
                 self._record_accuracy()
             self._call("on_train_begin")
             interrupts.check()
-            while self.iteration < self.num_iterations and not self.stop_training:
-                if not self._iteration(N, ipe, started):
-                    break
-                interrupts.check()
+            with contextlib.closing(self._batches(N, ipe)) as batches:
+                while self.iteration < self.num_iterations and not self.stop_training:
+                    if not self._iteration(batches, ipe, started):
+                        break
+                    interrupts.check()
         if self.stop_training and self.stop_reason is None:
             self.stop_reason = f"Solver: stopped by a callback after iteration {self.iteration}"
 
@@ -292,7 +332,7 @@ class Solver:
         With ``num_samples`` (and more rows than that), a random subset of that many rows
         drawn without replacement from the solver's Generator.
         """
-        batch_size = _positive_int("batch_size", batch_size)
+        batch_size = positive_int("batch_size", batch_size)
         N = len(X)
         if num_samples is not None and N > num_samples:
             idx = np.sort(self.rng.choice(N, num_samples, replace=False))
@@ -345,7 +385,7 @@ class Solver:
 
     def _restore(self, state: Any, where: str) -> None:
         c = checks.check_state(where, state, self)
-        self._load_objects(state["model"], state["components"], where)
+        checks.load_objects(where, self.model, state["model"], self.components, state["components"])
         # Everything is checked and the model and components restored: now the solver.
         self.optim_configs = {p: {k: np.array(v) if isinstance(v, np.ndarray) else v
                                   for k, v in config.items()}
@@ -359,25 +399,6 @@ class Solver:
         self.best_val_acc = c["best_val_acc"]
         self.rng = c["rng"]
         self._last_params = None
-
-    def _load_objects(self, model: Any, components: Mapping[str, Any], where: str) -> None:
-        """Restore the model, then each component; a refusal undoes what was restored."""
-        before = self.model.state_dict()
-        try:
-            self.model.load_state_dict(model)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-        done: list[tuple[Any, Any]] = []
-        try:
-            for name, component in self.components.items():
-                previous = component.state_dict()
-                component.load_state_dict(components[name])
-                done.append((component, previous))
-        except (TypeError, ValueError) as exc:
-            for component, previous in reversed(done):
-                component.load_state_dict(previous)
-            self.model.load_state_dict(before)
-            raise ValueError(f"{where}: component {name!r}: {exc}") from None
 
     # --- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
@@ -396,16 +417,8 @@ class Solver:
         :meth:`load_state_dict`; a refused or damaged file (a ``ValueError`` naming it)
         leaves the solver as it was. Checkpoints of nndl 0.1.0 load too.
         """
-        fn = "Solver.load_checkpoint"
-        where = f"{fn}: {path}"
+        where = f"Solver.load_checkpoint: {path}"
         shapes = {k: v.shape for k, v in self.model.params.items()}
-
-        def check(outline: dict[str, Any]) -> None:  # before any array is read
-            checks.check_outline(where, upgrade(outline), shapes, len(self.X_train))
-
-        tree = upgrade(read_tree(fn, path, check))
-        model = {k: tree["model"].get(k) for k in ("params", "buffers", "rng")}
-        state = {**tree["solver"], "model": model}
+        state, extra = checks.read_checkpoint(path, shapes, len(self.X_train))
         self._restore(state, where)
-        extra = tree.get("extra")
-        return None if extra is None else dict(extra)
+        return extra

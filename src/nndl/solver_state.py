@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .io.checkpoint import StoredArray, check_shapes
+from .io.checkpoint import StoredArray, check_shapes, read_tree
+from .legacy import upgrade
 from .rng import set_rng_state
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "check_best_params",
     "check_outline",
     "check_state",
+    "load_objects",
+    "read_checkpoint",
 ]
 
 STATE_KEYS = ("model", "epoch", "iteration", "best_val_acc", "iterations_per_epoch",
@@ -221,3 +224,42 @@ def check_state(where: str, state: Any, solver: Any) -> dict[str, Any]:
         "perm": check_perm(where, state["perm"], len(solver.X_train)),
         "rng": rng,
     }
+
+
+def load_objects(
+    where: str, model: Any, model_state: Any, components: Mapping[str, Any], states: Any
+) -> None:
+    """Restore ``model``, then each of ``components``, through their ``load_state_dict``;
+    a refusal undoes what was restored and is a ValueError starting with ``where``."""
+    before = model.state_dict()
+    try:
+        model.load_state_dict(model_state)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    done: list[tuple[Any, Any]] = []
+    try:
+        for name, component in components.items():
+            previous = component.state_dict()
+            component.load_state_dict(states[name])
+            done.append((component, previous))
+    except (TypeError, ValueError) as exc:
+        for component, previous in reversed(done):
+            component.load_state_dict(previous)
+        model.load_state_dict(before)
+        raise ValueError(f"{where}: component {name!r}: {exc}") from None
+
+
+def read_checkpoint(path: Any, shapes: Mapping[str, tuple], n: int) -> tuple[dict, dict | None]:
+    """(solver state, extra) of the checkpoint file ``path`` of a solver whose model has
+    parameters of ``shapes`` and ``n`` training examples: the stored arrays' shapes are
+    checked (:func:`check_outline`) before any is read. Files of nndl 0.1.0 load too."""
+    fn = "Solver.load_checkpoint"
+    where = f"{fn}: {path}"
+
+    def check(outline: dict[str, Any]) -> None:  # before any array is read
+        check_outline(where, upgrade(outline), shapes, n)
+
+    tree = upgrade(read_tree(fn, path, check))
+    model = {k: tree["model"].get(k) for k in ("params", "buffers", "rng")}
+    extra = tree.get("extra")
+    return {**tree["solver"], "model": model}, None if extra is None else dict(extra)

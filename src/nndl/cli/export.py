@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--format onnx needs the onnx package: pip install 'nndl[onnx]'") from None
     model, extra, pre = folder.load_model(last=args.last)
     preprocess = {"mean_image": pre["mean_image"], "class_names": pre["class_names"]}
+    if pre["mean"] is not None:
+        preprocess.update(mean=pre["mean"], std=pre["std"])
     to_onnx(model, preprocess, output, opset=args.opset)
     which = folder.last.name if args.last else folder.best.name
     print(

@@ -11,42 +11,40 @@ all derived from it; to add a setting, add a row.
 from __future__ import annotations
 
 import argparse
-import inspect
+import json
 import math
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from ..io.checkpoint import MAX_FILE_BYTES
+from ..augment import PAD_MODES, TTA_MODES
 from ..models import MODELS
 from ..optim import UPDATE_RULES
 from .errors import CLIError
 from .inputs import read_arch
+from .presets import DEFAULT_PRESET, PRESETS
+from .recipe import check_combination, is_schedule, parse_schedule, with_warmup
 
 __all__ = [
     "Flag",
     "FLAGS",
     "DEFAULTS",
     "MODEL_FLAGS",
+    "MODEL_KWARGS",
     "SETTING_RULES",
     "REQUIRED_SETTINGS",
     "RUN_CONTROL",
-    "MAX_PARAM_BYTES",
+    "NEW_DEFAULTS",
     "flag_name",
     "finite_float",
     "add_train_flags",
     "check_settings",
     "check_flags",
     "settings_from_args",
-    "build_kwargs",
-    "preflight",
+    "presets_help",
 ]
 
-# A checkpoint holds about four copies of the parameters (the current and best ones and
-# Adam's two moments) and must stay loadable (nndl.io.checkpoint.MAX_FILE_BYTES).
-MAX_PARAM_BYTES = MAX_FILE_BYTES // 4
 _UNSET = object()  # no value in the default run
 
 
@@ -65,14 +63,16 @@ def _is_int(v: Any, minimum: int) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
 
 
-def _is_real(v: Any, low: float, high: float = math.inf, above: bool = False) -> bool:
+def _is_real(v: Any, low: float, high: float = math.inf, above=False, below=False) -> bool:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         return False
-    return (v > low if above else v >= low) and v <= high
+    return (v > low if above else v >= low) and (v < high if below else v <= high)
 
 
-def _int(minimum: int) -> tuple[str, Callable[[Any], bool]]:
-    return f"an integer >= {minimum}", lambda v: _is_int(v, minimum)
+def _int(minimum: int, maximum: int | None = None) -> tuple[str, Callable[[Any], bool]]:
+    if maximum is None:
+        return f"an integer >= {minimum}", lambda v: _is_int(v, minimum)
+    return f"an integer in [{minimum}, {maximum}]", lambda v: _is_int(v, minimum) and v <= maximum
 
 
 def _ints(minimum: int, nonempty: bool) -> tuple[str, Callable[[Any], bool]]:
@@ -87,10 +87,15 @@ def _ints(minimum: int, nonempty: bool) -> tuple[str, Callable[[Any], bool]]:
     )
 
 
-def _real(low: float, high: float = math.inf, above: bool = False, optional=False, what=""):
+def _real(low: float, high: float = math.inf, above=False, optional=False, what="", below=False):
     what = what or (f"a number {'>' if above else '>='} {low:g}" if high == math.inf
                     else f"a number in [{low:g}, {high:g}]")  # fmt: skip
-    return what, lambda v: (optional and v is None) or _is_real(v, low, high, above)
+    return what, lambda v: (optional and v is None) or _is_real(v, low, high, above, below)
+
+
+_BOOLEAN = ("true or false", lambda v: isinstance(v, bool))
+NORMALIZE = ["mean_image", "channel"]
+FLIPS = ["none", "random", "alternating"]
 
 
 def _one_of(choices: Callable[[], Sequence[str]]) -> tuple[str, Callable[[Any], bool]]:
@@ -122,17 +127,23 @@ class Flag:
     setting: bool = True
     options: dict[str, Any] = field(default_factory=dict)  # for add_argument
     aliases: tuple[str, ...] = ()
+    new: bool = False
 
     @property
     def flag(self) -> str:
         return flag_name(self.key)
 
 
-M, OPT, D, R = "model", "optimisation", "data", "run folder and output"
+P, M, OPT, AVG = "preset", "model", "optimisation", "learning-rate schedule and averaging"
+D, AUG, EV, R = "data", "augmentation", "evaluation", "run folder and output"
+_BOOL = {"action": argparse.BooleanOptionalAction}
 # The default run: chosen for time to 65% validation accuracy on a 2-core CPU, as
 # benchmarks/bench_train.py measures it. A narrow conv net (16-32-64 filters, batch
 # norm) passes 65% after two epochs of about 40 s; 32-64-128 takes twice as long a step.
 FLAGS: tuple[Flag, ...] = (
+    Flag("preset", P, "start from the settings of a preset (listed below); flags given "
+         "override it", DEFAULT_PRESET, _one_of(lambda: list(PRESETS)),
+         options={"choices": list(PRESETS), "metavar": "NAME"}, new=True),
     Flag("model", M, "model to train", "convnet", _one_of(lambda: list(MODELS)),
          options={"choices": sorted(MODELS)}),
     Flag("arch", M, "train the architecture spec in FILE.json (a list of nndl.nn layers; "
@@ -149,9 +160,8 @@ FLAGS: tuple[Flag, ...] = (
          aliases=("--hidden-dim",)),
     Flag("pool_every", M, "convnet: 2x2 max pool after every N convs", 1, _int(1),
          ("pool_every",), options={"type": int, "metavar": "N"}),
-    Flag("batchnorm", M, "use batch normalisation", True,
-         ("true or false", lambda v: isinstance(v, bool)), ("use_batchnorm",),
-         options={"action": argparse.BooleanOptionalAction}),
+    Flag("batchnorm", M, "use batch normalisation", True, _BOOLEAN, ("use_batchnorm",),
+         options=_BOOL),
     Flag("dropout", M, "dropout keep probability, 0 for none", 0.0, _real(0, 1), ("dropout",),
          options={"type": finite_float, "metavar": "P"}),
     Flag("weight_scale", M, "std of the initial weights; convnet default: He initialisation",
@@ -159,6 +169,9 @@ FLAGS: tuple[Flag, ...] = (
          options={"type": finite_float, "metavar": "STD"}),
     Flag("reg", M, "L2 regularisation strength", 0.0, _real(0), ("reg",),
          options={"type": finite_float}),
+    Flag("label_smoothing", M, "label smoothing of the softmax loss (network models)",
+         rule=_real(0, 1, what="a number in [0, 1)", below=True), kwargs=("label_smoothing",),
+         options={"type": finite_float, "metavar": "EPS"}, new=True),
     Flag("dtype", M, "floating point type of data and parameters", "float32",
          ("float32 or float64", lambda v: v in ("float32", "float64")),
          options={"choices": ["float32", "float64"]}),
@@ -166,11 +179,41 @@ FLAGS: tuple[Flag, ...] = (
          _one_of(lambda: list(UPDATE_RULES)), options={"choices": sorted(UPDATE_RULES)}),
     Flag("lr", OPT, "initial learning rate", 2e-3, _real(0, above=True),
          options={"type": finite_float}),
-    Flag("lr_decay", OPT, "learning rate factor after each epoch", 0.5, _real(0, above=True),
-         options={"type": finite_float}),
+    Flag("lr_decay", OPT, "learning rate factor after each epoch (without --schedule)", 0.5,
+         _real(0, above=True), options={"type": finite_float}),
+    Flag("momentum", OPT, "momentum of the update rule (default: the rule's own)", None,
+         _real(0, 1, optional=True, below=True, what="a number in [0, 1)"),
+         options={"type": finite_float}, new=True),
+    Flag("weight_decay", OPT, "weight decay (default: the rule's own; decoupled unless "
+         "--coupled-decay)", None, _real(0, optional=True), options={"type": finite_float},
+         new=True),
+    Flag("coupled_decay", OPT, "apply --weight-decay as L2 through the gradient and momentum "
+         "(PyTorch SGD's weight_decay) instead of decoupled", False, _BOOLEAN, options=_BOOL,
+         new=True),
+    Flag("bias_decay", OPT, "weight decay on biases and batch-norm parameters too", False,
+         _BOOLEAN, options=_BOOL, new=True),
+    Flag("bn_bias_lr", OPT, "learning-rate multiplier of the batch-norm biases (their weight "
+         "decay is divided by it)", None, _real(0, above=True, optional=True),
+         options={"type": finite_float, "metavar": "M"}, new=True),
     Flag("batch_size", OPT, "minibatch size", 64, _int(1), options={"type": int}),
     Flag("epochs", OPT, "total epochs (with --resume: the new total)", 3, _int(1),
          run_control=True, options={"type": int}),
+    Flag("schedule", AVG, "learning-rate schedule per iteration: a name from nndl.schedules "
+         "or a JSON spec such as '{\"name\": \"cosine\", \"end\": 0.01}' (default: "
+         "per-epoch --lr-decay)", None, ("a schedule spec", is_schedule),
+         options={"type": parse_schedule, "metavar": "NAME|JSON"}, new=True),
+    Flag("warmup", AVG, "fraction of training the schedule warms up for", None,
+         _real(0, 1, optional=True), options={"type": finite_float, "metavar": "F"}, new=True),
+    Flag("ema", AVG, "evaluate (and keep as best) an exponential moving average of the "
+         "weights with this decay per average", None,
+         _real(0, 1, optional=True, below=True, what="a number in [0, 1)"),
+         options={"type": finite_float, "metavar": "DECAY"}, new=True),
+    Flag("ema_every", AVG, "average every N steps", 1, _int(1), options={"type": int},
+         new=True),
+    Flag("ema_power", AVG, "decay of the average after step t of T: DECAY * (t/T)**P", 0.0,
+         _real(0), options={"type": finite_float, "metavar": "P"}, new=True),
+    Flag("lookahead", AVG, "write the average back into the weights (and at the end)", False,
+         _BOOLEAN, options=_BOOL, new=True),
     Flag("seed", OPT, "seed of initialisation and shuffling", 0, _int(0), options={"type": int}),
     Flag("time_limit", OPT, "stop training after this many seconds (checked every iteration)",
          rule=_real(0, optional=True, what="a number >= 0 (seconds)"), setting=False,
@@ -180,10 +223,26 @@ FLAGS: tuple[Flag, ...] = (
          options={"type": finite_float, "metavar": "ACC"}),
     Flag("num_training", D, "training images", 49000, _int(1),
          options={"type": int, "metavar": "N"}),
-    Flag("num_validation", D, "validation images (after the training ones)", 1000, _int(1),
+    Flag("num_validation", D, "validation images (after the training ones); 0: none, the "
+         "best model is the last", 1000, _int(0), options={"type": int, "metavar": "N"}),
+    Flag("num_test", D, "test images for 'nndl evaluate' and --test-at-end", 1000, _int(0),
          options={"type": int, "metavar": "N"}),
-    Flag("num_test", D, "test images for 'nndl evaluate'", 1000, _int(0),
-         options={"type": int, "metavar": "N"}),
+    Flag("normalize", D, "input preprocessing: subtract the mean image, or per-channel "
+         "(x - mean) / std", "mean_image", _one_of(lambda: NORMALIZE),
+         options={"choices": NORMALIZE}, new=True),
+    Flag("crop_pad", AUG, "random translation by up to N pixels (pad and crop)", 0,
+         _int(0, 31), options={"type": int, "metavar": "N"}, new=True),
+    Flag("crop_mode", AUG, "padding of --crop-pad", "reflect", _one_of(lambda: PAD_MODES),
+         options={"choices": sorted(PAD_MODES)}, new=True),
+    Flag("flip", AUG, "horizontal flips: each image at random, or alternating epochs "
+         "(airbench94)", "none", _one_of(lambda: FLIPS), options={"choices": FLIPS}, new=True),
+    Flag("cutout", AUG, "zero a random N x N square of each image", 0, _int(0, 32),
+         options={"type": int, "metavar": "N"}, new=True),
+    Flag("tta", EV, "test-time augmentation of --test-at-end", "none",
+         _one_of(lambda: TTA_MODES), options={"choices": TTA_MODES}, new=True),
+    Flag("test_at_end", EV, "evaluate the best model on the --num-test test images after "
+         "training (into config.json and evaluation.json)", False, _BOOLEAN, options=_BOOL,
+         new=True),
     Flag("data_dir", D, "folder holding cifar-10-batches-py (or that folder itself); default: "
          "$NNDL_DATA_DIR, then the user cache (downloads if absent)", setting=False),
     Flag("out", R, "run folder to write (default: runs/YYYYmmdd-HHMMSS)", setting=False,
@@ -199,10 +258,14 @@ _BY_KEY = {f.key: f for f in FLAGS}
 DEFAULTS: dict[str, Any] = {f.key: f.default for f in FLAGS if f.default is not _UNSET}
 """The default run: every setting not given on the command line (``nndl train --help``)."""
 MODEL_FLAGS = tuple(f.key for f in FLAGS if f.kwargs)
+MODEL_KWARGS = {f.key: f.kwargs for f in FLAGS if f.kwargs}
+"""Each model flag's constructor keywords (the first one a model takes is filled)."""
 SETTING_RULES = {f.key: f.rule for f in FLAGS if f.rule is not None}
 RUN_CONTROL = tuple(f.key for f in FLAGS if f.run_control)
-# The settings a run cannot do without (model flags may be absent: that model's defaults).
-REQUIRED_SETTINGS = tuple(k for k in DEFAULTS if k not in MODEL_FLAGS)
+# The settings a run cannot do without (model flags may be absent: that model's defaults;
+# settings added since nndl 0.1.0 take their defaults, which mean what 0.1.0 did).
+REQUIRED_SETTINGS = tuple(k for k in DEFAULTS if k not in MODEL_FLAGS and not _BY_KEY[k].new)
+NEW_DEFAULTS = {k: v for k, v in DEFAULTS.items() if _BY_KEY[k].new}
 
 
 def flag_name(key: str) -> str:
@@ -259,102 +322,56 @@ def check_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Every setting of a new run: the flags given, the rest from :data:`DEFAULTS` (model
-    settings only for the default model; ``--arch`` means ``--model network``)."""
+    """Every setting of a new run: the flags given, over the preset's settings (``--preset``,
+    default :data:`~nndl.cli.presets.DEFAULT_PRESET`), over :data:`DEFAULTS` (model
+    settings only for the default model; ``--arch`` means ``--model network``). A
+    ``--schedule`` replaces the per-epoch ``--lr-decay`` (1 unless given) and takes
+    ``--warmup`` into its spec."""
     given = check_flags(args)
-    model = given.get("model", "network" if given.get("arch") is not None else DEFAULTS["model"])
+    preset = dict(PRESETS[given.get("preset", DEFAULT_PRESET)].settings)
+    chosen = {**preset, **given}
+    arch = chosen.get("arch")
+    model = chosen.get("model", "network" if arch is not None else DEFAULTS["model"])
     settings = {k: v for k, v in DEFAULTS.items() if k not in MODEL_FLAGS}
     if model == DEFAULTS["model"]:
         settings.update({k: DEFAULTS[k] for k in MODEL_FLAGS if k in DEFAULTS})
-    settings.update(given)
+    settings.update(chosen)
     settings["model"] = model
+    settings.setdefault("preset", DEFAULT_PRESET)
+    if settings.get("schedule") is not None:
+        if "lr_decay" not in chosen:
+            settings["lr_decay"] = 1.0
+        if settings.get("warmup") is not None:
+            settings["schedule"] = with_warmup(settings["schedule"], settings["warmup"])
     check_settings(settings, flag_name)
+    check_combination(settings, flag_name)
     return settings
 
 
-def _refuse(flag: str, name: str) -> CLIError:
-    if name == "network":
-        return CLIError(f"{flag_name(flag)} does not apply to --arch (the spec is the model)")
-    return CLIError(f"{flag_name(flag)} does not apply to model {name}")
+def _shown(value: Any) -> str:
+    """A preset's value as it would be typed after its flag."""
+    if isinstance(value, dict):
+        return "'" + json.dumps(value) + "'"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def build_kwargs(
-    settings: Mapping[str, Any],
-    input_dim: Sequence[int],
-    num_classes: int,
-    explicit: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Constructor keywords for ``settings['model']`` from the settings and the data shape.
-
-    A model flag the model's constructor does not take is an error when it was given
-    explicitly and is skipped otherwise.
-    """
-    name = settings["model"]
-    params = inspect.signature(MODELS[name]).parameters
-    kwargs: dict[str, Any] = {}
-    for flag in MODEL_FLAGS:
-        if flag not in settings:
-            continue
-        key = next((k for k in _BY_KEY[flag].kwargs if k in params), None)
-        if key is None:
-            if flag in explicit:
-                raise _refuse(flag, name)
-            continue
-        kwargs[key] = _model_value(name, flag, key, settings[flag], params[key].default)
-    if "input_dim" in params:
-        as_int = isinstance(params["input_dim"].default, (int, np.integer))
-        kwargs["input_dim"] = int(np.prod(input_dim)) if as_int else tuple(input_dim)
-    for key, value in (("num_classes", num_classes), ("dtype", np.dtype(settings["dtype"]).type),
-                       ("seed", settings["seed"])):  # fmt: skip
-        if key in params:
-            kwargs[key] = value
-    missing = [k for k, p in params.items()
-               if p.default is inspect.Parameter.empty and k not in kwargs]  # fmt: skip
-    if missing:
-        needs = {"layers": "--arch FILE.json"}
-        raise CLIError(
-            f"model {name} needs {', '.join(needs.get(k, flag_name(k)) for k in missing)}"
-        )
-    return kwargs
-
-
-def _model_value(name: str, flag: str, key: str, value: Any, default: Any) -> Any:
-    """A list setting as the constructor takes it: one int, or a tuple."""
-    if not isinstance(value, list) or key == "layers":
-        return value
-    if key == "hidden_dim" or isinstance(default, (int, np.integer)):
-        if len(value) != 1:
-            raise CLIError(f"model {name} takes one value for {flag_name(flag)}, got {value}")
-        return value[0]
-    return tuple(value)
-
-
-def preflight(
-    settings: Mapping[str, Any],
-    explicit: Sequence[str] = (),
-    input_dim: Sequence[int] = (3, 32, 32),
-    num_classes: int = 10,
-) -> dict[str, Any]:
-    """The model's keywords for ``settings``, checked (sizes included) before any data is
-    loaded or memory spent: the model's parameter shapes are computed, not allocated."""
-    kwargs = build_kwargs(settings, input_dim, num_classes, explicit)
-    size = min(input_dim[1:]) if len(input_dim) == 3 else None
-    if size is not None and kwargs.get("filter_size", 1) > size:
-        raise CLIError(
-            f"--filter-size must be at most {size} (the images are "
-            f"{input_dim[1]}x{input_dim[2]}), got {kwargs['filter_size']}"
-        )
-    name = settings["model"]
-    try:
-        shapes = MODELS[name].param_shapes(**kwargs)
-    except (TypeError, ValueError) as exc:
-        where = "--arch" if name == "network" else f"model {name}"
-        raise CLIError(f"{where}: {exc}") from None
-    count = sum(math.prod(shape) for shape in shapes.values())
-    nbytes = count * np.dtype(settings["dtype"]).itemsize
-    if nbytes > MAX_PARAM_BYTES:
-        raise CLIError(
-            f"model {name} would hold {count:,} parameters ({nbytes / 2**30:.1f} GiB); at "
-            f"most {MAX_PARAM_BYTES / 2**30:.1f} GiB: use fewer --num-filters or --hidden-dims"
-        )
-    return kwargs
+def presets_help() -> str:
+    """The presets and their flags, for the end of ``nndl train --help``."""
+    lines = ["presets (--preset NAME; flags given with it override it):"]
+    wrap = {"width": 88, "break_on_hyphens": False, "break_long_words": False}
+    for name, preset in PRESETS.items():
+        lines += textwrap.wrap(f"{name}: {preset.description}", initial_indent="  ",
+                               subsequent_indent="      ", **wrap)  # fmt: skip
+        flags = []
+        for key, value in preset.settings.items():
+            if key == "arch":
+                flags.append(f"--arch <{preset.arch_note}>")
+            elif isinstance(value, bool):
+                flags.append(flag_name(key) if value else "--no-" + flag_name(key)[2:])
+            else:
+                flags.append(f"{flag_name(key)} {_shown(value)}")
+        lines += textwrap.wrap(" ".join(flags) or "(the defaults above)", initial_indent="      ",
+                               subsequent_indent="      ", **wrap)  # fmt: skip
+    return "\n".join(lines)

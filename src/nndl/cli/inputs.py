@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data import data_fingerprint, get_CIFAR10_data, resolve_data_dir
+from ..data import channel_mean_std, data_fingerprint, get_CIFAR10_data, resolve_data_dir
 from .errors import CLIError, read_text
 
-__all__ = ["load_cifar", "load_images", "read_arch"]
+__all__ = ["load_cifar", "load_images", "read_arch", "apply_preprocess"]
 
 
 def read_arch(path: str) -> list:
@@ -40,24 +40,48 @@ def read_arch(path: str) -> list:
     return spec
 
 
+def apply_preprocess(X: np.ndarray, pre: dict[str, Any]) -> np.ndarray:
+    """Raw images (0-255) prepared as a run's training data was: minus ``mean_image``,
+    then, with per-channel statistics (``--normalize channel``), ``(x - mean) / std``;
+    computed in float32 (as training did), returned in ``pre['dtype']``."""
+    X = np.asarray(X, dtype=np.float32) - pre["mean_image"]
+    if pre.get("mean") is not None:
+        X -= np.asarray(pre["mean"], np.float32)[:, None, None]
+        X /= np.asarray(pre["std"], np.float32)[:, None, None]
+    return X.astype(pre.get("dtype", "float32"), copy=False)
+
+
 def load_cifar(
     settings: dict[str, Any],
     data_dir: str | None = None,
     subtract_mean: bool = True,
     progress: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """CIFAR-10 splits sized by ``settings`` (as ``settings['dtype']``) and a data summary."""
+    """CIFAR-10 splits sized by ``settings`` (as ``settings['dtype']``) and a data summary.
+
+    With ``subtract_mean`` the splits are preprocessed as the run's ``normalize`` setting
+    says (the summary holds ``mean_image``, and ``mean``/``std`` of the training images
+    for ``channel``); without it they are raw pixels.
+    """
+    channel = subtract_mean and settings.get("normalize", "mean_image") == "channel"
     root = resolve_data_dir(data_dir, download=True, progress=progress)
     data = get_CIFAR10_data(
         num_training=settings["num_training"],
         num_validation=settings["num_validation"],
         num_test=settings["num_test"],
-        subtract_mean=subtract_mean,
+        subtract_mean=subtract_mean and not channel,
         data_dir=root,
     )
     fingerprint = data_fingerprint(data)  # of the float32 arrays, whatever the dtype
+    pre: dict[str, Any] = {"mean_image": np.asarray(data["mean_image"], np.float32)}
+    if channel:
+        mean, std = channel_mean_std(data["X_train"])
+        pre.update(mean=mean.astype(np.float32), std=std.astype(np.float32))
     dtype = np.dtype(settings["dtype"])
     for key in ("X_train", "X_val", "X_test"):
+        if channel:  # in place, in float32, as apply_preprocess computes it
+            data[key] -= pre["mean"][:, None, None]
+            data[key] /= pre["std"][:, None, None]
         data[key] = data[key].astype(dtype, copy=False)
     info = {
         "data_dir": str(Path(root).resolve()),
@@ -69,7 +93,7 @@ def load_cifar(
         "class_names": [str(n) for n in data["class_names"]],
     }
     if subtract_mean:
-        info["mean_image"] = np.asarray(data["mean_image"], dtype=np.float32)
+        info.update(pre)
     return data, info
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CLIError, cli_path
-from .inputs import load_images
+from .inputs import apply_preprocess, load_images
 from .report import batched_scores, softmax
 from .run_folder import RunFolder
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     pre = folder.read_preprocess()  # a missing run folder is reported before the images
     X = load_images(args.images, pre["mean_image"].shape[1:])
     model, _, pre = folder.load_model(last=args.last)
-    X = (X - pre["mean_image"]).astype(pre["dtype"], copy=False)
+    X = apply_preprocess(X, pre)
     probs = softmax(batched_scores(model, X))
     names = pre["class_names"]
     k = min(args.top_k, len(names))

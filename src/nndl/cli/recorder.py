@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -17,6 +19,8 @@ __all__ = ["RunRecorder"]
 
 
 def _current_lr(solver: Any) -> float:
+    if getattr(solver, "learning_rate", None) is not None:
+        return float(solver.learning_rate)  # the base rate of the latest step
     configs = getattr(solver, "optim_configs", None) or {}
     for cfg in configs.values():
         if "learning_rate" in cfg:
@@ -24,13 +28,26 @@ def _current_lr(solver: Any) -> float:
     return float(getattr(solver, "optim_config", {}).get("learning_rate", float("nan")))
 
 
+def _averaged(solver: Any) -> Any:
+    """The solver's context holding the evaluated (averaged) weights, if it has one."""
+    averaged = getattr(solver, "averaged", None)
+    return averaged() if averaged is not None else contextlib.nullcontext()
+
+
+def _acc(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
+
+
 class RunRecorder(Callback):
     """Solver callback that keeps the run folder up to date and reports progress.
 
     At each epoch end: appends to metrics.jsonl, writes last_model.npz (and best_model.npz
-    when validation accuracy improved), then checkpoint.npz (last, so that a resume never
-    skips a recorded epoch), and prints the one-line summary. Stops the solver at the
-    time limit or the target accuracy. :meth:`finish` writes the plots and the summary.
+    when validation accuracy improved, or every epoch without a validation split, whose
+    ``val_acc`` is recorded as null), then checkpoint.npz (last, so that a resume never
+    skips a recorded epoch), and prints the one-line summary. The models saved are the
+    ones evaluated: with an EMA of the weights, the averages (``solver.averaged()``).
+    Stops the solver at the time limit or the target accuracy. :meth:`finish` writes the
+    plots and the summary.
 
     Progress within an epoch: a tqdm bar when stderr is a terminal; otherwise (a log file,
     CI) one plain line at most every ``progress_every`` seconds, since a bar redrawn into
@@ -71,8 +88,10 @@ class RunRecorder(Callback):
         self.records = [r for r in self.run.read_metrics() if r["epoch"] <= solver.epoch]
         if self.records:
             self.prior_elapsed = float(self.records[-1]["elapsed"])
-            best = max(self.records, key=lambda r: r["val_acc"])
-            self.best_val_acc, self.best_epoch = float(best["val_acc"]), int(best["epoch"])
+            scored = [r for r in self.records if r["val_acc"] is not None]
+            best = max(scored, key=lambda r: r["val_acc"]) if scored else self.records[-1]
+            self.best_val_acc = float("nan") if best["val_acc"] is None else best["val_acc"]
+            self.best_epoch = int(best["epoch"])
 
     def _elapsed(self) -> float:
         return self.prior_elapsed + time.perf_counter() - self._t0
@@ -131,29 +150,34 @@ class RunRecorder(Callback):
         loss = logs.get("loss")
         if loss is None:
             loss = float(np.mean(solver.loss_history[-n:])) if solver.loss_history else float("nan")
+        val = float(logs["val_acc"])
+        lr = logs.get("lr")
         record = {
             "epoch": int(epoch),
             "iteration": int(solver.iteration),
             "loss": float(loss),
             "train_acc": float(logs["train_acc"]),
-            "val_acc": float(logs["val_acc"]),
-            "lr": float(logs.get("lr", _current_lr(solver))),
+            "val_acc": None if math.isnan(val) else val,  # null: no validation split
+            "lr": float(_current_lr(solver) if lr is None else lr),
             "elapsed": round(self._elapsed(), 3),
         }
         self.records.append(record)
         self.run.write_metrics(self.records)
         extra = {k: record[k] for k in ("epoch", "iteration", "train_acc", "val_acc")}
-        save_model(self.run.last, solver.model, extra=extra)
-        if record["val_acc"] > self.best_val_acc:
-            self.best_val_acc, self.best_epoch = record["val_acc"], record["epoch"]
-            save_model(self.run.best, solver.model, extra=extra)
+        improved = math.isnan(val) or val > self.best_val_acc
+        if improved:
+            self.best_val_acc, self.best_epoch = val, record["epoch"]
+        with _averaged(solver):
+            save_model(self.run.last, solver.model, extra=extra)
+            if improved:
+                save_model(self.run.best, solver.model, extra=extra)
         solver.save_checkpoint(self.run.checkpoint)
         self._print(
             f"epoch {epoch}/{solver.num_epochs}  loss {record['loss']:.3f}  "
-            f"train {record['train_acc']:.3f}  val {record['val_acc']:.3f}  "
-            f"best {self.best_val_acc:.3f}  lr {record['lr']:.1e}  {record['elapsed']:.1f}s"
+            f"train {record['train_acc']:.3f}  val {_acc(val)}  best {_acc(self.best_val_acc)}  "
+            f"lr {record['lr']:.1e}  {record['elapsed']:.1f}s"
         )
-        if self.target_acc is not None and record["val_acc"] >= self.target_acc:
+        if self.target_acc is not None and val >= self.target_acc:
             self._stop(solver, f"target accuracy {self.target_acc:g} reached")
 
     def on_train_end(self, solver: Any) -> None:
@@ -173,14 +197,19 @@ class RunRecorder(Callback):
         plots.plot_accuracy(
             [x["epoch"] for x in r],
             [x["train_acc"] for x in r],
-            [x["val_acc"] for x in r],
+            [math.nan if x["val_acc"] is None else x["val_acc"] for x in r],
             path=self.run.path / "accuracy.png",
         )
         plots.plot_val_acc_vs_time(
             [x["elapsed"] for x in r],
-            [x["val_acc"] for x in r],
+            [math.nan if x["val_acc"] is None else x["val_acc"] for x in r],
             path=self.run.path / "val_acc_vs_time.png",
         )
+        schedule, base = getattr(solver, "schedule", None), solver.optim_config.get("learning_rate")
+        if schedule is not None and base is not None:
+            ipe = solver.iterations_per_epoch
+            plots.plot_lr_schedule(base * schedule.multipliers(solver.num_iterations, ipe), ipe,
+                                   path=self.run.path / "lr_schedule.png")  # fmt: skip
         first = getattr(solver.model, "first_weights", lambda: None)()
         if first is None:
             return
@@ -203,7 +232,8 @@ class RunRecorder(Callback):
             params, model.params = model.params, solver.training_params()
             try:
                 extra = {"epoch": solver.epoch, "iteration": int(solver.iteration)}
-                save_model(self.run.last, model, extra=extra)
+                with _averaged(solver):
+                    save_model(self.run.last, model, extra=extra)
             finally:
                 model.params = params
             solver.save_checkpoint(self.run.checkpoint)
@@ -214,7 +244,7 @@ class RunRecorder(Callback):
             reason = "interrupted"
         if reason:
             print(f"stopped early: {reason}")
-        if self.records:
+        if self.records and not math.isnan(self.best_val_acc):
             print(f"best val acc: {self.best_val_acc:.4f} (epoch {self.best_epoch})")
         wall = time.perf_counter() - self.start_wall
         print(f"wall time: {wall:.1f}s (training {time.perf_counter() - self._t0:.1f}s)")

@@ -57,9 +57,11 @@ def evaluation_report(result: dict[str, Any]) -> str:
     """The text ``nndl evaluate`` prints for an :func:`evaluate_scores` result."""
     names, cm = result["class_names"], result["confusion_matrix"]
     split = result["split"]
+    tta = result.get("tta", "none")
     lines = [
         f"{result['model_file']} (epoch {result['epoch']}) on the {split} split, "
-        f"{result['num_images']} images",
+        f"{result['num_images']} images"
+        + ("" if tta == "none" else f", test-time augmentation {tta}"),
         f"{split} accuracy: {result['accuracy']:.4f}",
         "per-class accuracy:",
     ]

@@ -6,11 +6,13 @@ A run folder holds (every file written atomically: temp file beside it + ``os.re
   name and constructor config, the data (folder, split sizes, class names, input
   shape), nndl / NumPy / Python versions, and one entry per ``--resume``;
 - ``metrics.jsonl``: one JSON object per finished epoch: ``epoch``, ``iteration``,
-  ``loss`` (mean training loss of the epoch), ``train_acc``, ``val_acc``, ``lr``,
+  ``loss`` (mean training loss of the epoch), ``train_acc``, ``val_acc`` (null without a
+  validation split), ``lr``,
   ``elapsed`` (training seconds since the run began, summed over resumes);
 - ``best_model.npz`` / ``last_model.npz``: :func:`nndl.models.save_model` files of
   the best-validation and the latest epoch (``extra``: epoch, iteration, accuracies);
-- ``preprocess.npz``: ``mean_image`` (C, H, W) subtracted from every input,
+- ``preprocess.npz``: ``mean_image`` (C, H, W) subtracted from every input, with
+  ``--normalize channel`` also ``mean`` and ``std`` (C,) (then ``(x - mean) / std``),
   ``class_names`` and ``dtype``, so that ``predict`` prepares images as training did;
 - ``checkpoint.npz``: :meth:`nndl.solver.Solver.save_checkpoint` at each epoch end,
   which ``nndl train --resume`` continues from;
@@ -154,7 +156,8 @@ class RunFolder:
             if not (
                 isinstance(r, dict)
                 and _is_int(r.get("epoch"))
-                and all(_is_number(r.get(k)) for k in ("val_acc", "elapsed"))
+                and (r.get("val_acc") is None or _is_number(r.get("val_acc")))
+                and _is_number(r.get("elapsed"))
             ):
                 raise CLIError(
                     f"{self.metrics}: record {i} is not an epoch record (epoch, val_acc, elapsed)"
@@ -167,13 +170,21 @@ class RunFolder:
         atomic_write_bytes(self.metrics, text.encode("utf-8"))
 
     def write_preprocess(
-        self, mean_image: np.ndarray, class_names: Sequence[str], dtype: str
+        self,
+        mean_image: np.ndarray,
+        class_names: Sequence[str],
+        dtype: str,
+        mean: np.ndarray | None = None,
+        std: np.ndarray | None = None,
     ) -> None:
+        channel = {} if mean is None else {"mean": np.asarray(mean, np.float32),
+                                           "std": np.asarray(std, np.float32)}  # fmt: skip
         atomic_savez(
             self.preprocess,
             mean_image=np.asarray(mean_image, dtype=np.float32),
             class_names=np.array(list(class_names), dtype=str),
             dtype=np.array(str(dtype)),
+            **channel,
         )
 
     def read_preprocess(self) -> dict[str, Any]:
@@ -182,12 +193,22 @@ class RunFolder:
         with NpzReader(fn, self.preprocess) as f:
             mean_image, names = f.array("mean_image"), f.array("class_names", "U")
             dtype = str(f.array("dtype", "U"))
+            channel = "mean" in f.headers or "std" in f.headers
+            mean = f.array("mean") if channel else None
+            std = f.array("std") if channel else None
         if mean_image.ndim != 3 or names.ndim != 1 or dtype not in ("float32", "float64"):
             raise CLIError(
                 f"{self.preprocess} holds mean_image {mean_image.shape}, class_names "
                 f"{names.shape} and dtype {dtype!r}; expected (C, H, W), (K,) and a float type"
             )
-        return {"mean_image": mean_image, "class_names": [str(n) for n in names], "dtype": dtype}
+        if channel and not _channel_stats(mean, std, mean_image.shape[0]):
+            raise CLIError(
+                f"{self.preprocess} holds per-channel mean {getattr(mean, 'shape', None)} and "
+                f"std {getattr(std, 'shape', None)}; expected {mean_image.shape[0]} finite "
+                "values each, every std > 0"
+            )
+        return {"mean_image": mean_image, "class_names": [str(n) for n in names],
+                "dtype": dtype, "mean": mean, "std": std}  # fmt: skip
 
     def load_model(self, last: bool = False) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """(model, extra, preprocess) of the best (or last) model of this run, checked to
@@ -212,6 +233,13 @@ class RunFolder:
                 f"{len(pre['class_names'])}"
             )
         return model, dict(extra or {}), pre
+
+
+def _channel_stats(mean: Any, std: Any, channels: int) -> bool:
+    """Per-channel statistics that normalise: (C,) each, finite, every std > 0."""
+    if mean is None or std is None or mean.shape != (channels,) or std.shape != (channels,):
+        return False
+    return bool(np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0))
 
 
 def _is_int(v: Any) -> bool:

@@ -15,20 +15,24 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..models import build_model
+from ..models import MODELS, build_model
 from ..solver import Solver
 from .errors import CLIError, cli_path
+from .evaluate import evaluate_model
 from .flags import (
+    NEW_DEFAULTS,
     REQUIRED_SETTINGS,
     RUN_CONTROL,
     add_train_flags,
     check_flags,
     check_settings,
     flag_name,
-    preflight,
+    presets_help,
     settings_from_args,
 )
 from .inputs import load_cifar
+from .model_plan import preflight
+from .recipe import solver_kwargs
 from .recorder import RunRecorder
 from .report import require_matplotlib
 from .run_folder import RunFolder
@@ -43,10 +47,12 @@ def add_parser(sub: Any) -> None:
         "train",
         help="train a model and write a run folder",
         description="Train a model on CIFAR-10. Every setting not given comes from the "
-        "built-in default run (a batch-normalised ConvNet trained with Adam); --arch "
-        "FILE.json trains any architecture spec instead. The run folder receives "
-        "config.json, metrics.jsonl, best_model.npz, last_model.npz, preprocess.npz, "
-        "checkpoint.npz and PNG plots.",
+        "preset (--preset; by default the built-in default run, a batch-normalised ConvNet "
+        "trained with Adam), then the defaults below; --arch FILE.json trains any "
+        "architecture spec instead. The run folder receives config.json, metrics.jsonl, "
+        "best_model.npz, last_model.npz, preprocess.npz, checkpoint.npz and PNG plots.",
+        epilog=presets_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_train_flags(t)
 
@@ -67,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
             _continue_run(folder, config, settings, solver, recorder, info)
         else:
             _start_run(args, folder, settings, solver.model, info)
-        return _train(folder, solver, recorder, started)
+        code = _train(folder, solver, recorder, started)
+        if code == 0 and settings.get("test_at_end"):
+            _test_at_end(folder, settings, data, info, started)
+        return code
 
 
 # --- the steps --------------------------------------------------------------------------
@@ -93,7 +102,8 @@ def _new_settings(args: argparse.Namespace, explicit: dict) -> dict[str, Any]:
 def _stored_settings(run: RunFolder, config: dict[str, Any], explicit: dict) -> dict[str, Any]:
     """The settings of the run being resumed, with this invocation's run-control flags;
     refuses a flag that would change the run."""
-    settings = dict(config["settings"])
+    # Settings added since nndl 0.1.0 take their defaults, which mean what it did.
+    settings = {**NEW_DEFAULTS, **config["settings"]}
     check_settings(settings, lambda k: f"{run.config}: settings.{k}", REQUIRED_SETTINGS)
     fixed = {k: v for k, v in explicit.items() if k not in RUN_CONTROL}
     changed = [k for k, v in fixed.items() if k not in settings or settings[k] != v]
@@ -157,32 +167,28 @@ def _solver_for(args, run: RunFolder, settings: dict, explicit: dict, data: dict
         target_acc=settings.get("target_acc"),
         plots=not args.no_plots,
     )
-    solver = Solver(
-        model,
-        {k: data[k] for k in DATA_KEYS},
-        update_rule=settings["update_rule"],
-        optim_config={"learning_rate": settings["lr"]},
-        lr_decay=settings["lr_decay"],
-        batch_size=settings["batch_size"],
-        num_epochs=settings["epochs"],
-        verbose=False,
-        callbacks=[recorder],
-        seed=settings["seed"],
-    )
+    specs = getattr(model, "param_specs", None) or MODELS[settings["model"]].param_plan(**kwargs)
+    solver = Solver(model, {k: data[k] for k in DATA_KEYS}, verbose=False, callbacks=[recorder],
+                    **solver_kwargs(settings, specs))  # fmt: skip
     return solver, recorder
 
 
 def _start_run(args, run: RunFolder, settings: dict, model: Any, info: dict) -> None:
     """The files a new run writes before it trains."""
-    run.write_preprocess(info["mean_image"], info["class_names"], settings["dtype"])
+    run.write_preprocess(info["mean_image"], info["class_names"], settings["dtype"],
+                         info.get("mean"), info.get("std"))  # fmt: skip
     run.write_metrics([])
+    data = {k: v for k, v in info.items() if k != "mean_image"}
+    for key in ("mean", "std"):
+        if key in data:
+            data[key] = [float(v) for v in data[key]]
     run.write_config({
         "nndl_version": __version__,
         "command": " ".join(["nndl", *args.argv]),
         "created": _now(),
         "settings": settings,
         "model": {"name": model.name, "config": model.config},
-        "data": {k: v for k, v in info.items() if k != "mean_image"},
+        "data": data,
         "numpy_version": np.__version__,
         "python_version": sys.version.split()[0],
     })  # fmt: skip
@@ -216,6 +222,25 @@ def _train(run: RunFolder, solver: Solver, recorder: RunRecorder, started: float
         return 130
     recorder.finish(solver)
     return 0
+
+
+def _test_at_end(run: RunFolder, settings: dict, data: dict, info: dict, started: float) -> None:
+    """The best model on the test split (already preprocessed as in training), with the
+    run's test-time augmentation: printed, into evaluation.json and config.json."""
+    if not len(data["y_test"]):
+        raise CLIError("--test-at-end needs test images (--num-test is 0)")
+    model, extra, _ = run.load_model()
+    result = {"model_file": run.best.name, "epoch": extra.get("epoch"), "split": "test"}
+    result.update(evaluate_model(model, data["X_test"], data["y_test"], info["class_names"],
+                                 settings["tta"]))  # fmt: skip
+    run.write_json("evaluation.json", result)
+    config = run.read_config()
+    config["test"] = {k: result[k] for k in ("accuracy", "num_images", "tta", "model_file",
+                                             "epoch", "seconds")}  # fmt: skip
+    config["test"]["wall_seconds"] = round(time.perf_counter() - started, 1)
+    run.write_config(config)
+    print(f"test accuracy: {result['accuracy']:.4f} ({result['num_images']} images, "
+          f"tta {settings['tta']}, {result['seconds']:.1f}s)")  # fmt: skip
 
 
 def _now() -> str:

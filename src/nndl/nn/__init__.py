@@ -48,7 +48,14 @@ Layers without a name are named per type and position, unique per level (``conv1
 - ``sequential``: layers; ``residual``: body, shortcut ("identity")
 
 Initialisers (``init``): ``he_normal`` (``sqrt(2 / fan_in)``), ``lecun_normal``
-(``sqrt(1 / fan_in)``), ``glorot_normal``, ``zeros``, ``ones``, or a number (the std).
+(``sqrt(1 / fan_in)``), ``glorot_normal``, ``uniform_fan_in`` (uniform on
+``+-1/sqrt(fan_in)``, PyTorch's default), ``zeros``, ``ones``, or a number (the std); for
+convolutions also ``dirac_uniform`` (``uniform_fan_in`` with the first ``min(F, C)``
+filters the identity, airbench94's) and ``patch_whitening`` (the first layer only, with
+``filters = 2 * C * k * k``: the eigenvectors of the k x k patch covariance of the first
+5000 training images and their negatives, scaled to whiten, eps 5e-4; computed from the
+data before training by :meth:`nndl.network.Network.init_from_data`, which the Solver
+calls, and usually with ``trainable: false``). See :mod:`nndl.nn.init`.
 
 Today's default ``ConvNet`` (16-32-64 conv-BN-ReLU-pool, then a linear classifier whose
 weights are drawn with std ``sqrt(1 / fan_in)``) is::

@@ -112,6 +112,12 @@ class Conv2d(Module):
 
     def param_specs(self, in_shape: Shape) -> dict[str, ParamSpec]:
         C, k, F = in_shape[0], self.kernel_size, self.filters
+        if self.init == "patch_whitening" and F != 2 * C * k * k:
+            raise self.error(
+                f"init 'patch_whitening' makes 2 * C * k * k = {2 * C * k * k} filters (each "
+                f"eigenvector of the {k}x{k} patches of {C} channels and its negative); got "
+                f"filters {F}"
+            )
         specs = {
             "W": ParamSpec(
                 (F, C, k, k), self.init, True, "weight", self.trainable, C * k * k, F * k * k
@@ -174,7 +180,7 @@ class Linear(Module):
         self.bias = bool_arg("bias", bias)
         self.scale = None if scale is None else float_arg("scale", scale, 0, math.inf,
                                                           open_low=True)  # fmt: skip
-        self.init = check_init("init", init)
+        self.init = check_init("init", init, conv=False)
         self.trainable = bool_arg("trainable", trainable)
 
     def config(self) -> dict[str, Any]:

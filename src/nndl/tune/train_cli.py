@@ -52,7 +52,8 @@ def parse_train_flags(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``nndl train`` flags and run the checks ``nndl train`` makes before it starts
     (ranges, sizes, the model's parameter plan); a :class:`TuneError` names the problem."""
     from nndl.cli.errors import CLIError
-    from nndl.cli.flags import check_flags, preflight, settings_from_args
+    from nndl.cli.flags import check_flags, settings_from_args
+    from nndl.cli.model_plan import preflight
 
     args = _parse(argv)
     try:

@@ -1,0 +1,137 @@
+"""PyTorch's time for a rung of the accuracy ladder: the same network and epochs.
+
+For ``nndl train --preset NAME`` (:data:`nndl.cli.presets.PRESETS`) this builds the
+preset's network in PyTorch 2.13 CPU, translated from the same bound nndl spec as
+``bench_step.py`` does (same layers, floor-mode pools, tanh GELU, frozen whitening conv,
+batch-norm settings, linear scale), and times, on the same machine and thread count:
+
+- a training step at the preset's batch size (Nesterov SGD with coupled weight decay and
+  label smoothing, as airbench94 runs it; forward, backward, update), the median of
+  ``--steps`` steps after one warm-up;
+- a forward pass in eval mode without gradients over the same batch size.
+
+It then reports the run's PyTorch time as an **extrapolation**, stated as such: steps x
+step time + the forward passes the run evaluates (each epoch's 1,000-image training
+accuracy check, and the test set with the preset's test-time augmentation views) x
+forward time per image. Data loading and augmentation are not counted (they are cheap
+next to a step), so the figure is a lower bound of what a PyTorch run would take::
+
+    python benchmarks/torch_ladder.py --preset 94                   # about 3 minutes
+    python benchmarks/torch_ladder.py --preset 80 --threads 2 --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+
+# isort: off
+import nndl  # noqa: F401 - first: it sets OPENBLAS_THREAD_TIMEOUT before NumPy loads OpenBLAS
+
+# isort: on
+from nndl.cli.presets import PRESETS
+from nndl.network import Network
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_step import _torch_module  # noqa: E402 - a sibling script
+
+try:
+    import torch
+    from torch import nn
+except ImportError:  # PyTorch is an optional peer, never a dependency.
+    torch = None
+
+TTA_VIEWS = {"none": 1, "mirror": 2, "mirror_translate": 6}
+TRAIN_ACC_SAMPLES = 1000  # the Solver's per-epoch training-accuracy check
+
+
+def _model(settings: dict):
+    net = Network(settings["arch"], seed=0)
+    return _torch_module(net.root)
+
+
+def _timed(f, reps: int) -> float:
+    f()  # warm-up
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def measure(settings: dict, steps: int) -> dict:
+    """Seconds per training step and per eval forward image of the preset's net."""
+    torch.manual_seed(0)
+    model = _model(settings)
+    batch = settings["batch_size"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.01, momentum=settings["momentum"], nesterov=True,
+                          weight_decay=settings["weight_decay"])  # fmt: skip
+    X = torch.randn(batch, 3, 32, 32)
+    y = torch.randint(0, 10, (batch,))
+    smoothing = settings.get("label_smoothing") or 0.0
+
+    def step():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(X), y, label_smoothing=smoothing)
+        loss.backward()
+        opt.step()
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            model(X)
+
+    step_s = _timed(step, steps)
+    forward_s = _timed(forward, steps)
+    return {"step_s": step_s, "forward_per_image_s": forward_s / batch}
+
+
+def extrapolate(settings: dict, m: dict) -> dict:
+    n = settings["num_training"]
+    steps_per_epoch = max(n // settings["batch_size"], 1)
+    steps = steps_per_epoch * settings["epochs"]
+    images = settings["epochs"] * TRAIN_ACC_SAMPLES
+    if settings.get("test_at_end"):
+        images += settings["num_test"] * TTA_VIEWS[settings.get("tta", "none")]
+    train_s = steps * m["step_s"]
+    eval_s = images * m["forward_per_image_s"]
+    return {"steps": steps, "train_s": train_s, "eval_s": eval_s, "total_s": train_s + eval_s}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", required=True, choices=[k for k in PRESETS if k != "65"])
+    p.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps after a warm-up")
+    args = p.parse_args(argv)
+    if torch is None:
+        print("torch_ladder: PyTorch is not installed (pip install -e '.[bench]')")
+        return 2
+    torch.set_num_threads(args.threads)
+    settings = PRESETS[args.preset].settings
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"load average " + " ".join(f"{v:.2f}" for v in os.getloadavg()))  # fmt: skip
+    m = measure(settings, args.steps)
+    e = extrapolate(settings, m)
+    print(f"preset {args.preset}: batch {settings['batch_size']}, {e['steps']} steps "
+          f"({settings['epochs']} epochs of {settings['num_training']} images)")  # fmt: skip
+    print(f"  training step: {m['step_s']:.2f} s (median of {args.steps})")
+    print(f"  eval forward: {m['forward_per_image_s'] * 1e3:.2f} ms per image")
+    print(
+        f"  extrapolated: training {e['train_s'] / 60:.1f} min + evaluation "
+        f"{e['eval_s'] / 60:.1f} min = {e['total_s'] / 60:.1f} min "
+        f"(steps x step time + forward images x time; data loading not counted)"
+    )
+    print("load average after: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    return 0 if math.isfinite(e["total_s"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

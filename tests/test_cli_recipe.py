@@ -1,0 +1,237 @@
+"""The recipe on the command line: presets, the new training flags, per-channel
+normalisation through predict and export, --num-validation 0, --test-at-end and
+``nndl evaluate --num-test/--tta``, on a tiny synthetic CIFAR-10."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("PIL.Image")
+
+from _cifar import write_synthetic_cifar10  # noqa: E402
+
+from nndl import cli  # noqa: E402
+from nndl.augment import tta_predict  # noqa: E402
+from nndl.cli.flags import DEFAULTS, add_train_flags, settings_from_args  # noqa: E402
+from nndl.cli.inputs import apply_preprocess  # noqa: E402
+from nndl.cli.presets import AIRBENCH94, PRESETS, airbench_spec  # noqa: E402
+from nndl.cli.recipe import solver_kwargs  # noqa: E402
+from nndl.cli.report import softmax  # noqa: E402
+from nndl.cli.run_folder import RunFolder  # noqa: E402
+from nndl.data import channel_mean_std, get_CIFAR10_data  # noqa: E402
+from nndl.models import load_model  # noqa: E402
+from nndl.network import Network  # noqa: E402
+
+SIZES = ["--num-training", "100", "--num-validation", "20", "--num-test", "40"]
+ARCH = [
+    {"type": "conv2d", "name": "whiten", "filters": 24, "kernel_size": 2, "pad": "valid",
+     "init": "patch_whitening", "trainable": False},
+    "gelu",
+    {"type": "conv_pool_bn_act", "name": "block1", "filters": 8, "bias": False,
+     "scale": False, "activation": "gelu", "floor": True, "momentum": 0.6,
+     "init": "dirac_uniform"},
+    "global_maxpool",
+    {"type": "linear", "name": "head", "units": 10, "bias": False, "scale": 0.5},
+]  # fmt: skip
+RECIPE = [
+    "--update-rule", "sgdw", "--lr", "0.2", "--momentum", "0.85", "--weight-decay", "5e-4",
+    "--coupled-decay", "--bias-decay", "--bn-bias-lr", "4", "--schedule", "triangular",
+    "--warmup", "0.3", "--label-smoothing", "0.2", "--ema", "0.8", "--ema-every", "2",
+    "--ema-power", "1", "--lookahead", "--normalize", "channel", "--crop-pad", "2",
+    "--flip", "alternating", "--num-validation", "0", "--test-at-end", "--tta",
+    "mirror_translate", "--batch-size", "20", "--epochs", "4", "--quiet", "--no-plots",
+]  # fmt: skip
+
+
+def run_cli(*argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def settings(*argv: str) -> dict:
+    parser = argparse.ArgumentParser()
+    add_train_flags(parser)
+    return settings_from_args(parser.parse_args(list(argv)))
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory) -> Path:
+    return write_synthetic_cifar10(tmp_path_factory.mktemp("data"), n_per_batch=40, n_test=40)
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory, cifar) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("recipe")
+    (root / "arch.json").write_text(json.dumps(ARCH))
+    run = root / "run"
+    code, out, err = run_cli("train", "--data-dir", cifar, "--out", run, *SIZES,
+                             "--arch", root / "arch.json", *RECIPE)  # fmt: skip
+    assert code == 0, err
+    return run, out
+
+
+# --- presets ----------------------------------------------------------------------------
+
+
+def test_plain_nndl_train_is_the_65_preset_and_the_default_run():
+    plain = settings()
+    assert plain == settings("--preset", "65")
+    assert plain["preset"] == "65"
+    for key, value in DEFAULTS.items():
+        assert plain[key] == value, key
+    kwargs = solver_kwargs(plain, Network(ARCH, seed=0).param_specs)
+    # The classic Solver: Adam at 2e-3 halved per epoch, SPEC's shuffle, nothing else.
+    assert kwargs["optim_config"] == {"learning_rate": 2e-3} and kwargs["lr_decay"] == 0.5
+    assert all(kwargs[k] is None for k in ("schedule", "param_groups", "ema", "augment"))
+
+
+@pytest.mark.parametrize("name", ["80", "90", "94"])
+def test_the_ladder_presets_resolve_to_the_airbench_recipe(name):
+    s = settings("--preset", name)
+    assert s["preset"] == name and s["model"] == "network"
+    for key in ("lr", "momentum", "weight_decay", "coupled_decay", "schedule", "ema",
+                "ema_power", "lookahead", "flip", "crop_pad", "num_validation"):  # fmt: skip
+        assert s[key] == AIRBENCH94[key], key
+    assert s["lr"] == 1.5 == pytest.approx(11.5 / (1 + 1 / (1 - 0.85)), rel=1e-15)
+    assert s["weight_decay"] == 0.0153 / 11.5
+    assert s["num_training"] == 50000 and s["num_test"] == 10000 and s["lr_decay"] == 1.0
+    assert s["arch"] == PRESETS[name].settings["arch"]
+
+
+def test_flags_override_a_preset_and_the_model_plans():
+    s = settings("--preset", "94", "--epochs", "3", "--tta", "none", "--no-lookahead")
+    assert (s["epochs"], s["tta"], s["lookahead"]) == (3, "none", False)
+    assert s["batch_size"] == 1024  # the rest is the preset's
+    net = Network(s["arch"], seed=0)
+    assert net.param_specs["whiten.W"].trainable is False
+    assert net.params["head.W"].shape == (256, 10)
+    kwargs = solver_kwargs(s, net.param_specs)
+    groups = {g["name"]: g for g in kwargs["param_groups"]}
+    assert groups["bn biases"]["lr_mult"] == 64.0
+    assert groups["bn biases"]["weight_decay"] == pytest.approx(s["weight_decay"] / 64)
+    assert kwargs["optim_config"]["coupled_decay"] is True
+    assert kwargs["ema"] == {"decay": 0.95**5, "every": 5, "lookahead": False, "power": 3.0,
+                             "warmup": False}  # fmt: skip
+    assert kwargs["augment"] == [{"name": "random_crop", "pad": 2, "mode": "reflect"},
+                                 "alternating_flip"]  # fmt: skip
+
+
+def test_airbench_spec_is_the_benchmark_net_with_the_recipe_inits():
+    with open(Path(__file__).parents[1] / "benchmarks" / "specs" / "airbench94.json") as f:
+        bench = json.load(f)
+    ours = airbench_spec()
+    strip = ("init",)
+    assert [{k: v for k, v in layer.items() if k not in strip} for layer in ours] == [
+        {k: v for k, v in layer.items() if k not in strip} for layer in bench
+    ]
+
+
+def test_help_lists_the_presets_and_the_new_flags():
+    code, out, _ = run_cli("train", "--help")
+    assert code == 0
+    for text in ("presets (--preset NAME", "94: airbench94", "--schedule", "--ema-power",
+                 "--bn-bias-lr", "--normalize", "--test-at-end", "--crop-pad"):  # fmt: skip
+        assert text in out, text
+
+
+def test_a_schedule_replaces_the_per_epoch_decay_and_takes_the_warmup():
+    s = settings("--schedule", "triangular", "--warmup", "0.1")
+    assert s["lr_decay"] == 1.0
+    assert s["schedule"] == {"name": "triangular", "start": 0.2, "peak_at": 0.1, "end": 0.07}
+    s = settings("--schedule", '{"name": "cosine", "end": 0.01}', "--warmup", "0.2")
+    assert s["schedule"] == {"name": "cosine", "warmup": 0.2, "start": 0.0, "end": 0.01}
+
+
+# --- a run with the recipe ----------------------------------------------------------------
+
+
+def test_the_recipe_run_learns_and_records_its_settings(recipe_run):
+    run, out = recipe_run
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["val_acc"] for m in metrics] == [None] * 4  # --num-validation 0
+    assert metrics[-1]["loss"] < metrics[0]["loss"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"]["preset"] == "65"
+    assert config["settings"]["schedule"]["peak_at"] == 0.3
+    assert config["data"]["num_validation"] == 0 and len(config["data"]["mean"]) == 3
+    test = config["test"]
+    assert test["num_images"] == 40 and test["tta"] == "mirror_translate"
+    assert f"test accuracy: {test['accuracy']:.4f}" in out
+    assert json.loads((run / "evaluation.json").read_text())["accuracy"] == test["accuracy"]
+
+
+def test_without_validation_the_best_model_is_the_last(recipe_run):
+    run, _ = recipe_run
+    best, best_extra = load_model(run / "best_model.npz")
+    last, last_extra = load_model(run / "last_model.npz")
+    assert best_extra["epoch"] == last_extra["epoch"] == 4
+    for k in best.params:
+        np.testing.assert_array_equal(best.params[k], last.params[k])
+
+
+def test_channel_normalisation_is_stored_and_applied_by_predict(recipe_run, cifar, tmp_path):
+    run, _ = recipe_run
+    raw = get_CIFAR10_data(100, 0, 0, subtract_mean=False, data_dir=cifar)["X_train"]
+    mean, std = channel_mean_std(raw)
+    pre = RunFolder(run).read_preprocess()
+    np.testing.assert_allclose(pre["mean"], mean, rtol=1e-6)
+    np.testing.assert_allclose(pre["std"], std, rtol=1e-6)
+    assert not pre["mean_image"].any()
+    from PIL import Image
+
+    image = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "x.png")
+    code, out, err = run_cli("predict", run, tmp_path / "x.png", "--top-k", "1")
+    assert code == 0, err
+    model, _ = load_model(run / "best_model.npz")
+    x = image.transpose(2, 0, 1)[None].astype(np.float32)
+    by_hand = (x - mean[:, None, None].astype(np.float32)) / std[:, None, None].astype(np.float32)
+    probs = softmax(model.loss(by_hand))[0]
+    names = RunFolder(run).read_preprocess()["class_names"]
+    assert f"{names[int(probs.argmax())]} {probs.max():.4f}" in out
+
+
+def test_the_onnx_export_applies_the_channel_normalisation(recipe_run, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    run, _ = recipe_run
+    code, _, err = run_cli("export", run, "--output", tmp_path / "m.onnx")
+    assert code == 0, err
+    folder = RunFolder(run)
+    model, _, pre = folder.load_model()
+    X = (np.random.default_rng(1).random((6, 3, 32, 32)) * 255).astype(np.float32)
+    (probs,) = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"images": X})
+    np.testing.assert_allclose(probs, softmax(model.loss(apply_preprocess(X, pre))), atol=1e-5)
+
+
+@pytest.mark.parametrize("tta", ["none", "mirror", "mirror_translate"])
+def test_evaluate_num_test_and_tta(recipe_run, cifar, tta):
+    run, _ = recipe_run
+    code, out, err = run_cli("evaluate", run, "--num-test", "30", "--tta", tta)
+    assert code == 0, err
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["num_images"] == 30 and result["tta"] == tta
+    model, _, pre = RunFolder(run).load_model()
+    data = get_CIFAR10_data(1, 0, 30, subtract_mean=False, data_dir=cifar)
+    scores = tta_predict(model.loss, apply_preprocess(data["X_test"], pre), tta)
+    assert result["accuracy"] == np.mean(scores.argmax(1) == data["y_test"])
+    assert f"test accuracy: {result['accuracy']:.4f}" in out
+
+
+def test_evaluate_defaults_to_the_runs_test_size_and_tta(recipe_run):
+    run, _ = recipe_run
+    code, out, err = run_cli("evaluate", run)
+    assert code == 0, err
+    assert "40 images, test-time augmentation mirror_translate" in out
+    code, _, err = run_cli("evaluate", run, "--split", "val")
+    assert code == 2 and "without a validation split" in err
