@@ -19,16 +19,16 @@ import numpy as np
 from . import parallel
 from ._scratch import scratch
 
-_ACT_CODES = {None: 0, "relu": 1, "gelu": 2}
+ACT_CODES = {None: 0, "relu": 1, "gelu": 2}
 
 
 def _dummy(a):
     return np.zeros(1, dtype=a.dtype)
 
 
-def _forward_compiled(k, ac, p, mode, g, be, eps, stats):
+def forward_compiled(k, ac, p, mode, g, be, eps, stats):
     ac = np.ascontiguousarray(ac)
-    act = _ACT_CODES[p.act]
+    act = ACT_CODES[p.act]
     train = mode == "train"
     if not p.bn:
         g = be = _dummy(ac)
@@ -55,7 +55,7 @@ def _chunks(C: int) -> int:
     return max(1, min(C, parallel.get_num_threads()))
 
 
-def _backward_compiled(k, dc, cache, da, grads) -> None:
+def backward_compiled(k, dc, cache, da, grads) -> None:
     if k is None:
         raise RuntimeError(
             "post_conv_backward: the forward pass used the compiled kernels, which are no "
@@ -63,7 +63,7 @@ def _backward_compiled(k, dc, cache, da, grads) -> None:
         )
     p = cache.p
     dc = np.ascontiguousarray(dc, dtype=da.dtype)
-    act = _ACT_CODES[p.act]
+    act = ACT_CODES[p.act]
     g, be, inv_std = cache.gamma, cache.beta, cache.inv_std
     if not p.bn:
         g = be = inv_std = _dummy(dc)
@@ -80,4 +80,4 @@ def _backward_compiled(k, dc, cache, da, grads) -> None:
                              act, da, grads)  # fmt: skip
 
 
-__all__ = ["_backward_compiled", "_forward_compiled"]
+__all__ = ["ACT_CODES", "backward_compiled", "forward_compiled"]

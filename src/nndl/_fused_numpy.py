@@ -19,7 +19,7 @@ Memory: the cache keeps the output (ReLU's mask), two uint8 pool index arrays an
 from __future__ import annotations
 
 from . import parallel
-from ._max_pool import _running_max, _scatter
+from ._max_pool import running_max, scatter
 from ._scratch import scratch
 from .backend import get_array_module
 from .layers import gelu_backward, gelu_forward
@@ -32,8 +32,8 @@ def _pool_block(z, out, idx_w, idx_h, p) -> None:
     xp = get_array_module(z)
     PH, PW, s, H_out, W_out = p
     a = scratch(xp, "fused_rows", (z.shape[0], z.shape[1], W_out, z.shape[3]), z.dtype)
-    _running_max([z[:, :, j : j + s * W_out : s] for j in range(PW)], a, idx_w)
-    _running_max([a[:, i : i + s * H_out : s] for i in range(PH)], out, idx_h)
+    running_max([z[:, :, j : j + s * W_out : s] for j in range(PW)], a, idx_w)
+    running_max([a[:, i : i + s * H_out : s] for i in range(PH)], out, idx_h)
 
 
 def _pool_block_backward(d, idx_w, idx_h, p, dst) -> None:
@@ -41,8 +41,8 @@ def _pool_block_backward(d, idx_w, idx_h, p, dst) -> None:
     xp = get_array_module(d)
     PH, PW, s, H_out, W_out = p
     da = scratch(xp, "fused_drows", idx_w.shape, d.dtype)
-    _scatter(d, idx_h, PH, s, H_out, da, axis=1)
-    _scatter(da, idx_w, PW, s, W_out, dst, axis=2)
+    scatter(d, idx_h, PH, s, H_out, da, axis=1)
+    scatter(da, idx_w, PW, s, W_out, dst, axis=2)
 
 
 def _bn_train_block(z, gamma, beta, eps: float, y, stats) -> None:
@@ -107,7 +107,7 @@ def _gelu_grad_block(y, d, dst) -> None:
     dst[...] = gelu_backward(d, cache)
 
 
-def _forward_numpy(_, ac, p, mode, g, be, eps, stats):
+def forward_numpy(_, ac, p, mode, g, be, eps, stats):
     xp = get_array_module(ac)
     C = ac.shape[0]
     pooled_shape = idx = None
@@ -154,7 +154,7 @@ def _forward_numpy(_, ac, p, mode, g, be, eps, stats):
     return out, pre, idx, p.act == "relu"
 
 
-def _backward_numpy(dc, cache, da, grads) -> None:
+def backward_numpy(dc, cache, da, grads) -> None:
     p = cache.p
     xp = get_array_module(dc)
     a_shape = cache.a_shape
@@ -198,4 +198,4 @@ def _backward_numpy(dc, cache, da, grads) -> None:
     parallel.run(block, parallel.blocks(a_shape[0], max(dc[0].nbytes, da[0].nbytes)))
 
 
-__all__ = ["_backward_numpy", "_forward_numpy"]
+__all__ = ["backward_numpy", "forward_numpy"]

@@ -87,7 +87,7 @@ def _add_bias(out, b) -> None:
     parallel.run(block, parallel.blocks(out.shape[0], out[0].nbytes))
 
 
-def _sum_rows(a, out) -> None:
+def sum_rows(a, out) -> None:
     """out[f] = sum of a[f] (F, ...), on the pool's threads (one row per reduction)."""
 
     def block(f0: int, f1: int) -> None:
@@ -96,7 +96,7 @@ def _sum_rows(a, out) -> None:
     parallel.run(block, parallel.blocks(a.shape[0], a[0].nbytes))
 
 
-def _im2col_forward(xc, w, b, stride, pad, H_out, W_out, recompute, budget):
+def im2col_forward(xc, w, b, stride, pad, H_out, W_out, recompute, budget):
     xp = get_array_module(xc)
     C, H, W, N = xc.shape
     F, _, HH, WW = w.shape
@@ -116,7 +116,7 @@ def _im2col_forward(xc, w, b, stride, pad, H_out, W_out, recompute, budget):
     return out, ("im2col", w, cols if keep else None, None if keep else xc, rows)
 
 
-def _im2col_backward(dc, cache, geometry, need_dx):
+def im2col_backward(dc, cache, geometry, need_dx):
     _, w, cols, xc, rows = cache
     (C, H, W, N), stride, pad, H_out, W_out = geometry
     xp = get_array_module(dc)
@@ -141,4 +141,4 @@ def _im2col_backward(dc, cache, geometry, need_dx):
     return dx, dw2.reshape(w.shape)
 
 
-__all__ = ["_im2col_backward", "_im2col_forward", "_sum_rows"]
+__all__ = ["im2col_backward", "im2col_forward", "sum_rows"]

@@ -37,7 +37,7 @@ def _along(a, axis: int, sl: slice):
     return a[tuple(index)]
 
 
-def _running_max(views, out, idx) -> None:
+def running_max(views, out, idx) -> None:
     """out = elementwise max of equally shaped ``views``; idx (uint8) = the index of the
     first view that holds it."""
     xp = get_array_module(out)
@@ -53,7 +53,7 @@ def _running_max(views, out, idx) -> None:
         xp.maximum(idx, gt, out=idx)
 
 
-def _scatter(d, idx, K: int, stride: int, n_out: int, dst, axis: int) -> None:
+def scatter(d, idx, K: int, stride: int, n_out: int, dst, axis: int) -> None:
     """Route d into the uninitialised dst: dst[.., k + stride*i, ..] (+)= d * (idx == k).
 
     The first ``min(K, stride)`` offsets hit disjoint lines that together cover
@@ -77,14 +77,14 @@ def _scatter(d, idx, K: int, stride: int, n_out: int, dst, axis: int) -> None:
             target += tmp
 
 
-def _pool_layout(x):
+def pool_layout(x):
     """(view, axes, to_user): x as (C, H, W, N) when stored so, else as (N, C, H, W)."""
     if x.ndim == 4 and is_internal(x) and not x.flags.c_contiguous:
         return x.transpose(1, 2, 3, 0), (1, 2), from_internal
     return x, (2, 3), lambda a: a
 
 
-def _pool_forward_blocks(xv, axes, PH, PW, s, H_out, W_out):
+def pool_forward_blocks(xv, axes, PH, PW, s, H_out, W_out):
     """Max pool of xv over ``axes`` (rows, cols): out, idx_w, idx_h in xv's axis order."""
     xp = get_array_module(xv)
     ah, aw = axes
@@ -100,15 +100,15 @@ def _pool_forward_blocks(xv, axes, PH, PW, s, H_out, W_out):
         xb = xv[c0:c1]
         a = scratch(xp, "pool_rows", (c1 - c0, *shape_a[1:]), xv.dtype)
         cols = [_along(xb, aw, slice(j, j + s * W_out, s)) for j in range(PW)]
-        _running_max(cols, a, idx_w[c0:c1])
+        running_max(cols, a, idx_w[c0:c1])
         rows = [_along(a, ah, slice(i, i + s * H_out, s)) for i in range(PH)]
-        _running_max(rows, out[c0:c1], idx_h[c0:c1])
+        running_max(rows, out[c0:c1], idx_h[c0:c1])
 
     parallel.run(block, parallel.blocks(xv.shape[0], xv[0].nbytes))
     return out, idx_w, idx_h
 
 
-def _pool_backward_blocks(dv, idx_w, idx_h, x_shape, axes, PH, PW, s):
+def pool_backward_blocks(dv, idx_w, idx_h, x_shape, axes, PH, PW, s):
     """dx in the forward's axis order from dv (the output's gradient, same order)."""
     xp = get_array_module(dv)
     ah, aw = axes
@@ -117,17 +117,17 @@ def _pool_backward_blocks(dv, idx_w, idx_h, x_shape, axes, PH, PW, s):
 
     def block(c0: int, c1: int) -> None:
         da = scratch(xp, "pool_rows", (c1 - c0, *idx_w.shape[1:]), dv.dtype)
-        _scatter(dv[c0:c1], idx_h[c0:c1], PH, s, H_out, da, axis=ah)
-        _scatter(da, idx_w[c0:c1], PW, s, W_out, dx[c0:c1], axis=aw)
+        scatter(dv[c0:c1], idx_h[c0:c1], PH, s, H_out, da, axis=ah)
+        scatter(da, idx_w[c0:c1], PW, s, W_out, dx[c0:c1], axis=aw)
 
     parallel.run(block, parallel.blocks(x_shape[0], dx[0].nbytes))
     return dx
 
 
 __all__ = [
-    "_pool_backward_blocks",
-    "_pool_forward_blocks",
-    "_pool_layout",
-    "_running_max",
-    "_scatter",
+    "pool_backward_blocks",
+    "pool_forward_blocks",
+    "pool_layout",
+    "running_max",
+    "scatter",
 ]

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import parallel
 from ._scratch import scratch
-from ._winograd_transforms import _Geometry, filter_grad, filter_transform
+from ._winograd_transforms import Geometry, filter_grad, filter_transform
 
 CHUNK_BYTES = 32 * 2**20
 """Target bytes of one chunk's transformed arrays on the compiled F(4x4,3x3) path: a layer's
@@ -32,14 +32,14 @@ tiles go through the transforms and GEMMs a chunk at a time, so the products M, 
 (scratch) stay about this size instead of 2.25x the layer's largest activation."""
 
 
-def _chunks(g: _Geometry, itemsize: int) -> list[tuple[int, int]]:
+def tile_chunks(g: Geometry, itemsize: int) -> list[tuple[int, int]]:
     """Tile ranges ``[k0, k1)`` of about :data:`CHUNK_BYTES` of transformed data each."""
     per = max(1, CHUNK_BYTES // (36 * max(g.F, g.C) * g.N * itemsize))
     n = g.TY * g.TX
     return [(k0, min(n, k0 + per)) for k0 in range(0, n, per)]
 
 
-def _forward4(k, x, w, b, g: _Geometry, recompute: bool, pool: bool = False):
+def forward4(k, x, w, b, g: Geometry, recompute: bool, pool: bool = False):
     """The compiled F(4x4,3x3) forward pass; with ``pool``, a 2x2 stride-2 max pool in
     the output transform: returns ``(pooled, ix)`` in place of the output."""
     U = filter_transform(w, g.t)
@@ -53,7 +53,7 @@ def _forward4(k, x, w, b, g: _Geometry, recompute: bool, pool: bool = False):
         out = (np.empty(shape, dtype=x.dtype), np.empty(shape, dtype=np.uint8))
     else:
         out = np.empty((g.F, g.Ho, g.Wo, N), dtype=x.dtype)
-    for k0, k1 in _chunks(g, x.dtype.itemsize):
+    for k0, k1 in tile_chunks(g, x.dtype.itemsize):
         cols = (k1 - k0) * N
         if V is None:
             Vc = scratch(np, "wino_V", (36, g.C, cols), x.dtype)
@@ -68,7 +68,7 @@ def _forward4(k, x, w, b, g: _Geometry, recompute: bool, pool: bool = False):
     return out, (g, U, x if recompute else None, V)
 
 
-def _backward4(k, dout, cache, need_dx: bool, ix=None):
+def backward4(k, dout, cache, need_dx: bool, ix=None):
     """The compiled F(4x4,3x3) backward pass; with the pool's ``ix``, dout is the pooled
     output's gradient."""
     g, U, x, V = cache
@@ -82,7 +82,7 @@ def _backward4(k, dout, cache, need_dx: bool, ix=None):
     if need_dx:
         dxp = scratch(np, "wino_dxp", (g.C, Hp, Wp, N), dtype)
         dxp[...] = 0
-    for k0, k1 in _chunks(g, dtype.itemsize):
+    for k0, k1 in tile_chunks(g, dtype.itemsize):
         cols = (k1 - k0) * N
         dMc = scratch(np, "wino_dM", (36, g.F, cols), dtype)
         if ix is None:
@@ -105,4 +105,4 @@ def _backward4(k, dout, cache, need_dx: bool, ix=None):
     return dx, filter_grad(dU, g, dtype), db
 
 
-__all__ = ["CHUNK_BYTES"]
+__all__ = ["CHUNK_BYTES", "backward4", "forward4", "tile_chunks"]

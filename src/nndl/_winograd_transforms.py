@@ -146,7 +146,7 @@ def _adjoint_scatter(matT, srcs, dst, axis: int, m: int, n: int) -> None:
 # --- the three transforms ---------------------------------------------------------------
 
 
-class _Geometry(NamedTuple):
+class Geometry(NamedTuple):
     """Sizes of one Winograd convolution: input (C, H, W, N), pad, tiles TY x TX."""
 
     C: int
@@ -171,11 +171,11 @@ class _Geometry(NamedTuple):
         return self.N * self.TY * self.TX
 
 
-def geometry(x_shape, F: int, pad: int, m: int) -> _Geometry:
+def geometry(x_shape, F: int, pad: int, m: int) -> Geometry:
     """The tiling of a 3x3 stride-1 convolution of x (C, H, W, N) into m x m tiles."""
     C, H, W, N = x_shape
     Ho, Wo = H + 2 * pad - 2, W + 2 * pad - 2
-    return _Geometry(C, H, W, N, F, pad, Ho, Wo, -(-Ho // m), -(-Wo // m), TRANSFORMS[m])
+    return Geometry(C, H, W, N, F, pad, Ho, Wo, -(-Ho // m), -(-Wo // m), TRANSFORMS[m])
 
 
 def _kron_g(t: WinogradTransform, xp, dtype):
@@ -193,7 +193,7 @@ def filter_transform(w, t: WinogradTransform):
     return U.reshape(t.alpha**2, F, C)
 
 
-def filter_grad(dU, g: _Geometry, dtype):
+def filter_grad(dU, g: Geometry, dtype):
     """dw (F, C, 3, 3) from dU (a*a, F, C): the adjoint of :func:`filter_transform`,
     ``dU^T (F*C, a*a) @ kron(G, G)``."""
     xp = get_array_module(dU)
@@ -202,12 +202,12 @@ def filter_grad(dU, g: _Geometry, dtype):
     return dw.reshape(g.F, g.C, 3, 3)
 
 
-def _bytes_per_channel(g: _Geometry, itemsize: int) -> int:
+def _bytes_per_channel(g: Geometry, itemsize: int) -> int:
     Hp, Wp = g.padded
     return g.N * (Hp * Wp + g.t.alpha * g.TY * Wp) * itemsize
 
 
-def input_transform(x, V, g: _Geometry) -> None:
+def input_transform(x, V, g: Geometry) -> None:
     """V (a*a, C, T) = ``B^T d B`` for every input tile d of x (C, H, W, N) (threaded)."""
     xp = get_array_module(x)
     t, a, m = g.t, g.t.alpha, g.t.m
@@ -233,7 +233,7 @@ def input_transform(x, V, g: _Geometry) -> None:
     parallel.run(block, parallel.blocks(g.C, _bytes_per_channel(g, x.dtype.itemsize)))
 
 
-def output_transform(M, out, b, g: _Geometry) -> None:
+def output_transform(M, out, b, g: Geometry) -> None:
     """out (F, H', W', N) = ``A^T M A + b`` per tile, cropped to H' x W' (threaded)."""
     xp = get_array_module(M)
     t, a, m = g.t, g.t.alpha, g.t.m
@@ -257,7 +257,7 @@ def output_transform(M, out, b, g: _Geometry) -> None:
     parallel.run(block, parallel.blocks(g.F, per_f))
 
 
-def dout_transform(dout, dM, db, g: _Geometry) -> None:
+def dout_transform(dout, dM, db, g: Geometry) -> None:
     """dM (a*a, F, T): the adjoint of :func:`output_transform` applied to dout
     (F, H', W', N); db (F,) receives dout's sums over (H', W', N) (threaded)."""
     xp = get_array_module(dout)
@@ -286,7 +286,7 @@ def dout_transform(dout, dM, db, g: _Geometry) -> None:
     parallel.run(block, parallel.blocks(g.F, per_f))
 
 
-def input_grad(dV, dx, g: _Geometry) -> None:
+def input_grad(dV, dx, g: Geometry) -> None:
     """dx (C, H, W, N): the adjoint of :func:`input_transform` applied to dV (threaded)."""
     xp = get_array_module(dV)
     a, m = g.t.alpha, g.t.m
@@ -311,6 +311,7 @@ __all__ = [
     "F2",
     "F4",
     "TRANSFORMS",
+    "Geometry",
     "WinogradTransform",
     "dout_transform",
     "filter_grad",

@@ -49,9 +49,9 @@ from typing import Any
 import numpy as np
 
 from . import winograd
-from ._im2col import _im2col_backward, _im2col_forward, _sum_rows
+from ._im2col import im2col_backward, im2col_forward, sum_rows
 from ._layout import from_internal, is_internal, to_internal
-from ._max_pool import _pool_backward_blocks, _pool_forward_blocks, _pool_layout
+from ._max_pool import pool_backward_blocks, pool_forward_blocks, pool_layout
 from ._scratch import free_scratch
 from .backend import get_array_module
 from .checks import check_dout, check_ndim, conv_options, conv_shapes, pool_shapes
@@ -109,7 +109,7 @@ def conv_forward_fast(x, w, b, conv_param: Mapping[str, Any]):
     xc = to_internal(x)
     geometry = (xc.shape, stride, pad, H_out, W_out)
     if algo == "im2col" or x.shape[0] == 0:
-        out, inner = _im2col_forward(xc, w, b, stride, pad, H_out, W_out, recompute, budget)
+        out, inner = im2col_forward(xc, w, b, stride, pad, H_out, W_out, recompute, budget)
     else:
         m = int(algo[-1])
         out, wcache = winograd.winograd_forward(xc, w, b, pad, m, recompute)
@@ -134,9 +134,9 @@ def conv_backward_fast(dout, cache, input_grad: bool = True):
     if inner[0] == "winograd":
         dx, dw, db = winograd.winograd_backward(dc, inner[1], need_dx)
     else:
-        dx, dw = _im2col_backward(dc, inner, geometry, need_dx)
+        dx, dw = im2col_backward(dc, inner, geometry, need_dx)
         db = xp.empty(w_shape[0], dtype=dout.dtype)
-        _sum_rows(dc, db)
+        sum_rows(dc, db)
     return (None if dx is None else from_internal(dx)), dw, db
 
 
@@ -202,8 +202,8 @@ def max_pool_forward_fast(x, pool_param: Mapping[str, Any]):
     output's size), not x.
     """
     PH, PW, s, H_out, W_out = pool_shapes("max_pool_forward_fast", x, pool_param)
-    xv, axes, to_user = _pool_layout(x)
-    out, idx_w, idx_h = _pool_forward_blocks(xv, axes, PH, PW, s, H_out, W_out)
+    xv, axes, to_user = pool_layout(x)
+    out, idx_w, idx_h = pool_forward_blocks(xv, axes, PH, PW, s, H_out, W_out)
     return to_user(out), (xv.shape, axes, idx_w, idx_h, (PH, PW, s), x.shape[2:])
 
 
@@ -221,7 +221,7 @@ def max_pool_backward_fast(dout, cache):
     out_shape = tuple(idx_h.shape[i] for i in (3, 0, 1, 2)) if internal else idx_h.shape
     check_dout(fn, dout, out_shape)
     dv = dout.transpose(1, 2, 3, 0) if internal else dout
-    dx = _pool_backward_blocks(dv, idx_w, idx_h, xv_shape, axes, PH, PW, s)
+    dx = pool_backward_blocks(dv, idx_w, idx_h, xv_shape, axes, PH, PW, s)
     return from_internal(dx) if internal else dx
 
 

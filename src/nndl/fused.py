@@ -19,15 +19,17 @@ depend on the thread count.
 
 Two implementations of the same passes:
 
-* compiled (:mod:`nndl._numba_fused`, with numba installed: the ``fast`` extra), one
-  channel per task on numba's threads. The activation's derivative is recomputed from
-  ``xhat`` in the backward pass, so the cache holds ``xhat``, the pool's window index
-  (uint8) and the batch statistics, not the output. float32 GELU uses a vectorisable
-  tanh (see that module): within 2e-6 of NumPy's float32 GELU.
-* NumPy (the reference and the fallback), on blocks of channels on
-  :mod:`nndl.parallel`'s threads; with ``BN - ReLU - pool`` the ReLU runs after the pool
-  on a quarter of the data (max and ReLU commute exactly, gradients included). Its cache
-  also keeps the output (ReLU's mask) and two uint8 pool index arrays.
+* compiled (:mod:`nndl._numba_fused`, with numba installed: the ``fast`` extra; called
+  by :mod:`nndl._fused_compiled`), one channel per task on numba's threads. The
+  activation's derivative is recomputed from ``xhat`` in the backward pass, so the
+  cache holds ``xhat``, the pool's window index (uint8) and the batch statistics, not
+  the output. float32 GELU uses a vectorisable tanh (see that module): within 2e-6 of
+  NumPy's float32 GELU.
+* NumPy (:mod:`nndl._fused_numpy`: the reference and the fallback), on blocks of
+  channels on :mod:`nndl.parallel`'s threads; with ``BN - ReLU - pool`` the ReLU runs
+  after the pool on a quarter of the data (max and ReLU commute exactly, gradients
+  included). Its cache also keeps the output (ReLU's mask) and two uint8 pool index
+  arrays.
 
 Memory per call (beyond the conv's): forward, the output and, with a pool, the index
 array(s) and (``pool - BN``) the pooled array, kept as ``xhat``; per thread, one
@@ -43,8 +45,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import parallel
-from ._fused_compiled import _ACT_CODES, _backward_compiled, _forward_compiled
-from ._fused_numpy import _backward_numpy, _forward_numpy
+from ._fused_compiled import ACT_CODES, backward_compiled, forward_compiled
+from ._fused_numpy import backward_numpy, forward_numpy
 from ._layout import from_internal, is_internal, to_internal
 from ._scratch import scratch
 from .backend import get_array_module
@@ -133,7 +135,7 @@ def post_conv_forward(ac, p: Plan, fn: str, gamma=None, beta=None, bn_param=None
     if not (p.bn or p.act or p.pool):
         return ac, _Cache(p, ac.shape, mode, False, ac, None, ac, None, None, None)
     kernels = parallel.compiled(ac, "_numba_fused")
-    run = _forward_compiled if kernels is not None else _forward_numpy
+    run = forward_compiled if kernels is not None else forward_numpy
     out, pre, idx, keep_out = run(kernels, ac, p, mode, g, be, eps, stats)
     if p.bn and mode == "train":
         _update_running(bn_param, stats, momentum, C, xp, ac.dtype)
@@ -163,9 +165,9 @@ def post_conv_backward(dc, cache: _Cache, fn: str, fresh: bool = False):
         da = scratch(xp, "fused_dconv", cache.a_shape, dc.dtype)
     grads = xp.empty((2, C), dtype=dc.dtype)
     if cache.compiled:
-        _backward_compiled(parallel.compiled(dc, "_numba_fused"), dc, cache, da, grads)
+        backward_compiled(parallel.compiled(dc, "_numba_fused"), dc, cache, da, grads)
     else:
-        _backward_numpy(dc, cache, da, grads)
+        backward_numpy(dc, cache, da, grads)
     if not p.bn:
         return da, None, None
     return da, grads[0], grads[1]
@@ -227,7 +229,7 @@ def gelu_forward_fast(x):
         out, cache = gelu_forward(x)
         return out, ("numpy", cache)
     out = np.empty_like(x)  # same memory order as x
-    kernels.activation_forward(flat, _ACT_CODES["gelu"], _flat(out))
+    kernels.activation_forward(flat, ACT_CODES["gelu"], _flat(out))
     return out, ("compiled", x)
 
 
@@ -244,7 +246,7 @@ def gelu_backward_fast(dout, cache):
     if d is None:  # lay dout out as x is
         d = np.empty_like(x)
         d[...] = dout
-    kernels.activation_backward(_flat(d), _flat(x), _ACT_CODES["gelu"], _flat(dx))
+    kernels.activation_backward(_flat(d), _flat(x), ACT_CODES["gelu"], _flat(dx))
     return dx
 
 

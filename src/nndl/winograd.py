@@ -22,12 +22,16 @@ over (channels x pixels) reads and writes them without a transposed copy, and ev
 strided slice along H or W keeps whole contiguous runs of N (NumPy's loops stay long
 where an (N, C, H, W) layout would leave runs of a few pixels).
 
-Compiled path: with numba installed (the optional ``fast`` extra), F(4x4,3x3) runs on
-compiled kernels (:mod:`nndl._numba_kernels`) that do each transform tile by tile in one
-pass (several times faster than the NumPy transforms here, which stay the reference: the
-tests compare the two, and the fallback; F(2x2,3x3) always uses them). The layer goes
-through its tiles in chunks of about :data:`CHUNK_BYTES` of transformed data: transform,
-the 36 GEMMs, transform back, chunk by chunk, so the products never exist in full.
+The matrices and the NumPy transforms are in :mod:`nndl._winograd_transforms`; this
+module is the layer (forward, backward, and the choice of path).
+
+Compiled path (:mod:`nndl._winograd_compiled`): with numba installed (the optional
+``fast`` extra), F(4x4,3x3) runs on compiled kernels (:mod:`nndl._numba_kernels`) that do
+each transform tile by tile in one pass (several times faster than the NumPy transforms,
+which stay the reference: the tests compare the two, and the fallback; F(2x2,3x3)
+always uses them). The layer goes through its tiles in chunks of about
+:data:`CHUNK_BYTES` of transformed data: transform, the 36 GEMMs, transform back, chunk
+by chunk, so the products never exist in full.
 :func:`winograd_pool_forward` also runs a 2x2 stride-2 max pool inside the output
 transform. ``NNDL_NUMBA=0`` forces NumPy.
 
@@ -55,7 +59,7 @@ import numpy as np
 
 from . import parallel
 from ._scratch import scratch
-from ._winograd_compiled import CHUNK_BYTES, _backward4, _forward4
+from ._winograd_compiled import CHUNK_BYTES, backward4, forward4
 from ._winograd_transforms import (
     F2,
     F4,
@@ -106,7 +110,7 @@ def winograd_forward(x, w, b, pad: int, m: int = 2, recompute: bool = False):
     b = b.astype(x.dtype, copy=False)
     k = compiled_kernels(x) if m == 4 else None
     if k is not None:
-        return _forward4(k, np.ascontiguousarray(x), w, b, g, recompute)
+        return forward4(k, np.ascontiguousarray(x), w, b, g, recompute)
     a2 = g.t.alpha**2
     U = filter_transform(w, g.t)
     shape = (a2, g.C, g.tiles)
@@ -123,7 +127,7 @@ def winograd_backward(dout, cache, need_dx: bool = True):
     None (``need_dx=False``), dw (F, C, 3, 3), db (F,)."""
     g, U, x, V = cache
     if g.t.m == 4 and (k := compiled_kernels(dout)) is not None:
-        return _backward4(k, np.ascontiguousarray(dout), cache, need_dx)
+        return backward4(k, np.ascontiguousarray(dout), cache, need_dx)
     xp = get_array_module(dout)
     dtype = dout.dtype
     a2 = g.t.alpha**2
@@ -163,7 +167,7 @@ def winograd_pool_forward(x, w, b, pad: int, recompute: bool = False):
         raise RuntimeError("winograd_pool_forward: needs the compiled kernels (numba)")
     g = geometry(x.shape, w.shape[0], pad, 4)
     w, b = w.astype(x.dtype, copy=False), b.astype(x.dtype, copy=False)
-    (pooled, ix), cache = _forward4(k, np.ascontiguousarray(x), w, b, g, recompute, pool=True)
+    (pooled, ix), cache = forward4(k, np.ascontiguousarray(x), w, b, g, recompute, pool=True)
     return pooled, ix, cache
 
 
@@ -173,7 +177,7 @@ def winograd_pool_backward(dp, ix, cache, need_dx: bool = True):
     k = compiled_kernels(dp)
     if k is None:
         raise RuntimeError("winograd_pool_backward: needs the compiled kernels (numba)")
-    return _backward4(k, np.ascontiguousarray(dp), cache, need_dx, ix)
+    return backward4(k, np.ascontiguousarray(dp), cache, need_dx, ix)
 
 
 __all__ = [
