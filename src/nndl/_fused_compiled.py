@@ -3,7 +3,7 @@
 What it computes: the same passes as :mod:`nndl._fused_numpy` (the tests compare them),
 forward and backward, by calling the one kernel that does the plan's stages in order.
 
-Why it is fast: each kernel does one channel per task on numba's threads, in one sweep
+Why it is fast: each kernel does one channel at a time on nndl's threads, in one sweep
 per stage over the channel's contiguous slab; the activation's derivative is recomputed
 from ``xhat`` in the backward pass, so nothing but ``xhat``, the pool's window index
 (uint8) and the batch statistics is cached.
@@ -20,6 +20,7 @@ from . import parallel
 from ._scratch import scratch
 
 ACT_CODES = {None: 0, "relu": 1, "gelu": 2}
+run = parallel.run_compiled
 
 
 def _dummy(a):
@@ -35,7 +36,7 @@ def forward_compiled(k, ac, p, mode, g, be, eps, stats):
     C = ac.shape[0]
     if p.pool is None:
         out = np.empty_like(ac)
-        k.forward_plain(ac, p.bn, train, g, be, eps, stats, act, out)
+        run(k.forward_plain, C, ac, p.bn, train, g, be, eps, stats, act, out)
         return out, ac, None, False
     PH, PW, s, Ho, Wo = p.pool
     shape = (C, Ho, Wo, ac.shape[3])
@@ -43,10 +44,11 @@ def forward_compiled(k, ac, p, mode, g, be, eps, stats):
     ix = np.empty(shape, np.uint8)
     if p.pool_first:
         pooled = np.empty(shape, ac.dtype)
-        k.forward_pool_first(ac, PH, PW, s, pooled, ix, p.bn, train, g, be, eps, stats, act, out)
+        run(k.forward_pool_first, C, ac, PH, PW, s, pooled, ix, p.bn, train, g, be, eps, stats,
+            act, out)  # fmt: skip
         return out, pooled, ix, False
     y = scratch(np, "fused_y", (_chunks(C), *ac.shape[1:]), ac.dtype)
-    k.forward_pool_last(ac, PH, PW, s, p.bn, train, g, be, eps, stats, act, y, out, ix)
+    run(k.forward_pool_last, len(y), ac, PH, PW, s, p.bn, train, g, be, eps, stats, act, y, out, ix)
     return out, ac, ix, False
 
 
@@ -68,16 +70,16 @@ def backward_compiled(k, dc, cache, da, grads) -> None:
     if not p.bn:
         g = be = inv_std = _dummy(dc)
     if p.pool is None:
-        k.backward_plain(dc, cache.pre, p.bn, g, be, inv_std, act, da, grads)
+        run(k.backward_plain, len(dc), dc, cache.pre, p.bn, g, be, inv_std, act, da, grads)
         return
     PH, PW, s = p.pool[:3]
     if p.pool_first:
         tmp = scratch(np, "fused_dpool", (_chunks(dc.shape[0]), *dc.shape[1:]), dc.dtype)
-        k.backward_pool_first(dc, cache.pre, cache.pool_idx, PH, PW, s, p.bn, g, be, inv_std,
-                              act, tmp, da, grads)  # fmt: skip
+        run(k.backward_pool_first, len(tmp), dc, cache.pre, cache.pool_idx, PH, PW, s, p.bn, g,
+            be, inv_std, act, tmp, da, grads)  # fmt: skip
     else:
-        k.backward_pool_last(dc, cache.pool_idx, PH, PW, s, cache.pre, p.bn, g, be, inv_std,
-                             act, da, grads)  # fmt: skip
+        run(k.backward_pool_last, len(dc), dc, cache.pool_idx, PH, PW, s, cache.pre, p.bn, g, be,
+            inv_std, act, da, grads)  # fmt: skip
 
 
 __all__ = ["ACT_CODES", "backward_compiled", "forward_compiled"]

@@ -26,6 +26,8 @@ from . import parallel
 from ._scratch import scratch
 from ._winograd_transforms import Geometry, filter_grad, filter_transform
 
+run = parallel.run_compiled
+
 CHUNK_BYTES = 32 * 2**20
 """Target bytes of one chunk's transformed arrays on the compiled F(4x4,3x3) path: a layer's
 tiles go through the transforms and GEMMs a chunk at a time, so the products M, dM and dV
@@ -47,7 +49,7 @@ def forward4(k, x, w, b, g: Geometry, recompute: bool, pool: bool = False):
     V = None
     if not recompute:  # the cache: all tiles at once
         V = np.empty((36, g.C, g.tiles), x.dtype)
-        k.input_transform4(x, V, g.pad, g.TY, g.TX, 0, g.TY * g.TX)
+        run(k.input_transform4, g.C, x, V, g.pad, g.TY, g.TX, 0, g.TY * g.TX)
     if pool:
         shape = (g.F, (g.Ho - 2) // 2 + 1, (g.Wo - 2) // 2 + 1, N)
         out = (np.empty(shape, dtype=x.dtype), np.empty(shape, dtype=np.uint8))
@@ -57,14 +59,14 @@ def forward4(k, x, w, b, g: Geometry, recompute: bool, pool: bool = False):
         cols = (k1 - k0) * N
         if V is None:
             Vc = scratch(np, "wino_V", (36, g.C, cols), x.dtype)
-            k.input_transform4(x, Vc, g.pad, g.TY, g.TX, k0, k1)
+            run(k.input_transform4, g.C, x, Vc, g.pad, g.TY, g.TX, k0, k1)
         else:
             Vc = V[:, :, k0 * N : k1 * N]
         Mc = parallel.matmul(U, Vc, scratch(np, "wino_M", (36, g.F, cols), x.dtype))
         if pool:
-            k.output_transform4_pool2(Mc, b, g.TY, g.TX, k0, k1, *out)
+            run(k.output_transform4_pool2, g.F, Mc, b, g.TY, g.TX, k0, k1, *out)
         else:
-            k.output_transform4(Mc, out, b, g.TY, g.TX, k0, k1)
+            run(k.output_transform4, g.F, Mc, out, b, g.TY, g.TX, k0, k1)
     return out, (g, U, x if recompute else None, V)
 
 
@@ -76,7 +78,7 @@ def backward4(k, dout, cache, need_dx: bool, ix=None):
     U = U.astype(dtype, copy=False)
     Ut = U.transpose(0, 2, 1)
     db = np.empty(g.F, dtype=dtype)
-    k.channel_sums(dout, db)  # pooled: each gradient goes to one conv output
+    run(k.channel_sums, g.F, dout, db)  # pooled: each gradient goes to one conv output
     dU = np.zeros((36, g.F, g.C), dtype=dtype)
     Hp, Wp = g.padded
     if need_dx:
@@ -86,22 +88,23 @@ def backward4(k, dout, cache, need_dx: bool, ix=None):
         cols = (k1 - k0) * N
         dMc = scratch(np, "wino_dM", (36, g.F, cols), dtype)
         if ix is None:
-            k.dout_transform4(dout, dMc, g.TY, g.TX, k0, k1)
+            run(k.dout_transform4, g.F, dout, dMc, g.TY, g.TX, k0, k1)
         else:
-            k.dout_transform4_pool2(dout, ix, dMc, g.TY, g.TX, k0, k1)
+            run(k.dout_transform4_pool2, g.F, dout, ix, dMc, g.TY, g.TX, k0, k1)
         if V is None:
             Vc = scratch(np, "wino_V", (36, g.C, cols), dtype)
-            k.input_transform4(x.astype(dtype, copy=False), Vc, g.pad, g.TY, g.TX, k0, k1)
+            xd = x.astype(dtype, copy=False)
+            run(k.input_transform4, g.C, xd, Vc, g.pad, g.TY, g.TX, k0, k1)
         else:
             Vc = V[:, :, k0 * N : k1 * N].astype(dtype, copy=False)
         dU += parallel.matmul(dMc, Vc.transpose(0, 2, 1), scratch(np, "wino_dU", dU.shape, dtype))
         if need_dx:
             dVc = parallel.matmul(Ut, dMc, scratch(np, "wino_dV", (36, g.C, cols), dtype))
-            k.input_grad4(dVc, dxp, g.TY, g.TX, k0, k1)
+            run(k.input_grad4, g.C, dVc, dxp, g.TY, g.TX, k0, k1)
     dx = None
     if need_dx:
         dx = np.empty((g.C, g.H, g.W, N), dtype=dtype)
-        k.crop4(dxp, g.pad, dx)
+        run(k.crop4, g.C, dxp, g.pad, dx)
     return dx, filter_grad(dU, g, dtype), db
 
 

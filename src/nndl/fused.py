@@ -20,7 +20,7 @@ depend on the thread count.
 Two implementations of the same passes:
 
 * compiled (:mod:`nndl._numba_fused`, with numba installed: the ``fast`` extra; called
-  by :mod:`nndl._fused_compiled`), one channel per task on numba's threads. The
+  by :mod:`nndl._fused_compiled`), one channel at a time on nndl's threads. The
   activation's derivative is recomputed from ``xhat`` in the backward pass, so the
   cache holds ``xhat``, the pool's window index (uint8) and the batch statistics, not
   the output. float32 GELU uses a vectorisable tanh (see that module): within 2e-6 of
@@ -229,7 +229,8 @@ def gelu_forward_fast(x):
         out, cache = gelu_forward(x)
         return out, ("numpy", cache)
     out = np.empty_like(x)  # same memory order as x
-    kernels.activation_forward(flat, ACT_CODES["gelu"], _flat(out))
+    blocks = -(-flat.size // kernels.ACT_BLOCK)
+    parallel.run_compiled(kernels.activation_forward, blocks, flat, ACT_CODES["gelu"], _flat(out))
     return out, ("compiled", x)
 
 
@@ -246,7 +247,10 @@ def gelu_backward_fast(dout, cache):
     if d is None:  # lay dout out as x is
         d = np.empty_like(x)
         d[...] = dout
-    kernels.activation_backward(_flat(d), _flat(x), ACT_CODES["gelu"], _flat(dx))
+    blocks = -(-x.size // kernels.ACT_BLOCK)
+    parallel.run_compiled(
+        kernels.activation_backward, blocks, _flat(d), _flat(x), ACT_CODES["gelu"], _flat(dx)
+    )
     return dx
 
 
