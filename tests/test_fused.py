@@ -315,11 +315,11 @@ def test_fast_gelu_equals_the_layer_and_keeps_the_layout(internal, path):
 def test_conv_then_pool_fused_equals_naive(H, W, pad, chunk_bytes, path, monkeypatch):
     # With the kernels: the pool runs inside the Winograd output transform; floor mode
     # leaves the last row/column out on odd sizes. Without: the two fast layers in turn.
-    from nndl import winograd
+    from nndl import _winograd_compiled
     from nndl.fast_layers import conv_pool_backward_fast, conv_pool_forward_fast
 
     if chunk_bytes is not None:
-        monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(_winograd_compiled, "CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(H + W + pad)
     x = rng.standard_normal((3, 4, H, W))
     w = rng.standard_normal((5, 4, 3, 3))

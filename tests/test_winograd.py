@@ -143,9 +143,9 @@ def test_compiled_f4_in_chunks_of_one_tile_equals_the_numpy_path(recompute, dtyp
     # One tile per chunk: every tile crosses a chunk boundary, so the overlapping input
     # gradients of neighbouring tiles are added across chunks.
     pytest.importorskip("numba")
-    from nndl import winograd
+    from nndl import _winograd_compiled
 
-    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(_winograd_compiled, "CHUNK_BYTES", 1)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 9, 10, 2)).astype(dtype)
     w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
@@ -156,7 +156,7 @@ def test_compiled_f4_in_chunks_of_one_tile_equals_the_numpy_path(recompute, dtyp
         monkeypatch.setenv("NNDL_NUMBA", flag)
         out, cache = winograd_forward(x, w, b, 1, 4, recompute)
         results.append((out, *winograd_backward(dout, cache)))
-    assert len(winograd._chunks(cache[0], x.dtype.itemsize)) == 9  # 3 x 3 tiles
+    assert len(_winograd_compiled.tile_chunks(cache[0], x.dtype.itemsize)) == 9  # 3 x 3 tiles
     tol = 1e-12 if dtype == np.float64 else 1e-5
     for a, c in zip(*results, strict=True):
         assert np.abs(a - c).max() <= tol * np.abs(a).max()

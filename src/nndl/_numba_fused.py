@@ -2,9 +2,13 @@
 
 :mod:`nndl.fused` calls these when numba is installed (the ``fast`` extra); its NumPy
 block code is the reference they are tested against and the fallback. Each kernel does
-one channel at a time (``prange`` over channels): the channel's slab of a (C, H, W, N)
-array is contiguous, so every pass over it is one long vectorised loop, and the slab
-(at most a few MB) is still in the core's cache for the next pass. Per channel:
+one channel at a time: the channel's slab of a (C, H, W, N) array is contiguous, so
+every pass over it is one long vectorised loop, and the slab (at most a few MB) is still
+in the core's cache for the next pass. A kernel does the channels (or chunks of
+channels, or blocks) ``[c0, c1)`` given as its last two arguments without the GIL
+(``nogil``); :func:`nndl.parallel.run_compiled` hands each of nndl's threads one range
+(serial kernels compile in a third of the time of numba's ``prange`` loops; see
+:mod:`nndl._numba_kernels`). Per channel:
 
 * forward: [max pool] -> batch norm statistics (mean, then the variance about it, both
   accumulated in float64), normalisation in place (the slab becomes ``xhat``, the
@@ -33,10 +37,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 NONE, RELU, GELU = 0, 1, 2
+ACT_BLOCK = 1 << 16
+"""Elements per block of the standalone activation kernels (one block per call range)."""
 _K = math.sqrt(2.0 / math.pi)
 _A = 0.044715
 _OPTS = {"cache": True, "error_model": "numpy"}
@@ -130,11 +136,29 @@ def _mean_var(z):
     return mu, t(q / max(z.size, 1))
 
 
-@njit(inline="always", **_OPTS)
+@njit(**_OPTS)
 def _normalize_act(z, o, c, bn, train, g, b, eps, stats, act):
     """Channel c: [batch norm] and the activation of z into o; in train mode z becomes
     xhat and stats[:, c] the mean, variance and 1 / sqrt(var + eps). In test mode
-    stats[0, c] is the running mean and stats[2, c] gamma / sqrt(running_var + eps)."""
+    stats[0, c] is the running mean and stats[2, c] gamma / sqrt(running_var + eps).
+
+    The activation is chosen here, outside the loops: each branch inlines the loops
+    with a constant ``act``, which LLVM vectorises. With ``act`` a run-time value inside
+    a loop, a serial kernel ran 1.4-2.3x slower (numba's ``prange`` bodies hid that: their
+    arrays are marked as not aliasing each other). Compiled once per float type and
+    called by the three forward kernels (inlined into each, they took twice as long to
+    compile)."""
+    if act == RELU:
+        _normalize_as(z, o, c, bn, train, g, b, eps, stats, RELU)
+    elif act == GELU:
+        _normalize_as(z, o, c, bn, train, g, b, eps, stats, GELU)
+    else:
+        _normalize_as(z, o, c, bn, train, g, b, eps, stats, NONE)
+
+
+@njit(inline="always", **_OPTS)
+def _normalize_as(z, o, c, bn, train, g, b, eps, stats, act):
+    """:func:`_normalize_act` for one activation ``act`` (a constant where inlined)."""
     if not bn:
         for i in range(z.size):
             o[i] = _act(z[i], act)
@@ -243,55 +267,57 @@ def _pool_backward(d, ix, PH, PW, s, dz):
 # --- kernels: conv output a (C, H, W, N) ------------------------------------------------
 
 
-@njit(parallel=True, **_OPTS)
-def forward_plain(a, bn, train, g, b, eps, stats, act, out):  # pragma: no cover - compiled
+@njit(nogil=True, **_OPTS)
+def forward_plain(a, bn, train, g, b, eps, stats, act, out, c0, c1):  # pragma: no cover
     """conv - [BN] - act: a (C, H, W, N) -> out (same shape); a becomes xhat (train)."""
-    for c in prange(a.shape[0]):
+    for c in range(c0, c1):
         _normalize_act(a[c].ravel(), out[c].ravel(), c, bn, train, g, b, eps, stats, act)
 
 
-@njit(parallel=True, **_OPTS)
+@njit(nogil=True, **_OPTS)
 def forward_pool_first(
-    a, PH, PW, s, pooled, ix, bn, train, g, b, eps, stats, act, out
+    a, PH, PW, s, pooled, ix, bn, train, g, b, eps, stats, act, out, c0, c1
 ):  # pragma: no cover - compiled
     """conv - pool - [BN] - act: a -> pooled, ix (C, H', W', N); pooled becomes xhat."""
-    for c in prange(a.shape[0]):
+    for c in range(c0, c1):
         _pool(a[c], pooled[c], ix[c], PH, PW, s)
         _normalize_act(pooled[c].ravel(), out[c].ravel(), c, bn, train, g, b, eps, stats, act)
 
 
-@njit(parallel=True, **_OPTS)
+@njit(nogil=True, **_OPTS)
 def forward_pool_last(
-    a, PH, PW, s, bn, train, g, b, eps, stats, act, y, out, ix
+    a, PH, PW, s, bn, train, g, b, eps, stats, act, y, out, ix, k0, k1
 ):  # pragma: no cover - compiled
     """conv - [BN] - act - pool: a becomes xhat; y (chunks, H, W, N) is scratch, one
-    slab per chunk of channels (chunk k does channels k, k + chunks, ...)."""
+    slab per chunk of channels (chunk k does channels k, k + chunks, ...); the kernel
+    does the chunks [k0, k1)."""
     C = a.shape[0]
     chunks = y.shape[0]
-    for k in prange(chunks):
+    for k in range(k0, k1):
         yk = y[k]
         for c in range(k, C, chunks):
             _normalize_act(a[c].ravel(), yk.ravel(), c, bn, train, g, b, eps, stats, act)
             _pool(yk, out[c], ix[c], PH, PW, s)
 
 
-@njit(parallel=True, **_OPTS)
-def backward_plain(d, xhat, bn, g, b, inv_std, act, da, grads):  # pragma: no cover
+@njit(nogil=True, **_OPTS)
+def backward_plain(d, xhat, bn, g, b, inv_std, act, da, grads, c0, c1):  # pragma: no cover
     """Backward of forward_plain: d (C, H, W, N) -> da (same shape)."""
-    for c in prange(d.shape[0]):
+    for c in range(c0, c1):
         _act_bn_backward(d[c].ravel(), xhat[c].ravel(), c, bn, g, b, inv_std, act,
                          da[c].ravel(), grads)  # fmt: skip
 
 
-@njit(parallel=True, **_OPTS)
+@njit(nogil=True, **_OPTS)
 def backward_pool_first(
-    d, xhat, ix, PH, PW, s, bn, g, b, inv_std, act, tmp, da, grads
+    d, xhat, ix, PH, PW, s, bn, g, b, inv_std, act, tmp, da, grads, k0, k1
 ):  # pragma: no cover - compiled
     """Backward of forward_pool_first: d (C, H', W', N) -> da (C, H, W, N); tmp
-    (chunks, H', W', N) is scratch, one slab per chunk of channels."""
+    (chunks, H', W', N) is scratch, one slab per chunk of channels; the kernel does the
+    chunks [k0, k1)."""
     C = d.shape[0]
     chunks = tmp.shape[0]
-    for k in prange(chunks):
+    for k in range(k0, k1):
         t = tmp[k]
         for c in range(k, C, chunks):
             _act_bn_backward(d[c].ravel(), xhat[c].ravel(), c, bn, g, b, inv_std, act,
@@ -299,38 +325,40 @@ def backward_pool_first(
             _pool_backward(t, ix[c], PH, PW, s, da[c])
 
 
-@njit(parallel=True, **_OPTS)
+@njit(nogil=True, **_OPTS)
 def backward_pool_last(
-    d, ix, PH, PW, s, xhat, bn, g, b, inv_std, act, da, grads
+    d, ix, PH, PW, s, xhat, bn, g, b, inv_std, act, da, grads, c0, c1
 ):  # pragma: no cover - compiled
     """Backward of forward_pool_last: d (C, H', W', N) -> da (C, H, W, N)."""
-    for c in prange(d.shape[0]):
+    for c in range(c0, c1):
         _pool_backward(d[c], ix[c], PH, PW, s, da[c])
         flat = da[c].ravel()
         _act_bn_backward(flat, xhat[c].ravel(), c, bn, g, b, inv_std, act, flat, grads)
 
 
-@njit(parallel=True, **_OPTS)
-def activation_forward(x, act, out):  # pragma: no cover - compiled
-    """out = act(x) for flat contiguous x, in blocks over the threads."""
+@njit(nogil=True, **_OPTS)
+def activation_forward(x, act, out, k0, k1):  # pragma: no cover - compiled
+    """out = act(x) for flat contiguous x: the blocks [k0, k1) of ACT_BLOCK elements."""
     n = x.size
-    step = 1 << 16
-    for k in prange((n + step - 1) // step):
+    step = ACT_BLOCK
+    for k in range(k0, k1):
         for i in range(k * step, min(n, (k + 1) * step)):
             out[i] = _act(x[i], act)
 
 
-@njit(parallel=True, **_OPTS)
-def activation_backward(d, x, act, dx):  # pragma: no cover - compiled
-    """dx = d * act'(x) for flat contiguous arrays, in blocks over the threads."""
+@njit(nogil=True, **_OPTS)
+def activation_backward(d, x, act, dx, k0, k1):  # pragma: no cover - compiled
+    """dx = d * act'(x) for flat contiguous arrays: the blocks [k0, k1) of ACT_BLOCK
+    elements."""
     n = x.size
-    step = 1 << 16
-    for k in prange((n + step - 1) // step):
+    step = ACT_BLOCK
+    for k in range(k0, k1):
         for i in range(k * step, min(n, (k + 1) * step)):
             dx[i] = _act_grad(x[i], d[i], act)
 
 
 __all__ = [
+    "ACT_BLOCK",
     "forward_plain",
     "forward_pool_first",
     "forward_pool_last",

@@ -3,9 +3,15 @@
 Each transform computes what the NumPy transform of :mod:`nndl.winograd` computes for
 F(4x4,3x3) (the tests compare them), but tile by tile: a tile is read once, transformed
 in registers and written once, where NumPy makes one pass over memory per term of every
-transform. Channels run in parallel (``prange``); each channel's work, including its
-bias-gradient sum, is done by one thread in a fixed order, so results do not depend on
-the thread count.
+transform. Every kernel does the channels (or filters) ``[c0, c1)`` of its arrays, its
+last two arguments, without the GIL (``nogil``); :func:`nndl.parallel.run_compiled` hands
+each of nndl's threads one range. Each channel's work, including its bias-gradient sum,
+is done by one thread in a fixed order, so results do not depend on the thread count.
+
+Why serial kernels on nndl's threads rather than numba's ``prange``: a parallel kernel
+takes about three times as long to compile (numba outlines the loop into a gufunc and
+optimises and links its body again), and a fresh install, CI and the first
+``nndl train`` pay that compilation; the run time is the same.
 
 Importing this module raises ImportError without numba; :mod:`nndl.winograd` then uses
 its NumPy path. ``NNDL_NUMBA=0`` in the environment disables the kernels.
@@ -14,7 +20,7 @@ its NumPy path. ``NNDL_NUMBA=0`` in the environment disables the kernels.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # --- F(4x4, 3x3) with the transforms written out ------------------------------------------
 # Lavin & Gray's F(4,3) matrices (nndl.winograd.F4) spelled out as sums, so each tile is a
@@ -80,18 +86,18 @@ def _a6(g0, g1, g2, g3):  # pragma: no cover - compiled
 # transformed arrays stay small.
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def input_transform4(x, V, pad, TY, TX, k0, k1):  # pragma: no cover - compiled
+@njit(nogil=True, cache=True, error_model="numpy")
+def input_transform4(x, V, pad, TY, TX, k0, k1, c0, c1):  # pragma: no cover - compiled
     """V (36, C, (k1 - k0) * N) = B^T d B for the 6x6 input tiles d of x (C, H, W, N).
 
     Per channel: the input rows the tiles read, copied once with their zero border into
     xp, then per tile a column pass from xp into a small buffer r (6, 6, N) and a row
     pass from r into V.
     """
-    C, H, W, N = x.shape
+    _, H, W, N = x.shape
     ty0, ty1 = k0 // TX, (k1 - 1) // TX + 1
     R, Wp = 4 * (ty1 - ty0) + 2, 4 * TX + 2
-    for c in prange(C):
+    for c in range(c0, c1):
         xp = np.zeros((R, Wp, N), x.dtype)
         r = np.empty((6, 6, N), x.dtype)
         for i in range(R):
@@ -119,12 +125,12 @@ def input_transform4(x, V, pad, TY, TX, k0, k1):  # pragma: no cover - compiled
                     V[q + 3, c, t], V[q + 4, c, t], V[q + 5, c, t] = v[3], v[4], v[5]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def output_transform4(M, out, b, TY, TX, k0, k1):  # pragma: no cover - compiled
+@njit(nogil=True, cache=True, error_model="numpy")
+def output_transform4(M, out, b, TY, TX, k0, k1, f0, f1):  # pragma: no cover - compiled
     """out (F, H', W', N) = A^T m A + b for the tiles m of M (36, F, (k1 - k0) * N),
     cropped to H' x W'."""
-    F, Ho, Wo, N = out.shape
-    for f in prange(F):
+    _, Ho, Wo, N = out.shape
+    for f in range(f0, f1):
         s = np.empty((4, 6, N), out.dtype)
         y = np.empty((4, 4, N), out.dtype)
         bf = b[f]
@@ -148,12 +154,12 @@ def output_transform4(M, out, b, TY, TX, k0, k1):  # pragma: no cover - compiled
                         out[f, h0 + i, w0 + j, n] = y[i, j, n]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def dout_transform4(dout, dM, TY, TX, k0, k1):  # pragma: no cover - compiled
+@njit(nogil=True, cache=True, error_model="numpy")
+def dout_transform4(dout, dM, TY, TX, k0, k1, f0, f1):  # pragma: no cover - compiled
     """dM (36, F, (k1 - k0) * N) = A g A^T for the 4x4 tiles g of dout (F, H', W', N)
     (zero past the edge): the adjoint of output_transform4."""
-    F, Ho, Wo, N = dout.shape
-    for f in prange(F):
+    _, Ho, Wo, N = dout.shape
+    for f in range(f0, f1):
         g = np.empty((4, 4, N), dout.dtype)
         p = np.empty((6, 4, N), dout.dtype)
         for k in range(k0, k1):
@@ -181,13 +187,13 @@ def dout_transform4(dout, dM, TY, TX, k0, k1):  # pragma: no cover - compiled
                     dM[q + 3, f, t], dM[q + 4, f, t], dM[q + 5, f, t] = v[3], v[4], v[5]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def input_grad4(dV, dxp, TY, TX, k0, k1):  # pragma: no cover - compiled
+@njit(nogil=True, cache=True, error_model="numpy")
+def input_grad4(dV, dxp, TY, TX, k0, k1, c0, c1):  # pragma: no cover - compiled
     """Add the adjoint of input_transform4 applied to dV (36, C, (k1 - k0) * N) into dxp
     (C, 4 TY + 2, 4 TX + 2, N), the gradient of the zero-padded input: per tile
     B dV B^T, added over the overlapping tiles."""
-    C, N = dxp.shape[0], dxp.shape[3]
-    for c in prange(C):
+    N = dxp.shape[3]
+    for c in range(c0, c1):
         r = np.empty((6, 6, N), dxp.dtype)
         for k in range(k0, k1):
             h0, w0 = 4 * (k // TX), 4 * (k % TX)
@@ -212,23 +218,23 @@ def input_grad4(dV, dxp, TY, TX, k0, k1):  # pragma: no cover - compiled
                     dxp[c, h0 + 5, w, n] += v[5]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def crop4(src, pad, dst):  # pragma: no cover - compiled
+@njit(nogil=True, cache=True, error_model="numpy")
+def crop4(src, pad, dst, c0, c1):  # pragma: no cover - compiled
     """dst (C, H, W, N) = src[:, pad:pad+H, pad:pad+W] for the padded gradient src."""
-    C, H, W, N = dst.shape
-    for c in prange(C):
+    _, H, W, N = dst.shape
+    for c in range(c0, c1):
         for h in range(H):
             for w in range(W):
                 for n in range(N):
                     dst[c, h, w, n] = src[c, h + pad, w + pad, n]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def channel_sums(a, sums):  # pragma: no cover - compiled
+@njit(nogil=True, cache=True, error_model="numpy")
+def channel_sums(a, sums, c0, c1):  # pragma: no cover - compiled
     """sums (C,) = the sum of each channel of a (C, ...) (float64 partial sums per batch
     index, then over them: a fixed order)."""
-    C, H, W, N = a.shape
-    for c in prange(C):
+    _, H, W, N = a.shape
+    for c in range(c0, c1):
         acc = np.zeros(N)
         for h in range(H):
             for w in range(W):
@@ -244,13 +250,13 @@ def channel_sums(a, sums):  # pragma: no cover - compiled
 # transform.
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def output_transform4_pool2(M, b, TY, TX, k0, k1, pooled, ix):  # pragma: no cover
+@njit(nogil=True, cache=True, error_model="numpy")
+def output_transform4_pool2(M, b, TY, TX, k0, k1, pooled, ix, f0, f1):  # pragma: no cover
     """pooled, ix (F, Hp, Wp, N): the 2x2 stride-2 max pool of A^T m A + b over the tiles
     m of M (36, F, (k1 - k0) * N); ix = the window offset (2 kh + kw) of the first
     maximum in row-major order. Windows past (Hp, Wp) (floor mode) are left out."""
-    F, Hp, Wp, N = pooled.shape
-    for f in prange(F):
+    _, Hp, Wp, N = pooled.shape
+    for f in range(f0, f1):
         s = np.empty((4, 6, N), pooled.dtype)
         y = np.empty((4, 4, N), pooled.dtype)
         bf = b[f]
@@ -293,13 +299,13 @@ def output_transform4_pool2(M, b, TY, TX, k0, k1, pooled, ix):  # pragma: no cov
                         ix[f, ph, pw, n] = arg
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def dout_transform4_pool2(dp, ix, dM, TY, TX, k0, k1):  # pragma: no cover - compiled
+@njit(nogil=True, cache=True, error_model="numpy")
+def dout_transform4_pool2(dp, ix, dM, TY, TX, k0, k1, f0, f1):  # pragma: no cover - compiled
     """dM (36, F, (k1 - k0) * N) = A g A^T for the 4x4 tiles g of the conv output's
     gradient, which the pooled gradient dp (F, Hp, Wp, N) puts at each window's maximum
     (ix) and zero elsewhere: the adjoint of output_transform4_pool2's pool and transform."""
-    F, Hp, Wp, N = dp.shape
-    for f in prange(F):
+    _, Hp, Wp, N = dp.shape
+    for f in range(f0, f1):
         g = np.empty((4, 4, N), dp.dtype)
         p = np.empty((6, 4, N), dp.dtype)
         zero = dp.dtype.type(0)

@@ -19,15 +19,17 @@ depend on the thread count.
 
 Two implementations of the same passes:
 
-* compiled (:mod:`nndl._numba_fused`, with numba installed: the ``fast`` extra), one
-  channel per task on numba's threads. The activation's derivative is recomputed from
-  ``xhat`` in the backward pass, so the cache holds ``xhat``, the pool's window index
-  (uint8) and the batch statistics, not the output. float32 GELU uses a vectorisable
-  tanh (see that module): within 2e-6 of NumPy's float32 GELU.
-* NumPy (the reference and the fallback), on blocks of channels on
-  :mod:`nndl.parallel`'s threads; with ``BN - ReLU - pool`` the ReLU runs after the pool
-  on a quarter of the data (max and ReLU commute exactly, gradients included). Its cache
-  also keeps the output (ReLU's mask) and two uint8 pool index arrays.
+* compiled (:mod:`nndl._numba_fused`, with numba installed: the ``fast`` extra; called
+  by :mod:`nndl._fused_compiled`), one channel at a time on nndl's threads. The
+  activation's derivative is recomputed from ``xhat`` in the backward pass, so the
+  cache holds ``xhat``, the pool's window index (uint8) and the batch statistics, not
+  the output. float32 GELU uses a vectorisable tanh (see that module): within 2e-6 of
+  NumPy's float32 GELU.
+* NumPy (:mod:`nndl._fused_numpy`: the reference and the fallback), on blocks of
+  channels on :mod:`nndl.parallel`'s threads; with ``BN - ReLU - pool`` the ReLU runs
+  after the pool on a quarter of the data (max and ReLU commute exactly, gradients
+  included). Its cache also keeps the output (ReLU's mask) and two uint8 pool index
+  arrays.
 
 Memory per call (beyond the conv's): forward, the output and, with a pool, the index
 array(s) and (``pool - BN``) the pooled array, kept as ``xhat``; per thread, one
@@ -43,16 +45,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import parallel
+from ._fused_compiled import ACT_CODES, backward_compiled, forward_compiled
+from ._fused_numpy import backward_numpy, forward_numpy
+from ._layout import from_internal, is_internal, to_internal
 from ._scratch import scratch
 from .backend import get_array_module
 from .checks import check_dout, check_float, check_mode, check_ndim, check_vector, pool_shapes
-from .fast_layers import _running_max, _scatter, from_internal, is_internal, to_internal
 from .layers import gelu_backward, gelu_forward
 
 ACTIVATIONS = (None, "relu", "gelu")
 """The activations the fused passes run: None, ``'relu'``, ``'gelu'`` (tanh form)."""
-
-_ACT_CODES = {None: 0, "relu": 1, "gelu": 2}
 
 
 class Plan(NamedTuple):
@@ -111,89 +113,6 @@ def _update_running(bn_param, stats, momentum: float, C: int, xp, dtype) -> None
     bn_param["running_var"] = momentum * rv + (1 - momentum) * stats[1]
 
 
-# --- NumPy block kernels: z (c, ...) is one block of channels -----------------------------
-
-
-def _pool_block(z, out, idx_w, idx_h, p) -> None:
-    """Max pool of z (c, H, W, N) into out (c, H', W', N), recording the winners."""
-    xp = get_array_module(z)
-    PH, PW, s, H_out, W_out = p
-    a = scratch(xp, "fused_rows", (z.shape[0], z.shape[1], W_out, z.shape[3]), z.dtype)
-    _running_max([z[:, :, j : j + s * W_out : s] for j in range(PW)], a, idx_w)
-    _running_max([a[:, i : i + s * H_out : s] for i in range(PH)], out, idx_h)
-
-
-def _pool_block_backward(d, idx_w, idx_h, p, dst) -> None:
-    """Route d (c, H', W', N) to the winners in dst (c, H, W, N); zeros elsewhere."""
-    xp = get_array_module(d)
-    PH, PW, s, H_out, W_out = p
-    da = scratch(xp, "fused_drows", idx_w.shape, d.dtype)
-    _scatter(d, idx_h, PH, s, H_out, da, axis=1)
-    _scatter(da, idx_w, PW, s, W_out, dst, axis=2)
-
-
-def _bn_train_block(z, gamma, beta, eps: float, y, stats) -> None:
-    """Normalise z (c, ...) in place into xhat and write ``gamma * xhat + beta`` to y;
-    stats (3, c) receives the mean, variance and 1 / sqrt(var + eps)."""
-    xp = get_array_module(z)
-    c = z.shape[0]
-    z2 = z.reshape(c, -1)
-    bshape = (c,) + (1,) * (z.ndim - 1)
-    mean = z2.mean(axis=1)
-    z -= mean.reshape(bshape)
-    sq = scratch(xp, "fused_sq", z2.shape, z.dtype)
-    xp.multiply(z2, z2, out=sq)
-    var = sq.mean(axis=1)
-    inv_std = 1.0 / xp.sqrt(var + eps)
-    z *= inv_std.reshape(bshape)
-    xp.multiply(z, gamma.reshape(bshape), out=y)
-    y += beta.reshape(bshape)
-    stats[0], stats[1], stats[2] = mean, var, inv_std
-
-
-def _bn_test_block(z, scale, shift, beta, y) -> None:
-    """y = (z - running_mean) * gamma / sqrt(running_var + eps) + beta (as the naive layer)."""
-    bshape = (z.shape[0],) + (1,) * (z.ndim - 1)
-    get_array_module(z).subtract(z, shift.reshape(bshape), out=y)
-    y *= scale.reshape(bshape)
-    y += beta.reshape(bshape)
-
-
-def _bn_backward_block(d, xhat, gamma, inv_std, dx, grads) -> None:
-    """Batch norm's backward on one block: dx = gamma * inv_std * (d - (xhat * dgamma +
-    dbeta) / m); grads (2, c) receives dgamma and dbeta. dx may be d."""
-    xp = get_array_module(d)
-    c = d.shape[0]
-    m = d.size // max(c, 1)
-    bshape = (c,) + (1,) * (d.ndim - 1)
-    tmp = scratch(xp, "fused_tmp", d.shape, d.dtype)
-    dbeta = d.reshape(c, -1).sum(axis=1)
-    xp.multiply(d, xhat, out=tmp)
-    dgamma = tmp.reshape(c, -1).sum(axis=1)
-    xp.multiply(xhat, (dgamma / m).reshape(bshape), out=tmp)
-    tmp += (dbeta / m).reshape(bshape)
-    xp.subtract(d, tmp, out=dx)
-    dx *= (gamma * inv_std).reshape(bshape)
-    grads[0], grads[1] = dgamma, dbeta
-
-
-def _act_block(act, y, ob) -> None:
-    """ob = act(y) (y may be ob)."""
-    xp = get_array_module(y)
-    if act == "relu":
-        xp.maximum(y, 0, out=ob)
-    elif act == "gelu":
-        ob[...] = gelu_forward(y)[0]
-    elif y is not ob:
-        ob[...] = y
-
-
-def _gelu_grad_block(y, d, dst) -> None:
-    """dst = d * GELU'(y), as :func:`nndl.layers.gelu_backward` (tanh recomputed)."""
-    _, cache = gelu_forward(y)
-    dst[...] = gelu_backward(d, cache)
-
-
 # --- forward ------------------------------------------------------------------------------
 
 
@@ -216,7 +135,7 @@ def post_conv_forward(ac, p: Plan, fn: str, gamma=None, beta=None, bn_param=None
     if not (p.bn or p.act or p.pool):
         return ac, _Cache(p, ac.shape, mode, False, ac, None, ac, None, None, None)
     kernels = parallel.compiled(ac, "_numba_fused")
-    run = _forward_compiled if kernels is not None else _forward_numpy
+    run = forward_compiled if kernels is not None else forward_numpy
     out, pre, idx, keep_out = run(kernels, ac, p, mode, g, be, eps, stats)
     if p.bn and mode == "train":
         _update_running(bn_param, stats, momentum, C, xp, ac.dtype)
@@ -224,86 +143,6 @@ def post_conv_forward(ac, p: Plan, fn: str, gamma=None, beta=None, bn_param=None
     cache = _Cache(p, ac.shape, mode, kernels is not None, pre, idx,
                    out if keep_out else None, g, be, inv_std)  # fmt: skip
     return out, cache
-
-
-def _dummy(a):
-    return np.zeros(1, dtype=a.dtype)
-
-
-def _forward_compiled(k, ac, p: Plan, mode, g, be, eps, stats):
-    ac = np.ascontiguousarray(ac)
-    act = _ACT_CODES[p.act]
-    train = mode == "train"
-    if not p.bn:
-        g = be = _dummy(ac)
-    C = ac.shape[0]
-    if p.pool is None:
-        out = np.empty_like(ac)
-        k.forward_plain(ac, p.bn, train, g, be, eps, stats, act, out)
-        return out, ac, None, False
-    PH, PW, s, Ho, Wo = p.pool
-    shape = (C, Ho, Wo, ac.shape[3])
-    out = np.empty(shape, ac.dtype)
-    ix = np.empty(shape, np.uint8)
-    if p.pool_first:
-        pooled = np.empty(shape, ac.dtype)
-        k.forward_pool_first(ac, PH, PW, s, pooled, ix, p.bn, train, g, be, eps, stats, act, out)
-        return out, pooled, ix, False
-    y = scratch(np, "fused_y", (_chunks(C), *ac.shape[1:]), ac.dtype)
-    k.forward_pool_last(ac, PH, PW, s, p.bn, train, g, be, eps, stats, act, y, out, ix)
-    return out, ac, ix, False
-
-
-def _chunks(C: int) -> int:
-    """Scratch slabs for kernels that need one per task: one per thread."""
-    return max(1, min(C, parallel.get_num_threads()))
-
-
-def _forward_numpy(_, ac, p: Plan, mode, g, be, eps, stats):
-    xp = get_array_module(ac)
-    C = ac.shape[0]
-    pooled_shape = idx = None
-    if p.pool is not None:
-        pooled_shape = (C, p.pool[3], p.pool[4], ac.shape[3])
-        idx = (
-            xp.empty((C, ac.shape[1], p.pool[4], ac.shape[3]), dtype=xp.uint8),
-            xp.empty(pooled_shape, dtype=xp.uint8),
-        )
-    out = xp.empty(pooled_shape or ac.shape, dtype=ac.dtype)
-    # pool - BN normalises the pooled array in place, and pool - act reads it in the
-    # backward pass: keep it apart from out.
-    pooled = xp.empty(pooled_shape, ac.dtype) if p.pool_first and (p.bn or p.act) else out
-    pool_last = p.pool is not None and not p.pool_first
-    relu_after_pool = p.act == "relu" and pool_last  # max and ReLU commute
-
-    def block(c0: int, c1: int) -> None:
-        z = ac[c0:c1]
-        ob = out[c0:c1]
-        ix = (idx[0][c0:c1], idx[1][c0:c1]) if idx is not None else None
-        if p.pool_first:
-            _pool_block(z, pooled[c0:c1], *ix, p.pool)
-            z = pooled[c0:c1]
-        y = z
-        if p.bn:
-            y = scratch(xp, "fused_y", z.shape, z.dtype) if pool_last else ob
-            if mode == "train":
-                _bn_train_block(z, g[c0:c1], be[c0:c1], eps, y, stats[:, c0:c1])
-            else:
-                _bn_test_block(z, stats[2, c0:c1], stats[0, c0:c1], be[c0:c1], y)
-        if pool_last:
-            if p.act is not None and not relu_after_pool:
-                a = scratch(xp, "fused_act", y.shape, y.dtype)
-                _act_block(p.act, y, a)
-                y = a
-            _pool_block(y, ob, *ix, p.pool)
-            if relu_after_pool:
-                xp.maximum(ob, 0, out=ob)
-        else:
-            _act_block(p.act, y, ob)
-
-    parallel.run(block, parallel.blocks(C, ac[0].nbytes))
-    pre = pooled if p.pool_first else ac
-    return out, pre, idx, p.act == "relu"
 
 
 # --- backward -----------------------------------------------------------------------------
@@ -326,81 +165,12 @@ def post_conv_backward(dc, cache: _Cache, fn: str, fresh: bool = False):
         da = scratch(xp, "fused_dconv", cache.a_shape, dc.dtype)
     grads = xp.empty((2, C), dtype=dc.dtype)
     if cache.compiled:
-        _backward_compiled(parallel.compiled(dc, "_numba_fused"), dc, cache, da, grads)
+        backward_compiled(parallel.compiled(dc, "_numba_fused"), dc, cache, da, grads)
     else:
-        _backward_numpy(dc, cache, da, grads)
+        backward_numpy(dc, cache, da, grads)
     if not p.bn:
         return da, None, None
     return da, grads[0], grads[1]
-
-
-def _backward_compiled(k, dc, cache: _Cache, da, grads) -> None:
-    if k is None:
-        raise RuntimeError(
-            "post_conv_backward: the forward pass used the compiled kernels, which are no "
-            "longer available (NNDL_NUMBA=0 set between the passes?)"
-        )
-    p = cache.p
-    dc = np.ascontiguousarray(dc, dtype=da.dtype)
-    act = _ACT_CODES[p.act]
-    g, be, inv_std = cache.gamma, cache.beta, cache.inv_std
-    if not p.bn:
-        g = be = inv_std = _dummy(dc)
-    if p.pool is None:
-        k.backward_plain(dc, cache.pre, p.bn, g, be, inv_std, act, da, grads)
-        return
-    PH, PW, s = p.pool[:3]
-    if p.pool_first:
-        tmp = scratch(np, "fused_dpool", (_chunks(dc.shape[0]), *dc.shape[1:]), dc.dtype)
-        k.backward_pool_first(dc, cache.pre, cache.pool_idx, PH, PW, s, p.bn, g, be, inv_std,
-                              act, tmp, da, grads)  # fmt: skip
-    else:
-        k.backward_pool_last(dc, cache.pool_idx, PH, PW, s, cache.pre, p.bn, g, be, inv_std,
-                             act, da, grads)  # fmt: skip
-
-
-def _backward_numpy(dc, cache: _Cache, da, grads) -> None:
-    p = cache.p
-    xp = get_array_module(dc)
-    a_shape = cache.a_shape
-    pool_last = p.pool is not None and not p.pool_first
-    relu_after_pool = p.act == "relu" and pool_last
-    # Stages in backward order; 'act' before 'pool' when ReLU ran after the pool.
-    stages = []
-    if pool_last:
-        stages += ["act", "pool"] if relu_after_pool else ["pool", "act"]
-    elif p.act:
-        stages.append("act")
-    stages += (["bn"] if p.bn else []) + (["pool"] if p.pool_first else [])
-    stages = [s for s in stages if s != "act" or p.act]
-    g, be, inv_std = cache.gamma, cache.beta, cache.inv_std
-
-    def block(c0: int, c1: int) -> None:
-        d = dc[c0:c1]
-        for i, stage in enumerate(stages):
-            last = i == len(stages) - 1
-            # Only a pool changes the resolution: to the conv output's.
-            shape = (c1 - c0, *a_shape[1:]) if stage == "pool" else d.shape
-            dst = da[c0:c1] if last else scratch(xp, f"fused_d{i}", shape, d.dtype)
-            if stage == "pool":
-                _pool_block_backward(d, *(ix[c0:c1] for ix in cache.pool_idx), p.pool, dst)
-            elif stage == "act" and p.act == "relu":
-                xp.multiply(d, cache.out[c0:c1] > 0, out=dst)
-            elif stage == "act":  # GELU at its input y, recomputed
-                pre = cache.pre[c0:c1]
-                if p.bn:
-                    bshape = (c1 - c0,) + (1,) * (pre.ndim - 1)
-                    y = scratch(xp, "fused_y", pre.shape, pre.dtype)
-                    xp.multiply(pre, g[c0:c1].reshape(bshape), out=y)
-                    y += be[c0:c1].reshape(bshape)
-                    pre = y
-                _gelu_grad_block(pre, d, dst)
-            else:  # bn
-                _bn_backward_block(d, cache.pre[c0:c1], g[c0:c1], inv_std[c0:c1], dst,
-                                   grads[:, c0:c1])  # fmt: skip
-            d = dst
-
-    parallel.run(block, parallel.blocks(a_shape[0], max(dc[0].nbytes, da[0].nbytes)))
 
 
 # --- the same passes as standalone layers ---------------------------------------------------
@@ -459,7 +229,8 @@ def gelu_forward_fast(x):
         out, cache = gelu_forward(x)
         return out, ("numpy", cache)
     out = np.empty_like(x)  # same memory order as x
-    kernels.activation_forward(flat, _ACT_CODES["gelu"], _flat(out))
+    blocks = -(-flat.size // kernels.ACT_BLOCK)
+    parallel.run_compiled(kernels.activation_forward, blocks, flat, ACT_CODES["gelu"], _flat(out))
     return out, ("compiled", x)
 
 
@@ -476,7 +247,10 @@ def gelu_backward_fast(dout, cache):
     if d is None:  # lay dout out as x is
         d = np.empty_like(x)
         d[...] = dout
-    kernels.activation_backward(_flat(d), _flat(x), _ACT_CODES["gelu"], _flat(dx))
+    blocks = -(-x.size // kernels.ACT_BLOCK)
+    parallel.run_compiled(
+        kernels.activation_backward, blocks, _flat(d), _flat(x), ACT_CODES["gelu"], _flat(dx)
+    )
     return dx
 
 

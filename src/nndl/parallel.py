@@ -154,14 +154,15 @@ def matmul(a, b, out):
     return out
 
 
-_numba_state = {"layer_chosen": False}
+_numba_state: dict[str, Any] = {}
 
 
 def compiled(a, module: str):
     """The optional numba kernel module ``nndl.<module>`` for the array a, or None when
     numba is missing, ``NNDL_NUMBA=0`` is set, or a is not a float32/float64 NumPy
     array (the caller then takes its NumPy path), or when numba cannot be loaded (the
-    reason stays in ``nndl.parallel.numba_unavailable()``). Sets numba's thread count.
+    reason stays in ``nndl.parallel.numba_unavailable()``). Run its kernels with
+    :func:`run_compiled`.
     """
     if os.environ.get("NNDL_NUMBA", "1") == "0" or not isinstance(a, np.ndarray):
         return None
@@ -170,21 +171,32 @@ def compiled(a, module: str):
     if _numba_state.get("unavailable"):
         return None
     try:
-        import numba
+        import numba  # noqa: F401 - the kernel modules need it
     except (ImportError, OSError) as exc:
         # OSError: numba is installed but its LLVM library cannot be loaded (seen under a
         # tight address-space limit); the NumPy path computes the same results.
         _numba_state["unavailable"] = f"{type(exc).__name__}: {exc}"
         return None
-    if not _numba_state["layer_chosen"]:
-        # OpenMP's idle workers spin; on a small machine they would take cores from
-        # BLAS and nndl's own pool between kernels. The workqueue layer's threads sleep.
-        # (Ignored by numba if this process already ran a parallel kernel.)
-        numba.config.THREADING_LAYER = "workqueue"
-        _numba_state["layer_chosen"] = True
-    kernels = importlib.import_module(f"nndl.{module}")
-    numba.set_num_threads(min(get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    return kernels
+    return importlib.import_module(f"nndl.{module}")
+
+
+def run_compiled(kernel: Callable[..., None], n: int, *args) -> None:
+    """Call ``kernel(*args, i0, i1)`` for one range ``[i0, i1)`` of ``range(n)`` per thread.
+
+    For the compiled kernels (serial loops over their last two arguments' range, compiled
+    without the GIL): each of nndl's threads runs one equal share at once. Every index's
+    work is done whole by one call, so results do not depend on the split.
+    """
+    t = min(get_num_threads(), n)
+    if t <= 1:
+        if n > 0:
+            kernel(*args, 0, n)
+        return
+
+    def part(i0: int, i1: int) -> None:
+        kernel(*args, i0, i1)
+
+    run(part, [(i * n // t, (i + 1) * n // t) for i in range(t)])
 
 
 def numba_unavailable() -> str | None:
@@ -201,5 +213,6 @@ __all__ = [
     "get_num_threads",
     "matmul",
     "run",
+    "run_compiled",
     "set_num_threads",
 ]
