@@ -128,10 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     reached = [r["reached_s"] for r in results if r["reached_s"] is not None]
     print(f"\ncommand: nndl train {' '.join(train_args)}")
     print(f"runs: {len(results)}; reached {args.target:.2f} in {len(reached)} of them")
+    validated = [r for r in results if r["val_by_epoch"] and r["val_by_epoch"][-1] is not None]
     if reached:
-        print(f"median time to {args.target:.2f} val acc: {statistics.median(reached):.1f} s")
+        what = "val" if validated else "test"  # the ladder presets train without validation
+        print(f"median time to {args.target:.2f} {what} acc: {statistics.median(reached):.1f} s")
     print(f"median wall time: {statistics.median(r['wall_s'] for r in results):.1f} s")
-    print(f"median best val acc: {statistics.median(r['best_val'] for r in results):.3f}")
+    if validated:
+        print(f"median best val acc: {statistics.median(r['best_val'] for r in validated):.3f}")
     tests = [r["test_acc"] for r in results if r["test_acc"] is not None]
     if tests:
         print(f"median test acc: {statistics.median(tests):.4f} ({results[0]['test_images']} "

@@ -45,6 +45,7 @@ __all__ = [
     "get_CIFAR10_data",
     "data_fingerprint",
     "channel_mean_std",
+    "apply_preprocess",
 ]
 
 CLASS_NAMES = (
@@ -374,3 +375,16 @@ def channel_mean_std(
         dev = X[i : i + chunk_size].astype(np.float64) - mean.reshape(shape)
         squares += np.einsum("nchw,nchw->c" if channel_axis == 1 else "nhwc,nhwc->c", dev, dev)
     return mean, np.sqrt(squares / count)
+
+
+def apply_preprocess(X: np.ndarray, pre: dict[str, Any]) -> np.ndarray:
+    """Raw images ``X`` (N, C, H, W), 0-255, prepared as a run's training data was: minus
+    ``pre['mean_image']`` (C, H, W), then, with per-channel statistics (``pre['mean']``
+    and ``pre['std']``, ``--normalize channel``), ``(x - mean) / std``; computed in float32
+    (as training did), returned in ``pre['dtype']`` (default float32). ``pre`` is a run's
+    preprocess.npz or the ``preprocess`` of :func:`nndl.models.pretrained`."""
+    X = np.asarray(X, dtype=np.float32) - pre["mean_image"]
+    if pre.get("mean") is not None:
+        X -= np.asarray(pre["mean"], np.float32)[:, None, None]
+        X /= np.asarray(pre["std"], np.float32)[:, None, None]
+    return X.astype(pre.get("dtype", "float32"), copy=False)

@@ -7,7 +7,7 @@ architecture. :func:`save_model` writes a model (its name, config and
 (:mod:`nndl.io.checkpoint`); :func:`load_model` rebuilds it, after checking that the
 stored config implies exactly the stored parameter shapes (so a crafted file cannot
 make it allocate more than the file holds). Files of nndl 0.1.0 load too
-(:mod:`nndl.legacy`).
+(:mod:`nndl.legacy`). :func:`pretrained` loads a model shipped inside the package.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,16 @@ from .legacy import upgrade
 from .model_base import Model
 from .network import Network
 
-__all__ = ["MODELS", "build_model", "model_kwargs", "model_entry", "save_model", "load_model"]
+__all__ = [
+    "MODELS",
+    "PRETRAINED",
+    "build_model",
+    "model_kwargs",
+    "model_entry",
+    "save_model",
+    "load_model",
+    "pretrained",
+]
 
 MODELS: dict[str, type[Model]] = {
     "three_layer_convnet": ThreeLayerConvNet,
@@ -146,3 +156,32 @@ def load_model(path: str | os.PathLike) -> tuple[Model, dict | None]:
         raise ValueError(f"{where}: {exc}") from None
     extra = tree.get("extra")
     return model, None if extra is None else dict(extra)
+
+
+# --- models shipped with nndl ---------------------------------------------------------
+
+PRETRAINED: dict[str, str] = {"default": "default.npz"}
+"""Models shipped inside the package (``nndl/weights/``), by name. Each file is a
+:func:`save_model` file whose extra holds the preprocessing, the test accuracy and the
+command that produced it (``tools/make_pretrained.py``; see the README)."""
+
+
+def pretrained(name: str = "default") -> tuple[Model, dict[str, Any]]:
+    """A model trained by nndl and shipped inside the package: no training, no download.
+
+    Returns ``(model, info)``. ``info['preprocess']`` is what
+    :func:`nndl.data.apply_preprocess` takes (``mean_image`` (C, H, W), ``class_names``,
+    ``dtype`` and, with per-channel normalisation, ``mean`` and ``std``);
+    ``info['test_accuracy']`` its accuracy on ``info['num_test']`` CIFAR-10 test images;
+    ``info['command']`` the commands that produced it.
+    """
+    if name not in PRETRAINED:
+        raise ValueError(
+            f"pretrained: unknown model {name!r}; expected one of {sorted(PRETRAINED)}"
+        )
+    ref = resources.files("nndl") / "weights" / PRETRAINED[name]
+    with resources.as_file(ref) as path:
+        model, info = load_model(path)
+    if info is None or not isinstance(info.get("preprocess"), Mapping):
+        raise CorruptFileError(f"pretrained: {ref} holds no preprocessing")
+    return model, info

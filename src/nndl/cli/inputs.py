@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from ..data import channel_mean_std, data_fingerprint, get_CIFAR10_data, resolve_data_dir
+from ..data import (
+    apply_preprocess,
+    channel_mean_std,
+    data_fingerprint,
+    get_CIFAR10_data,
+    resolve_data_dir,
+)
 from .errors import CLIError, read_text
 
 __all__ = ["load_cifar", "load_images", "read_arch", "apply_preprocess"]
@@ -38,17 +44,6 @@ def read_arch(path: str) -> list:
             f"got {type(spec).__name__ if spec else 'an empty list'}"
         )
     return spec
-
-
-def apply_preprocess(X: np.ndarray, pre: dict[str, Any]) -> np.ndarray:
-    """Raw images (0-255) prepared as a run's training data was: minus ``mean_image``,
-    then, with per-channel statistics (``--normalize channel``), ``(x - mean) / std``;
-    computed in float32 (as training did), returned in ``pre['dtype']``."""
-    X = np.asarray(X, dtype=np.float32) - pre["mean_image"]
-    if pre.get("mean") is not None:
-        X -= np.asarray(pre["mean"], np.float32)[:, None, None]
-        X /= np.asarray(pre["std"], np.float32)[:, None, None]
-    return X.astype(pre.get("dtype", "float32"), copy=False)
 
 
 def load_cifar(

@@ -1,4 +1,5 @@
-"""``nndl predict RUN_DIR IMAGE...``: the most probable classes of image files."""
+"""``nndl predict RUN_DIR IMAGE...`` (or ``nndl predict --pretrained IMAGE...``): the most
+probable classes of image files."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from ..data import apply_preprocess
+from ..models import pretrained
 from .errors import CLIError, cli_path
-from .inputs import apply_preprocess, load_images
+from .inputs import load_images
 from .report import batched_scores, softmax
 from .run_folder import RunFolder
 
@@ -18,13 +21,27 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
+        usage="nndl predict [-h] [--top-k K] [--last] RUN_DIR IMAGE [IMAGE ...]\n"
+        "       nndl predict [-h] [--top-k K] --pretrained IMAGE [IMAGE ...]",
         help="classify image files with a trained model",
-        description="Classify PNG/JPEG images with a run's best model: each is converted "
-        "to RGB, resized to the model's input size and preprocessed as in training; prints "
-        "the most probable classes.",
+        description="Classify PNG/JPEG images with a run's best model (or, with "
+        "--pretrained, the model shipped with nndl): each is converted to RGB, resized to "
+        "the model's input size and preprocessed as in training; prints the most probable "
+        "classes.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by 'nndl train'")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument(
+        "paths",
+        metavar="RUN_DIR IMAGE",
+        nargs="+",
+        help="a run folder written by 'nndl train', then image files (PNG, JPEG, ...); "
+        "with --pretrained, image files only",
+    )
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="use the model shipped with nndl instead of a run folder (no training, no "
+        "download; nndl.models.pretrained(): the 65 preset, its test accuracy in the README)",
+    )
     p.add_argument(
         "--top-k",
         type=int,
@@ -40,15 +57,33 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CLIError(f"--top-k must be at least 1, got {args.top_k}")
-    folder = RunFolder(cli_path(args.run_dir, "RUN_DIR"))
-    pre = folder.read_preprocess()  # a missing run folder is reported before the images
-    X = load_images(args.images, pre["mean_image"].shape[1:])
-    model, _, pre = folder.load_model(last=args.last)
-    X = apply_preprocess(X, pre)
+    model, pre, images = _model_and_images(args)
+    X = apply_preprocess(load_images(images, pre["mean_image"].shape[1:]), pre)
     probs = softmax(batched_scores(model, X))
     names = pre["class_names"]
     k = min(args.top_k, len(names))
-    for path, p in zip(args.images, probs, strict=True):
+    for path, p in zip(images, probs, strict=True):
         top = np.argsort(-p, kind="stable")[:k]
         print(f"{path}: " + ", ".join(f"{names[i]} {p[i]:.4f}" for i in top))
     return 0
+
+
+def _model_and_images(args: argparse.Namespace) -> tuple[Any, dict[str, Any], list[str]]:
+    """(model, preprocess, image paths): the shipped model, or a run folder's model; a
+    run folder is checked before any image is read."""
+    if args.pretrained:
+        if args.last:
+            raise CLIError("--last takes a run folder; the --pretrained model has one model")
+        model, info = pretrained("default")
+        pre = dict(info["preprocess"])
+        pre["class_names"] = [str(n) for n in pre["class_names"]]
+        return model, pre, list(args.paths)
+    if len(args.paths) < 2:
+        raise CLIError(
+            "expected RUN_DIR and at least one IMAGE (or --pretrained IMAGE...), got "
+            f"{len(args.paths)} argument"
+        )
+    folder = RunFolder(cli_path(args.paths[0], "RUN_DIR"))
+    folder.read_preprocess()  # a missing run folder is reported before the images
+    model, _, pre = folder.load_model(last=args.last)
+    return model, pre, list(args.paths[1:])

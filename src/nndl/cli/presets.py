@@ -12,7 +12,9 @@ The ``94`` preset follows airbench94 (K. Jordan, 2024, "94% on CIFAR-10 in 3.29
 seconds on a single GPU") as closely as nndl allows; ``90`` and ``80`` are the same
 recipe shortened (and narrowed, for ``80``). Where nndl differs from airbench94:
 
-- 10 whole epochs (480 steps) instead of 9.9 (476): nndl's epochs are whole;
+- 12 epochs (576 steps) instead of 9.9 (476): airbench94's 94.01% is a mean over runs
+  (they spread by about 0.14 points), so one run of the preset needs a margin, and nndl's
+  epochs are whole;
 - GELU in its tanh form (PyTorch's ``nn.GELU()`` is the erf form), float32 throughout
   (airbench94: float16 on a GPU);
 - the whitening conv's bias stays at zero (airbench94 trains it for 3 epochs), and
@@ -97,7 +99,7 @@ AIRBENCH94: dict[str, Any] = {
     "schedule": {"name": "triangular", "start": 0.2, "peak_at": 0.23, "end": 0.07},
     "label_smoothing": 0.2,
     "batch_size": 1024,
-    "epochs": 10,
+    "epochs": 12,
     # Lookahead every 5 steps with decay 0.95**5 * (t / T)**3 and a final copy.
     "ema": 0.95**5,
     "ema_every": 5,
@@ -143,8 +145,8 @@ PRESETS: dict[str, Preset] = {
         "airbench94 net, widths 64 256 256",
     ),
     "94": Preset(
-        "airbench94 (K. Jordan 2024): 10 epochs on all 50,000 images, 6-view TTA; >= 94% "
-        "test accuracy in about an hour",
+        "airbench94 (K. Jordan 2024) for 12 epochs on all 50,000 images, 6-view TTA; >= 94% "
+        "test accuracy in under an hour",
         dict(AIRBENCH94),
         "airbench94 net, widths 64 256 256",
     ),
