@@ -46,6 +46,8 @@ import numpy as np
 
 from nndl import nn as nnm
 from nndl import optim, parallel
+from nndl.cli.presets import airbench_spec
+from nndl.cnn import ConvNet
 from nndl.network import Network
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -93,6 +95,13 @@ def _residual(filters: int) -> dict:
     return {"type": "residual", "body": [_block(filters), _block(filters)]}
 
 
+def _random_init(spec: list) -> list:
+    """``spec`` with data-initialised layers (patch whitening) initialised at random: a
+    step takes the same time, and no training images are needed."""
+    return [{k: v for k, v in layer.items() if not (k == "init" and v == "patch_whitening")}
+            if isinstance(layer, dict) else layer for layer in spec]  # fmt: skip
+
+
 NETS: dict[str, Net] = {
     "spec-cnn": Net(
         "SPEC reference CNN: conv64 3x3-BN-ReLU-pool2, affine500-BN-ReLU, affine10; adam",
@@ -126,6 +135,23 @@ NETS: dict[str, Net] = {
         batch=1024,
         update="sgdw",
         spec=load_spec("airbench94"),
+        momentum=0.85,
+        label_smoothing=0.2,
+        quick_batch=256,
+    ),
+    "preset-65": Net(
+        "the 65 preset (plain 'nndl train'): ConvNet 3 x (conv3x3-BN-ReLU-pool2) with 16, 32, "
+        "64 filters, affine10; adam",
+        batch=64,
+        update="adam",
+        spec=ConvNet.layers(num_filters=(16, 32, 64)),
+    ),
+    "preset-80": Net(
+        "the 80 preset: airbench94's net with widths 64, 128, 128; sgdw (Nesterov 0.85); "
+        "the 90 and 94 presets train the airbench94 net above",
+        batch=1024,
+        update="sgdw",
+        spec=_random_init(airbench_spec((64, 128, 128))),
         momentum=0.85,
         label_smoothing=0.2,
         quick_batch=256,

@@ -21,12 +21,11 @@ from _cifar import write_synthetic_cifar10  # noqa: E402
 from nndl import cli  # noqa: E402
 from nndl.augment import tta_predict  # noqa: E402
 from nndl.cli.flags import DEFAULTS, add_train_flags, settings_from_args  # noqa: E402
-from nndl.cli.inputs import apply_preprocess  # noqa: E402
 from nndl.cli.presets import AIRBENCH94, PRESETS, airbench_spec  # noqa: E402
 from nndl.cli.recipe import solver_kwargs  # noqa: E402
 from nndl.cli.report import softmax  # noqa: E402
 from nndl.cli.run_folder import RunFolder  # noqa: E402
-from nndl.data import channel_mean_std, get_CIFAR10_data  # noqa: E402
+from nndl.data import apply_preprocess, channel_mean_std, get_CIFAR10_data  # noqa: E402
 from nndl.models import load_model  # noqa: E402
 from nndl.network import Network  # noqa: E402
 

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cifar import real_cifar_dir
 
 from nndl import cli
 from nndl.data import CLASS_NAMES, apply_preprocess, load_CIFAR_batch
 from nndl.model_base import Model
 from nndl.models import PRETRAINED, pretrained
-
-from ._cifar import real_cifar_dir
 
 PIL_Image = pytest.importorskip("PIL.Image")
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from ..augment import TTA_MODES, tta_predict
+from ..data import apply_preprocess
 from .errors import CLIError, cli_path
 from .flags import NEW_DEFAULTS, check_settings
-from .inputs import apply_preprocess, load_cifar
+from .inputs import load_cifar
 from .report import batched_scores, evaluate_scores, evaluation_report, require_matplotlib
 from .run_folder import RunFolder
 

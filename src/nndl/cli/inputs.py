@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from ..data import (
-    apply_preprocess,
     channel_mean_std,
     data_fingerprint,
     get_CIFAR10_data,
@@ -21,7 +20,7 @@ from ..data import (
 )
 from .errors import CLIError, read_text
 
-__all__ = ["load_cifar", "load_images", "read_arch", "apply_preprocess"]
+__all__ = ["load_cifar", "load_images", "read_arch"]
 
 
 def read_arch(path: str) -> list:
