@@ -6,8 +6,6 @@ ConvNet) and shared, read-only, by the tests; tests that change a run copy it fi
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -23,8 +21,9 @@ pytest.importorskip("matplotlib")
 PIL_Image = pytest.importorskip("PIL.Image")
 
 from _cifar import write_synthetic_cifar10  # noqa: E402
+from _cli import run_cli  # noqa: E402
 
-from nndl import __version__, cli  # noqa: E402
+from nndl import __version__  # noqa: E402
 from nndl.cli.entry import build_parser  # noqa: E402
 from nndl.cli.flags import DEFAULTS, settings_from_args  # noqa: E402
 from nndl.cli.model_plan import build_kwargs  # noqa: E402
@@ -48,14 +47,6 @@ RUN_FILES = {
     ".lock",
 }
 METRIC_KEYS = {"epoch", "iteration", "loss", "train_acc", "val_acc", "lr", "elapsed"}
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    """``cli.main(argv)`` in this process; returns (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def _umask() -> int:

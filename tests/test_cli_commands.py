@@ -3,8 +3,6 @@ and ``nndl export`` (its ONNX output is checked in tests/test_export_onnx.py).""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import sys
@@ -15,6 +13,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 from _cifar import write_synthetic_cifar10  # noqa: E402
+from _cli import run_cli  # noqa: E402
 
 from nndl import cli  # noqa: E402
 from nndl.cli.flags import DEFAULTS, FLAGS, MODEL_FLAGS, SETTING_RULES  # noqa: E402
@@ -29,13 +28,6 @@ SPEC = [
     "global_avgpool",
     {"type": "linear", "units": 10},
 ]  # fmt: skip
-
-
-def run_cli(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ normalisation through predict and export, --num-validation 0, --test-at-end and
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -17,8 +15,8 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("PIL.Image")
 
 from _cifar import write_synthetic_cifar10  # noqa: E402
+from _cli import run_cli  # noqa: E402
 
-from nndl import cli  # noqa: E402
 from nndl.augment import tta_predict  # noqa: E402
 from nndl.cli.flags import DEFAULTS, add_train_flags, settings_from_args  # noqa: E402
 from nndl.cli.presets import AIRBENCH94, PRESETS, airbench_spec  # noqa: E402
@@ -48,13 +46,6 @@ RECIPE = [
     "--flip", "alternating", "--num-validation", "0", "--test-at-end", "--tta",
     "mirror_translate", "--batch-size", "20", "--epochs", "4", "--quiet", "--no-plots",
 ]  # fmt: skip
-
-
-def run_cli(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def settings(*argv: str) -> dict:

@@ -7,32 +7,20 @@ README must state the same figure and the command that produced the weights.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _cifar import real_cifar_dir
+from _cli import run_cli
 
-from nndl import cli
 from nndl.data import CLASS_NAMES, apply_preprocess, load_CIFAR_batch
 from nndl.model_base import Model
 from nndl.models import PRETRAINED, pretrained
 
 PIL_Image = pytest.importorskip("PIL.Image")
 README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse's usage errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
