@@ -15,6 +15,7 @@ import pytest
 from _cifar import real_cifar_dir
 from _cli import run_cli
 
+from nndl.cli.report import softmax
 from nndl.data import CLASS_NAMES, apply_preprocess, load_CIFAR_batch
 from nndl.model_base import Model
 from nndl.models import PRETRAINED, pretrained
@@ -26,11 +27,6 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 @pytest.fixture(scope="module")
 def shipped():
     return pretrained()
-
-
-def _softmax(s: np.ndarray) -> np.ndarray:
-    e = np.exp(s - s.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def test_every_shipped_file_is_small_and_in_the_package():
@@ -86,7 +82,7 @@ def test_predict_pretrained_prints_the_models_top_classes(shipped, tmp_path):
         PIL_Image.fromarray(img).save(paths[-1])
     code, out, err = run_cli("predict", "--pretrained", "--top-k", "2", *paths)
     assert code == 0, err
-    expected = _softmax(model.loss(apply_preprocess(raw.transpose(0, 3, 1, 2), pre)))
+    expected = softmax(model.loss(apply_preprocess(raw.transpose(0, 3, 1, 2), pre)))
     lines = out.strip().splitlines()
     assert len(lines) == 2
     for k, line in enumerate(lines):
