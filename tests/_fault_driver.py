@@ -12,6 +12,10 @@ use it to hit points that a signal from outside could only hit by luck:
 - ``sigint-eval:K``: SIGINT inside the K-th test-mode forward pass (K=1: the accuracy
   check before the first step);
 - ``sigint-save:E``: SIGINT while the checkpoint of epoch E is being written;
+- ``sigterm-update:K``: SIGTERM between two parameter updates of step K;
+- ``sigterm-final:K``: as ``sigterm-update:K``, and a second SIGTERM when the checkpoint
+  saved on the way out is about to replace the last one (its temp file complete);
+- ``sigterm-load``: SIGTERM once the data has loaded, before the run writes any file;
 - ``kill-update:K``: SIGKILL between two parameter updates of step K;
 - ``kill-save:E``: SIGKILL halfway through writing the checkpoint of epoch E (a
   temporary file is left behind);
@@ -82,6 +86,8 @@ def main() -> int:
             if counts["train"] == at and counts["param"] == 2:
                 if kind == "sigint-update":
                     fire(signal.SIGINT)
+                elif kind in ("sigterm-update", "sigterm-final"):
+                    fire(signal.SIGTERM)
                 elif kind == "kill-update":
                     fire(signal.SIGKILL)
             return _rule(w, dw, config)
@@ -101,6 +107,26 @@ def main() -> int:
         return save_checkpoint(solver, path, extra)
 
     nndl.solver.Solver.save_checkpoint = save_wrapped
+
+    replace = os.replace
+
+    def replace_wrapped(src, dst):
+        # Steps after K: only the save on the way out replaces the checkpoint.
+        if kind == "sigterm-final" and Path(dst).name == "checkpoint.npz" and counts["train"] >= at:
+            fire(signal.SIGTERM)
+        return replace(src, dst)
+
+    os.replace = replace_wrapped
+
+    load_cifar = nndl.cli.train.load_cifar
+
+    def load_wrapped(*args, **kwargs):
+        out = load_cifar(*args, **kwargs)
+        if kind == "sigterm-load":
+            fire(signal.SIGTERM)
+        return out
+
+    nndl.cli.train.load_cifar = load_wrapped
     return nndl.cli.main(argv)
 
 

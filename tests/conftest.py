@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,25 @@ def _no_cifar_download():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NNDL_CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
         yield
+
+
+@pytest.fixture(autouse=True)
+def _sigint_raises_keyboard_interrupt():
+    """SIGINT raises KeyboardInterrupt in this process, as in a terminal, during each test.
+
+    Python sets that up at startup only if SIGINT was not ignored, and a shell leaves it
+    ignored for a background job (``pytest &``, nohup): the Ctrl-C tests that signal this
+    process would then see nothing. A handler someone installed is left alone.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, signal.SIG_DFL):
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

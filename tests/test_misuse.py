@@ -89,11 +89,19 @@ def nndl(*args, cwd=None, env=None, limit_mb=None, timeout=120) -> subprocess.Co
     )
 
 
+def sigint_default() -> None:
+    """preexec_fn of a child that gets SIGINT: Python raises KeyboardInterrupt on it only
+    if SIGINT was not ignored when it started, as it is when the suite runs in the
+    background (``pytest &``, nohup)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def driver(fault: str, *args, env=None, timeout=120) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(DRIVER), fault, *map(str, args)]
     return subprocess.run(
-        cmd, env=env or environment(), capture_output=True, text=True, timeout=timeout
-    )
+        cmd, env=env or environment(), capture_output=True, text=True, timeout=timeout,
+        preexec_fn=sigint_default,
+    )  # fmt: skip
 
 
 def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
@@ -870,8 +878,9 @@ def test_a_real_sigint_from_outside(tmp_path, data):
     run = tmp_path / "run"
     cmd = [sys.executable, "-u", "-m", "nndl", *map(str, train_args(data, run, *fast))]
     proc = subprocess.Popen(
-        cmd, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        cmd, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=sigint_default,
+    )  # fmt: skip
     for line in proc.stdout:
         if line.startswith("epoch 1/"):
             proc.send_signal(signal.SIGINT)

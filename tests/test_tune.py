@@ -63,6 +63,9 @@ def start(*args) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # The worker must raise KeyboardInterrupt on SIGINT even when the suite was
+        # started with SIGINT ignored (a background job): Python then leaves it ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -179,17 +179,65 @@ def pool_shapes(fn: str, x: Any, pool_param: Mapping[str, Any]):
     return PH, PW, stride, H_out, W_out
 
 
-def check_labels(fn: str, y: Any, num_rows: int, num_classes: int) -> None:
-    """Raise unless ``y`` holds ``num_rows`` integer labels in ``[0, num_classes)``."""
-    check_array(fn, "y", y)
+def check_labels(
+    fn: str, y: Any, num_rows: int, num_classes: int | None, name: str = "y", x: str = "x"
+) -> None:
+    """Raise unless ``y`` holds ``num_rows`` integer labels in ``[0, num_classes)``
+    (``num_classes`` None: only ``>= 0``). ``name`` and ``x`` name the arrays in messages."""
+    check_array(fn, name, y)
     if y.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: expected integer labels y, got dtype {y.dtype}")
+        raise TypeError(f"{fn}: expected integer labels {name}, got dtype {y.dtype}")
     if _shape(y) != (num_rows,):
-        raise ValueError(f"{fn}: expected y of shape ({num_rows},) to match x, got {_shape(y)}")
-    if num_rows and (y.min() < 0 or y.max() >= num_classes):
+        # One score row per label (one-hot or soft labels) is the usual mix-up.
+        hint = (
+            "; one class index per example is expected, not one-hot rows "
+            f"(use {name}.argmax(axis=1))"
+            if y.ndim == 2 and len(y) == num_rows
+            else ""
+        )
         raise ValueError(
-            f"{fn}: expected labels in [0, {num_classes}), got values from {int(y.min())} "
-            f"to {int(y.max())}"
+            f"{fn}: expected {name} of shape ({num_rows},) to match {x}, got {_shape(y)}{hint}"
+        )
+    if not num_rows:
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        bound = "0 or more" if num_classes is None else f"in [0, {num_classes})"
+        raise ValueError(
+            f"{fn}: expected labels {bound}, got {name} with values from {low} to {high}"
+        )
+
+
+class NonFiniteError(ValueError):
+    """An array that must be finite holds a NaN or an infinity."""
+
+
+# Rows scanned at a time: the boolean mask of a whole training set would double its memory.
+_FINITE_BLOCK = 1 << 22
+
+
+def check_finite(fn: str, name: str, a: Any) -> None:
+    """Raise :class:`NonFiniteError` naming the first index of ``a`` that is NaN or infinite.
+
+    Integer and boolean arrays are finite by construction and are not scanned; a float
+    array is scanned once, a block of rows at a time, and the index is only looked for in
+    the block that fails.
+    """
+    a = np.asarray(a)
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return
+    scalar = a.ndim == 0
+    a = a.reshape(1) if scalar else a
+    step = max(1, _FINITE_BLOCK // (a.size // len(a)))
+    for start in range(0, len(a), step):
+        block = a[start : start + step]  # a view: no copy of the whole array
+        if np.isfinite(block).all():
+            continue
+        first = np.argwhere(~np.isfinite(block))[0]
+        where = (int(start + first[0]), *(int(i) for i in first[1:]))
+        raise NonFiniteError(
+            f"{fn}: {name} holds a non-finite value ({a[where]}) at index "
+            f"{() if scalar else where}; expected finite numbers"
         )
 
 
@@ -298,6 +346,8 @@ __all__ = [
     "conv_shapes",
     "pool_shapes",
     "check_labels",
+    "NonFiniteError",
+    "check_finite",
     "check_nonempty",
     "BN_MODES",
     "check_mode",

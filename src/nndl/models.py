@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import NonFiniteError, check_finite
 from .cnn import ConvNet, ThreeLayerConvNet
 from .fc_net import FullyConnectedNet, TwoLayerNet
 from .io.checkpoint import CorruptFileError, check_shapes, read_tree, save_tree
@@ -122,6 +123,20 @@ def _check_plan(where: str, entry: Mapping[str, Any]) -> None:
     check_shapes(where, "params", entry.get("params"), planned)
 
 
+def _check_finite_arrays(where: str, entry: Mapping[str, Any]) -> None:
+    hint = (
+        " (such a model predicts nan; load_model(..., allow_nonfinite=True), on the command "
+        "line --allow-nonfinite, loads it anyway to inspect it)"
+    )
+    for group, what in (("params", "parameter"), ("buffers", "running statistic")):
+        arrays = entry.get(group)
+        for name, value in (arrays.items() if isinstance(arrays, Mapping) else ()):
+            try:
+                check_finite(where, f"{what} {name!r}", value)
+            except NonFiniteError as exc:
+                raise NonFiniteError(f"{exc}{hint}") from None
+
+
 def _build(where: str, name: str, config: Mapping[str, Any]) -> Model:
     # Building draws initial weights (from the global random state without a seed) that
     # the stored ones replace; loading a model must not disturb a notebook's random state.
@@ -134,12 +149,17 @@ def _build(where: str, name: str, config: Mapping[str, Any]) -> Model:
         np.random.set_state(global_state)
 
 
-def load_model(path: str | os.PathLike) -> tuple[Model, dict | None]:
+def load_model(
+    path: str | os.PathLike, *, allow_nonfinite: bool = False
+) -> tuple[Model, dict | None]:
     """Rebuild a model saved by :func:`save_model` (or from a Solver checkpoint, the
     parameters training would continue from); returns ``(model, extra)``.
 
     A truncated or corrupt file, or one whose config does not match its arrays, is a
-    ``ValueError`` naming it; nothing larger than the file's arrays is allocated.
+    ``ValueError`` naming it; nothing larger than the file's arrays is allocated. A NaN or
+    infinite weight or running statistic is a :class:`nndl.checks.NonFiniteError` (a
+    ``ValueError``) naming the array, since such a model predicts nan for every input;
+    ``allow_nonfinite=True`` loads it anyway, to inspect it.
     """
     fn = "load_model"
     where = f"{fn}: {path}"
@@ -149,6 +169,8 @@ def load_model(path: str | os.PathLike) -> tuple[Model, dict | None]:
 
     tree = upgrade(read_tree(fn, path, check))
     entry = _entry(where, tree)
+    if not allow_nonfinite:
+        _check_finite_arrays(where, entry)
     model = _build(where, entry["name"], entry["config"])
     try:
         model.load_state_dict(entry)

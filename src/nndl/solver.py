@@ -293,6 +293,10 @@ class Solver:
         Ctrl-C (in the main thread) takes effect between steps: ``KeyboardInterrupt`` is
         raised with the solver and model exactly as of the last finished step (its
         callbacks and any epoch end included), so a checkpoint saved then resumes exactly.
+        SIGTERM (where the program has not installed its own handler) is held the same
+        way and raises :class:`nndl.interrupts.Terminated`, a KeyboardInterrupt subclass:
+        ``except KeyboardInterrupt`` saving a checkpoint covers both (see
+        :class:`nndl.interrupts.StepBoundaryInterrupts`).
         """
         started = time.perf_counter()
         N = len(self.X_train)

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_finite, check_labels
 from .ema import EMA
 from .optim import RULE_DEFAULTS, UPDATE_RULES, resolve_param_groups
 from .schedules import Schedule
@@ -52,6 +53,7 @@ __all__ = [
     "DATA_KEYS",
     "positive_int",
     "check_options",
+    "check_data",
     "ParamPlan",
     "EMA_DEFAULTS",
     "check_ema_spec",
@@ -112,6 +114,7 @@ def check_options(model: Any, data: Mapping[str, Any], kwargs: Mapping[str, Any]
             )
     if len(data["X_train"]) == 0:
         raise ValueError("Solver: expected a non-empty training set, got 0 examples")
+    check_data(model, data)
     rule = opts["update_rule"]
     if not callable(rule) and rule not in UPDATE_RULES:
         raise ValueError(
@@ -132,6 +135,21 @@ def check_options(model: Any, data: Mapping[str, Any], kwargs: Mapping[str, Any]
         opts[key] = positive_int(key, opts[key], allow_none=True)
     opts["print_every"] = positive_int("print_every", opts["print_every"])
     return opts
+
+
+def check_data(model: Any, data: Mapping[str, Any]) -> None:
+    """Refuse a NaN or infinity in ``X_train`` / ``X_val`` (one would train silently into
+    NaN weights and running statistics), naming the array and the first bad index, and
+    labels that are not one class index per row in ``[0, num_classes)`` (the model's
+    ``config['num_classes']`` where it has one)."""
+    config = getattr(model, "config", None)
+    classes = config.get("num_classes") if isinstance(config, Mapping) else None
+    classes = classes if isinstance(classes, int) and not isinstance(classes, bool) else None
+    for split in ("train", "val"):
+        X, y = data[f"X_{split}"], data[f"y_{split}"]
+        check_finite("Solver", f"data['X_{split}']", X)
+        check_labels("Solver", np.asarray(y), len(X), classes, name=f"data['y_{split}']",
+                     x=f"data['X_{split}']")  # fmt: skip
 
 
 class ParamPlan:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ..interrupts import Terminated, raising_on_sigterm
 from . import evaluate, export, predict, summary, train
 from .errors import USER_ERRORS
 
@@ -47,8 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Bad input of any kind (flags, a missing, corrupt or crafted file, an unreadable image,
     too little memory) prints ``nndl COMMAND: error: ...`` on stderr and returns 2, as
-    argparse does; Ctrl-C returns 130. No input makes it print a traceback: anything else
-    is reported as an internal error (exit 1; ``NNDL_DEBUG=1`` shows the traceback).
+    argparse does; Ctrl-C returns 130, SIGTERM 143 (``nndl train`` first finishes its
+    step and saves). No input makes it print a traceback: anything else is reported as an
+    internal error (exit 1; ``NNDL_DEBUG=1`` shows the traceback).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["tune"]:
@@ -65,10 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     prefix = f"{parser.prog} {args.command}"
     try:
-        return COMMANDS[args.command].run(args)
+        with raising_on_sigterm():  # SIGTERM unwinds like Ctrl-C: files, locks cleaned up
+            return COMMANDS[args.command].run(args)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         sys.stdout = open(os.devnull, "w")  # the interpreter's final flush must not fail
         return 141
+    except Terminated:  # SIGTERM outside a training step (nndl train holds it to one)
+        print(f"{prefix}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130

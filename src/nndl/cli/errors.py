@@ -12,10 +12,12 @@ import pickle
 import zipfile
 from pathlib import Path
 
+from ..io.jsonfile import MAX_JSON_BYTES, JSONLimitError, read_bounded
+
 __all__ = ["CLIError", "USER_ERRORS", "MAX_TEXT_BYTES", "cli_path", "read_text"]
 
 # config.json, metrics.jsonl and --arch files are small; a far larger one is not ours.
-MAX_TEXT_BYTES = 16 << 20
+MAX_TEXT_BYTES = MAX_JSON_BYTES
 
 
 class CLIError(Exception):
@@ -47,7 +49,10 @@ USER_ERRORS = (
 
 
 def read_text(path: Path) -> str:
-    """The text of a small file; one over :data:`MAX_TEXT_BYTES` is refused unread."""
-    if path.stat().st_size > MAX_TEXT_BYTES:
-        raise CLIError(f"{path} is larger than {MAX_TEXT_BYTES >> 20} MiB; it is not an nndl file")
-    return path.read_text(encoding="utf-8")
+    """The text of a small regular file; past :data:`MAX_TEXT_BYTES` bytes (as read, not
+    as reported), or a FIFO, device or folder, it is refused
+    (:func:`nndl.io.jsonfile.read_bounded`)."""
+    try:
+        return read_bounded(path, max_bytes=MAX_TEXT_BYTES)
+    except JSONLimitError as exc:
+        raise CLIError(str(exc)) from None

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 
 from ..augment import TTA_MODES, tta_predict
+from ..checks import check_finite, check_labels
 from ..data import apply_preprocess
 from .errors import CLIError, cli_path
 from .flags import NEW_DEFAULTS, check_settings
 from .inputs import load_cifar
 from .report import batched_scores, evaluate_scores, evaluation_report, require_matplotlib
-from .run_folder import RunFolder
+from .run_folder import ALLOW_NONFINITE_HELP, RunFolder
 
 __all__ = ["add_parser", "run", "evaluate_model"]
 
@@ -37,6 +38,18 @@ def evaluate_model(
     result = evaluate_scores(scores, y, class_names)
     result.update(tta=tta, seconds=round(time.perf_counter() - started, 3))
     return result
+
+
+def _checked_inputs(X: np.ndarray, y: np.ndarray, pre: dict[str, Any], key: str) -> np.ndarray:
+    """``X`` prepared as in training, refused (naming the array and the first bad index)
+    if it, or what the preprocessing makes of it, is not finite: a nan score would count
+    as a wrong answer and report a plausible-looking accuracy."""
+    where = f"the {key} split"
+    check_finite(where, f"X_{key}", X)
+    check_labels(where, y, len(X), len(pre["class_names"]), name=f"y_{key}", x=f"X_{key}")
+    prepared = apply_preprocess(X, pre)
+    check_finite(where, f"X_{key} after the preprocessing of preprocess.npz", prepared)
+    return prepared
 
 
 def add_parser(sub: Any) -> None:
@@ -59,6 +72,7 @@ def add_parser(sub: Any) -> None:
         "--last", action="store_true", help="evaluate last_model.npz instead of best_model.npz"
     )
     e.add_argument("--plot", action="store_true", help="also write confusion_matrix.png")
+    e.add_argument("--allow-nonfinite", action="store_true", help=ALLOW_NONFINITE_HELP)
     e.add_argument(
         "--num-test",
         type=int,
@@ -82,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {**NEW_DEFAULTS, **config["settings"]}
     needed = ("num_training", "num_validation", "num_test", "dtype")
     check_settings(settings, lambda k: f"{folder.config}: settings.{k}", needed)
-    model, extra, pre = folder.load_model(last=args.last)
+    model, extra, pre = folder.load_model(args.last, args.allow_nonfinite)
     if args.plot:
         require_matplotlib()
     if args.data_dir is not None:
@@ -102,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     data, _ = load_cifar({**settings, **sizes}, data_dir=data_dir, subtract_mean=False,
                          progress=False)  # fmt: skip
     key = "test" if args.split == "test" else "val"
-    X = apply_preprocess(data[f"X_{key}"], pre)
+    X = _checked_inputs(data[f"X_{key}"], data[f"y_{key}"], pre, key)
     which = folder.last.name if args.last else folder.best.name
     result = {"model_file": which, "epoch": extra.get("epoch"), "split": args.split}
     result.update(evaluate_model(model, X, data[f"y_{key}"], pre["class_names"], tta))

@@ -8,8 +8,9 @@ import argparse
 from typing import Any
 
 from ..export import DEFAULT_OPSET, MIN_OPSET, to_onnx
+from ..io.atomic import check_target
 from .errors import CLIError, cli_path
-from .run_folder import RunFolder
+from .run_folder import ALLOW_NONFINITE_HELP, RunFolder
 
 __all__ = ["add_parser", "run", "FORMATS"]
 
@@ -34,6 +35,7 @@ def add_parser(sub: Any) -> None:
         help=f"ONNX opset, {MIN_OPSET} or later (default: {DEFAULT_OPSET})",
     )
     e.add_argument("--last", action="store_true", help="last_model.npz instead of best_model.npz")
+    e.add_argument("--allow-nonfinite", action="store_true", help=ALLOW_NONFINITE_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,11 +45,13 @@ def run(args: argparse.Namespace) -> int:
     output = cli_path(args.output, "--output")
     if output.is_dir():
         raise CLIError(f"--output {output} is a folder; expected a file name such as model.onnx")
+    folder.refuse_own_file(output, "--output")
+    check_target(output)  # a device, FIFO or socket is refused before the model is read
     try:
         import onnx  # noqa: F401 - checked before the model is read
     except ImportError:
         raise CLIError("--format onnx needs the onnx package: pip install 'nndl[onnx]'") from None
-    model, extra, pre = folder.load_model(last=args.last)
+    model, extra, pre = folder.load_model(args.last, args.allow_nonfinite)
     preprocess = {"mean_image": pre["mean_image"], "class_names": pre["class_names"]}
     if pre["mean"] is not None:
         preprocess.update(mean=pre["mean"], std=pre["std"])

@@ -252,6 +252,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("quiet", R, "no progress bar", setting=False, options={"action": "store_true"}),
     Flag("no_plots", R, "do not write the PNG plots (matplotlib not needed)", setting=False,
          options={"action": "store_true"}),
+    Flag("no_memory_check", R, "start even if the planned memory (parameters, optimiser "
+         "state, activations, data) exceeds the memory this machine has available",
+         setting=False, options={"action": "store_true"}),
 )  # fmt: skip
 _BY_KEY = {f.key: f for f in FLAGS}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from ..data import (
     get_CIFAR10_data,
     resolve_data_dir,
 )
+from ..io.jsonfile import JSONLimitError, loads_bounded
+from ..nn.spec import check_spec
 from .errors import CLIError, read_text
 
-__all__ = ["load_cifar", "load_images", "read_arch"]
+__all__ = ["MAX_IMAGE_PIXELS", "load_cifar", "load_images", "read_arch"]
 
 
 def read_arch(path: str) -> list:
@@ -29,7 +32,9 @@ def read_arch(path: str) -> list:
     if not os.fspath(path).strip():
         raise argparse.ArgumentTypeError("the file name is empty (an unset shell variable?)")
     try:
-        spec = json.loads(read_text(Path(path).expanduser()))
+        spec = loads_bounded(read_text(Path(path).expanduser()), path)
+    except JSONLimitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     except FileNotFoundError:
         raise argparse.ArgumentTypeError(f"{path}: no such file") from None
     except (OSError, CLIError, UnicodeDecodeError) as exc:
@@ -42,6 +47,10 @@ def read_arch(path: str) -> list:
             '[{"type": "conv_bn_relu_pool", "filters": 16}, {"type": "linear", "units": 10}], '
             f"got {type(spec).__name__ if spec else 'an empty list'}"
         )
+    try:
+        check_spec(spec)  # its size, so that summary and train refuse the same specs early
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{path}: {exc}") from None
     return spec
 
 
@@ -95,41 +104,83 @@ def load_cifar(
 # convert('RGB') would clip 16-bit values at 255 and float values in [0, 1] to 0 or 1).
 _UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
+MAX_IMAGE_PIXELS = 64_000_000
+"""The largest image ``nndl predict`` decodes (64 megapixels); a larger one is refused
+from its header, before it is decoded."""
 
-def _as_float_rgb(im: Any, path: Any) -> np.ndarray | None:
-    """A high-depth grayscale image as float (H, W, 3) in [0, 255]; None for 8-bit modes."""
+_STRIP_PIXELS = 1 << 22  # the float range check reads this many pixels at a time
+
+
+def _float_range(im: Any, path: Any) -> tuple[float, float]:
+    """(min, max) of a float image, checked finite strip by strip (no full-size copy)."""
+    width, height = im.size
+    rows = max(1, _STRIP_PIXELS // max(width, 1))
+    lo, hi = 0.0, 0.0
+    for top in range(0, height, rows):
+        a = np.asarray(im.crop((0, top, width, min(height, top + rows))))
+        if not np.all(np.isfinite(a)):
+            raise CLIError(f"cannot read image {path}: it holds non-finite values")
+        lo, hi = (float(a.min()), float(a.max())) if top == 0 else (
+            min(lo, float(a.min())), max(hi, float(a.max())))  # fmt: skip
+    return lo, hi
+
+
+def _high_depth_rgb(im: Any, path: Any, width: int, height: int) -> np.ndarray | None:
+    """A high-depth grayscale image as float32 (3, H, W) in [0, 255], resized in its own
+    mode (no full-size float copy); None for 8-bit modes."""
+    from PIL import Image
+
     if im.mode not in (*_UINT16_MODES, "I", "F"):
         return None
-    a = np.asarray(im, dtype=np.float64)
-    if not np.all(np.isfinite(a)):
-        raise CLIError(f"cannot read image {path}: it holds non-finite values")
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if im.mode in _UINT16_MODES and im.mode != "I;16":
+        im = im.convert("I")  # Pillow resizes only native-order I;16
+    lo, hi = _float_range(im, path) if im.mode == "F" else im.getextrema()
     if im.mode == "F" and lo >= 0 and hi <= 1:
-        a = a * 255  # float images conventionally span [0, 1]
+        scale = 255.0  # float images conventionally span [0, 1]
     elif im.mode == "F" and lo >= 0 and hi <= 255:
-        pass
+        scale = 1.0
     elif im.mode != "F" and lo >= 0 and hi <= 65535:
-        a = a / 257  # 16-bit: 65535 is white, and 257 * v is the 16-bit copy of 8-bit v
+        scale = 1 / 257  # 16-bit: 65535 is white, and 257 * v is the 16-bit copy of 8-bit v
     else:
         raise CLIError(
             f"cannot read image {path}: {im.mode} values span [{lo:g}, {hi:g}]; expected "
             "[0, 1] or [0, 255] (float) or [0, 65535] (16-bit)"
         )
-    return np.repeat(a.astype(np.float32)[:, :, None], 3, axis=2)
+    if im.size != (width, height):
+        im = im.resize((width, height), Image.Resampling.LANCZOS)
+    a = np.asarray(im, dtype=np.float64)
+    a = a * 255 if scale == 255.0 else a / 257 if scale != 1.0 else a
+    a = np.clip(a, 0, 255).astype(np.float32)  # LANCZOS overshoots at edges
+    return np.repeat(a[None], 3, axis=0)
 
 
-def _resize_float(a: np.ndarray, width: int, height: int) -> np.ndarray:
-    from PIL import Image
+def _open(Image: Any, p: Any) -> Any:
+    """``Image.open(p)``, refused above :data:`MAX_IMAGE_PIXELS` from the header alone."""
+    im = Image.open(p)
+    w, h = im.size
+    if w * h > MAX_IMAGE_PIXELS:
+        im.close()
+        raise CLIError(_too_large(p, f"{w} x {h} pixels"))
+    return im
 
-    channels = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(a[:, :, c]), mode="F").resize(
-                (width, height), Image.Resampling.LANCZOS
-            )
-        )
-        for c in range(a.shape[2])
-    ]
-    return np.clip(np.stack(channels, axis=2), 0, 255)  # LANCZOS overshoots at edges
+
+def _too_large(p: Any, size: str) -> str:
+    return (f"cannot read image {p}: it is {size}; at most {MAX_IMAGE_PIXELS // 1_000_000} "
+            "megapixels are read (shrink it first)")  # fmt: skip
+
+
+def _load_one(Image: Any, p: Any, width: int, height: int) -> np.ndarray:
+    with _open(Image, p) as im:
+        a = _high_depth_rgb(im, p, width, height)
+        if a is not None:
+            return a
+        if im.format == "JPEG":
+            im.draft("RGB", (width, height))  # decode at 1/2, 1/4 or 1/8 scale when larger
+        im = im.convert("RGB")
+        if im.size != (width, height):
+            # LANCZOS low-pass filters while shrinking, so large photos do not alias.
+            im = im.resize((width, height), Image.Resampling.LANCZOS)
+        return np.asarray(im, dtype=np.float32).transpose(2, 0, 1)
 
 
 def load_images(paths: Sequence[str], size: tuple[int, int]) -> np.ndarray:
@@ -137,7 +188,8 @@ def load_images(paths: Sequence[str], size: tuple[int, int]) -> np.ndarray:
 
     8-bit images (and 16-bit colour ones, which Pillow reduces exactly) are converted by
     Pillow; 16-bit grayscale by 65535 and float images by [0, 1] (or [0, 255]), so a
-    16-bit or float copy of an image is read as the image itself.
+    16-bit or float copy of an image is read as the image itself. Images over
+    :data:`MAX_IMAGE_PIXELS` are refused before they are decoded.
     """
     try:
         from PIL import Image, UnidentifiedImageError
@@ -147,22 +199,13 @@ def load_images(paths: Sequence[str], size: tuple[int, int]) -> np.ndarray:
     out = []
     for p in paths:
         try:
-            with Image.open(p) as im:
-                a = _as_float_rgb(im, p)
-                if a is not None:
-                    if a.shape[:2] != (height, width):
-                        a = _resize_float(a, width, height)
-                    out.append(a.transpose(2, 0, 1))
-                    continue
-                im = im.convert("RGB")
-                if im.size != (width, height):
-                    # LANCZOS low-pass filters while shrinking, so large photos do not alias.
-                    im = im.resize((width, height), Image.Resampling.LANCZOS)
-                out.append(np.asarray(im, dtype=np.float32).transpose(2, 0, 1))
+            with warnings.catch_warnings():  # Pillow's own bomb warning becomes our error
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                out.append(_load_one(Image, p, width, height))
         except FileNotFoundError:
             raise CLIError(f"image not found: {p}") from None
-        except Image.DecompressionBombError as exc:
-            raise CLIError(f"cannot read image {p}: {exc}") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise CLIError(_too_large(p, "a decompression bomb (too many pixels)")) from None
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise CLIError(f"cannot read image {p}: {exc}") from None
     return np.stack(out)

@@ -13,7 +13,7 @@ from ..models import pretrained
 from .errors import CLIError, cli_path
 from .inputs import load_images
 from .report import batched_scores, softmax
-from .run_folder import RunFolder
+from .run_folder import ALLOW_NONFINITE_HELP, RunFolder
 
 __all__ = ["add_parser", "run"]
 
@@ -21,7 +21,8 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
-        usage="nndl predict [-h] [--top-k K] [--last] RUN_DIR IMAGE [IMAGE ...]\n"
+        usage="nndl predict [-h] [--top-k K] [--last] [--allow-nonfinite] RUN_DIR IMAGE "
+        "[IMAGE ...]\n"
         "       nndl predict [-h] [--top-k K] --pretrained IMAGE [IMAGE ...]",
         help="classify image files with a trained model",
         description="Classify PNG/JPEG images with a run's best model (or, with "
@@ -52,6 +53,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--last", action="store_true", help="use last_model.npz instead of best_model.npz"
     )
+    p.add_argument("--allow-nonfinite", action="store_true", help=ALLOW_NONFINITE_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,6 +86,6 @@ def _model_and_images(args: argparse.Namespace) -> tuple[Any, dict[str, Any], li
             f"{len(args.paths)} argument"
         )
     folder = RunFolder(cli_path(args.paths[0], "RUN_DIR"))
-    folder.read_preprocess()  # a missing run folder is reported before the images
-    model, _, pre = folder.load_model(last=args.last)
+    folder.read_preprocess(args.allow_nonfinite)  # a bad run folder is reported before the images
+    model, _, pre = folder.load_model(args.last, args.allow_nonfinite)
     return model, pre, list(args.paths[1:])

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..io.jsonfile import JSONLimitError, loads_bounded
 from ..optim import RULE_DEFAULTS
 from ..schedules import make_schedule
 from .errors import CLIError
@@ -41,7 +42,9 @@ def parse_schedule(text: str) -> dict[str, Any]:
     """argparse type of ``--schedule``: a schedule name or a JSON spec, completed."""
     text = text.strip()
     try:
-        spec = json.loads(text) if text.startswith("{") else text
+        spec = loads_bounded(text, "the schedule spec") if text.startswith("{") else text
+    except JSONLimitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
     try:

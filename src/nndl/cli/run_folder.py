@@ -39,12 +39,26 @@ import numpy as np
 
 from ..io.atomic import atomic_write_bytes
 from ..io.checkpoint import NpzReader, atomic_savez
+from ..io.jsonfile import JSONLimitError, loads_bounded
 from ..models import load_model
 from .errors import CLIError, read_text
 
-__all__ = ["RunFolder", "LOCK_NAME"]
+__all__ = ["RunFolder", "LOCK_NAME", "OWN_FILES", "ALLOW_NONFINITE_HELP"]
 
 LOCK_NAME = ".lock"
+
+ALLOW_NONFINITE_HELP = (
+    "load the model even if its weights (or preprocess.npz's mean image) hold NaN or "
+    "infinite values, to inspect it; without it such a model is refused, since it "
+    "predicts nan for every image"
+)
+
+# Every file nndl writes into a run folder: no command's output may land on one of them.
+OWN_FILES = (
+    "config.json", "metrics.jsonl", "best_model.npz", "last_model.npz", "checkpoint.npz",
+    "preprocess.npz", LOCK_NAME, "evaluation.json", "loss.png", "accuracy.png",
+    "val_acc_vs_time.png", "lr_schedule.png", "filters.png", "confusion_matrix.png",
+)  # fmt: skip
 
 
 class RunFolder:
@@ -107,6 +121,19 @@ class RunFolder:
         for tmp in self.path.glob(".*.tmp-*"):
             tmp.unlink(missing_ok=True)
 
+    def refuse_own_file(self, output: Path, flag: str) -> None:
+        """Refuse ``output`` if it is one of the run folder's own files (:data:`OWN_FILES`),
+        by any name: the resolved paths are compared (symlinks, ``..``), and for files that
+        exist ``os.path.samefile`` (hard links)."""
+        target = os.path.realpath(output)
+        for name in OWN_FILES:
+            own = self.path / name
+            if target == os.path.realpath(own) or _same_file(output, own):
+                raise CLIError(
+                    f"{flag} {output} is {own}, a file of the run folder {self.path}; "
+                    "choose another file name"
+                )
+
     def data_dir(self, override: str | None, config: dict[str, Any] | None) -> str | None:
         """``override``, else the run's data folder while it exists, else None (the default)."""
         if override is not None or config is None:
@@ -125,7 +152,9 @@ class RunFolder:
         there, an object and a list); the settings themselves are checked by the command."""
         self._need(self.config, "written when 'nndl train' starts")
         try:
-            config = json.loads(read_text(self.config))
+            config = loads_bounded(read_text(self.config), str(self.config))
+        except JSONLimitError as exc:
+            raise CLIError(str(exc)) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CLIError(f"{self.config} is not valid JSON: {exc}") from None
         if not isinstance(config, dict) or not isinstance(config.get("settings"), dict):
@@ -149,7 +178,9 @@ class RunFolder:
             return []
         try:
             lines = read_text(self.metrics).splitlines()
-            records = [json.loads(line) for line in lines if line.strip()]
+            records = [loads_bounded(line, str(self.metrics)) for line in lines if line.strip()]
+        except JSONLimitError as exc:
+            raise CLIError(str(exc)) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CLIError(f"{self.metrics} is not valid JSON lines: {exc}") from None
         for i, r in enumerate(records, 1):
@@ -187,7 +218,7 @@ class RunFolder:
             **channel,
         )
 
-    def read_preprocess(self) -> dict[str, Any]:
+    def read_preprocess(self, allow_nonfinite: bool = False) -> dict[str, Any]:
         self._need(self.preprocess, "written when 'nndl train' starts")
         fn = "read_preprocess"
         with NpzReader(fn, self.preprocess) as f:
@@ -201,6 +232,11 @@ class RunFolder:
                 f"{self.preprocess} holds mean_image {mean_image.shape}, class_names "
                 f"{names.shape} and dtype {dtype!r}; expected (C, H, W), (K,) and a float type"
             )
+        if not allow_nonfinite and not np.isfinite(mean_image).all():
+            raise CLIError(
+                f"{self.preprocess} holds a mean_image with NaN or infinite values (every "
+                "prepared image would be nan); --allow-nonfinite reads it anyway"
+            )
         if channel and not _channel_stats(mean, std, mean_image.shape[0]):
             raise CLIError(
                 f"{self.preprocess} holds per-channel mean {getattr(mean, 'shape', None)} and "
@@ -210,13 +246,16 @@ class RunFolder:
         return {"mean_image": mean_image, "class_names": [str(n) for n in names],
                 "dtype": dtype, "mean": mean, "std": std}  # fmt: skip
 
-    def load_model(self, last: bool = False) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    def load_model(
+        self, last: bool = False, allow_nonfinite: bool = False
+    ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """(model, extra, preprocess) of the best (or last) model of this run, checked to
-        take the preprocessed images and give one score per class name."""
+        take the preprocessed images and give one score per class name (and, unless
+        ``allow_nonfinite``, to hold finite weights)."""
         path = self.last if last else self.best
         self._need(path, "written at the end of each epoch")
-        pre = self.read_preprocess()
-        model, extra = load_model(path)
+        pre = self.read_preprocess(allow_nonfinite)
+        model, extra = load_model(path, allow_nonfinite=allow_nonfinite)
         config = getattr(model, "config", {})
         input_dim, num_classes = config.get("input_dim"), config.get("num_classes")
         shape = pre["mean_image"].shape
@@ -240,6 +279,13 @@ def _channel_stats(mean: Any, std: Any, channels: int) -> bool:
     if mean is None or std is None or mean.shape != (channels,) or std.shape != (channels,):
         return False
     return bool(np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # one of them does not exist (or cannot be looked at)
+        return False
 
 
 def _is_int(v: Any) -> bool:

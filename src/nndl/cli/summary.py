@@ -18,7 +18,7 @@ from ..nn import build, format_summary, summarize
 from .errors import CLIError, cli_path
 from .flags import DEFAULTS
 from .inputs import read_arch
-from .run_folder import RunFolder
+from .run_folder import ALLOW_NONFINITE_HELP, RunFolder
 
 __all__ = ["add_parser", "run"]
 
@@ -61,6 +61,7 @@ def add_parser(sub: Any) -> None:
         help="with --arch: the parameters' type (default: float32)",
     )
     s.add_argument("--last", action="store_true", help="last_model.npz instead of best_model.npz")
+    s.add_argument("--allow-nonfinite", action="store_true", help=ALLOW_NONFINITE_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _from_run(args: argparse.Namespace):
     folder = RunFolder(cli_path(args.run_dir, "RUN_DIR"))
-    model, extra, _ = folder.load_model(last=args.last)
+    model, extra, _ = folder.load_model(args.last, args.allow_nonfinite)
     which = folder.last.name if args.last else folder.best.name
     title = f"{model.name} from {folder.path / which} (epoch {extra.get('epoch')})"
     return title, layer_tree(model).root, model.dtype

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..interrupts import Terminated
 from ..models import MODELS, build_model
 from ..solver import Solver
 from .errors import CLIError, cli_path
@@ -31,6 +32,7 @@ from .flags import (
     settings_from_args,
 )
 from .inputs import load_cifar
+from .memory_plan import available_memory, check_memory, plan_memory
 from .model_plan import preflight
 from .recipe import solver_kwargs
 from .recorder import RunRecorder
@@ -93,10 +95,19 @@ def _run_folder(args: argparse.Namespace) -> RunFolder:
 
 
 def _new_settings(args: argparse.Namespace, explicit: dict) -> dict[str, Any]:
-    """Every setting of a new run, the model planned (sizes checked, nothing allocated)."""
+    """Every setting of a new run, the model and its memory planned (sizes checked,
+    nothing allocated)."""
     settings = settings_from_args(args)
-    preflight(settings, explicit)
+    _plan(args, settings, explicit)
     return settings
+
+
+def _plan(args: argparse.Namespace, settings: dict[str, Any], explicit: dict) -> None:
+    """The model's keywords checked, then the memory training needs against what the
+    machine has (unless --no-memory-check)."""
+    kwargs = preflight(settings, explicit)
+    if not args.no_memory_check:
+        check_memory(plan_memory(settings, kwargs), available_memory())
 
 
 def _stored_settings(run: RunFolder, config: dict[str, Any], explicit: dict) -> dict[str, Any]:
@@ -122,7 +133,7 @@ def _open_run(args: argparse.Namespace, run: RunFolder, settings: dict | None, e
     if args.resume:
         config = run.read_config()
         settings = _stored_settings(run, config, explicit)
-        preflight(settings, explicit)
+        _plan(args, settings, explicit)
         if not run.holds_run():
             # Stopped before its first checkpoint: nothing to lose, so start it afresh.
             print(f"{run.checkpoint} not written yet: starting the run again", file=sys.stderr)
@@ -215,11 +226,12 @@ def _train(run: RunFolder, solver: Solver, recorder: RunRecorder, started: float
     recorder.start_wall = started
     try:
         solver.train()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         # Raised between steps (see Solver.train), so what is saved now resumes exactly.
         recorder.finish(solver, interrupted=True)
-        print(f"interrupted; continue with: nndl train --out {run.path} --resume", file=sys.stderr)
-        return 130
+        word, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"{word}; continue with: nndl train --out {run.path} --resume", file=sys.stderr)
+        return code
     recorder.finish(solver)
     return 0
 

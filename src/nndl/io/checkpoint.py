@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .atomic import atomic_open
+from .jsonfile import JSONLimitError, loads_bounded
 
 __all__ = [
     "FORMAT",
@@ -186,7 +187,9 @@ class NpzReader:
         if shape != () or dtype.itemsize > MAX_META_BYTES:
             raise self._corrupt(f"meta is {shape} {dtype}, expected a JSON string")
         try:
-            meta = json.loads(str(self.array("meta", "U")[()]))
+            meta = loads_bounded(str(self.array("meta", "U")[()]), "meta")
+        except JSONLimitError as exc:
+            raise self._corrupt(str(exc)) from None
         except json.JSONDecodeError as exc:
             raise self._corrupt(f"meta is not JSON: {exc}") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:

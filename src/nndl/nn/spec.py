@@ -10,7 +10,10 @@ Spec grammar (see the package docstring for examples)::
                "shortcut": "identity" | "projection" | [layer, ...]}
 
 Every error is a ``ValueError`` that names the layer's path, the bad key or value and
-the valid choices.
+the valid choices. A spec holds at most :data:`MAX_LAYERS` layers (nested ones
+included), its layer lists nest at most :data:`MAX_NESTING` deep and a name has at most
+:data:`MAX_NAME_LENGTH` characters (:func:`check_spec`), so that whatever builds also
+trains, saves and resumes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from ..io.jsonfile import MAX_JSON_DEPTH, check_depth
 from .activations import GELU, ReLU
 from .containers import ConvBNAct, ConvBNReLU, ConvBNReLUPool, ConvPoolBNAct, Residual, Sequential
 from .conv_blocks import ConvReLU, ConvReLUPool
@@ -37,6 +41,62 @@ LAYERS: dict[str, type[Module]] = {
 """Layer type name (as written in a spec) -> class."""
 
 _SUBSPECS = {"sequential": ("layers",), "residual": ("body", "shortcut")}
+
+MAX_LAYERS = 1000
+"""The most layers in a spec, nested ones included (a container counts as one too)."""
+
+MAX_NESTING = 16
+"""The deepest nesting of layer lists (the spec itself is level 1; a sequential's
+``layers`` or a residual's ``body`` one level below its own list). A spec this deep is
+about 33 JSON levels, well inside :data:`nndl.io.jsonfile.MAX_JSON_DEPTH` also once
+inside a run's config.json or a model file."""
+
+MAX_NAME_LENGTH = 64
+"""The longest layer name (an identifier; a parameter key joins the names on its path)."""
+
+
+def check_spec(spec: Any, what: str = "the spec") -> None:
+    """Refuse a spec over :data:`MAX_LAYERS`, :data:`MAX_NESTING` or
+    :data:`MAX_NAME_LENGTH` (checked without recursion, before anything is built); the
+    rest of the spec is checked by :func:`build`."""
+    count = 0
+    stack = [(spec, 1)]
+    while stack:
+        entries, level = stack.pop()
+        if not isinstance(entries, (list, tuple)):
+            continue  # not a list of layers: build says what is wrong
+        if level > MAX_NESTING:
+            raise ValueError(f"{what}: layers nested deeper than {MAX_NESTING} levels")
+        count += len(entries)
+        if count > MAX_LAYERS:
+            raise ValueError(
+                f"{what}: more than {MAX_LAYERS} layers (nested ones included); at most "
+                f"{MAX_LAYERS} are supported"
+            )
+        for entry in entries:
+            if not isinstance(entry, Mapping):
+                continue
+            name = entry.get("name")
+            if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
+                raise ValueError(
+                    f"{what}: layer name {name[:20]!r}... has {len(name):,} characters; at "
+                    f"most {MAX_NAME_LENGTH}"
+                )
+            kind = entry.get("type")
+            for key in _SUBSPECS.get(kind, ()) if isinstance(kind, str) else ():
+                stack.append((entry.get(key), level + 1))
+    check_depth(spec, what, MAX_JSON_DEPTH)  # other values (repr recurses on them)
+
+
+def _check_module_depth(root: Module) -> None:
+    """Refuse a module tree too deep to turn into a spec (Module.spec recurses)."""
+    limit = 2 * MAX_NESTING + 2  # a residual is two module levels: itself and its body
+    stack = [(root, 1)]
+    while stack:
+        module, level = stack.pop()
+        if level > limit:
+            raise ValueError(f"the network: modules nested deeper than {limit} levels")
+        stack.extend((child, level + 1) for child in module.children())
 
 
 def spec_args(cls: type[Module]) -> list[str]:
@@ -119,6 +179,7 @@ def build(spec: Any, path: str = "") -> Sequential:
     to an input shape: the root is a :class:`Sequential` with path ``path``."""
     if isinstance(spec, Module):
         spec = as_spec(spec)
+    check_spec(spec, _where(path))
     root = Sequential(_build_list(spec, path, "", path))
     root.path = path
     return root
@@ -127,6 +188,9 @@ def build(spec: Any, path: str = "") -> Sequential:
 def as_spec(layers: Any) -> list:
     """The list spec of ``layers``: a spec list as given, or the spec of modules (a
     Sequential's layers, or one module as a one-element list)."""
+    for m in layers if isinstance(layers, (list, tuple)) else [layers]:
+        if isinstance(m, Module):
+            _check_module_depth(m)
     if isinstance(layers, Sequential) and type(layers) is Sequential:
         return [layer.spec() for layer in layers.layers]
     if isinstance(layers, Module):
@@ -136,4 +200,13 @@ def as_spec(layers: Any) -> list:
     return layers
 
 
-__all__ = ["LAYERS", "build", "as_spec", "spec_args"]
+__all__ = [
+    "LAYERS",
+    "MAX_LAYERS",
+    "MAX_NAME_LENGTH",
+    "MAX_NESTING",
+    "build",
+    "as_spec",
+    "check_spec",
+    "spec_args",
+]

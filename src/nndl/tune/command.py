@@ -13,15 +13,17 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import report, storage, train_cli
+from ..io.jsonfile import read_json
+from . import report, stopping, storage, train_cli
 from .errors import TuneError
 from .options import DEFAULT_N_TRIALS, PROG, build_parser, check_own_flags, split_argv
-from .runner import TrainRunError, TrialSetup, run_trial
+from .runner import Terminated, TrainRunError, TrialSetup, run_trial
 from .space import SearchSpace, load_space
 
 __all__ = ["main", "run"]
@@ -45,7 +47,7 @@ def _check_train_part(fixed: list[str], space: SearchSpace | None) -> argparse.N
         )
     for flag, candidates in (space.candidates() if space else {}).items():
         for words in candidates:
-            value = " ".join(words[1:]) or words[0]
+            value = (" ".join(words[1:]) or words[0]) if words else "null (left out)"
             try:
                 dests = train_cli.flags_set_by(words)
                 train_cli.parse_train_flags([*fixed, *words])
@@ -100,15 +102,12 @@ def _canon(spec: Any) -> str:
 def _claim_out(out: Path, study: str, url: str | None) -> None:
     """Make ``out`` the folder of this study (trial-NNNN folders of two studies would
     collide): ``out/tune.json`` names its study; another study is refused."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TuneError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+    _make_out(out)
     marker = out / MARKER
     mine = {"study": study, "storage": None if url is None else storage.describe(url)}
     if marker.is_file():
         try:
-            theirs = json.loads(marker.read_text(encoding="utf-8"))
+            theirs = read_json(marker)
         except (OSError, ValueError) as exc:
             raise TuneError(
                 f"{marker} is damaged ({exc}); remove it or choose another --out"
@@ -152,7 +151,7 @@ def _open_study(args: argparse.Namespace, url: str, out: Path) -> Any:
     import optuna
 
     if args.storage is None:
-        out.mkdir(parents=True, exist_ok=True)
+        _make_out(out)
     with storage.creation_lock(url):
         st = storage.open_storage(url, args.heartbeat)
         if args.report:
@@ -167,7 +166,7 @@ def _open_study(args: argparse.Namespace, url: str, out: Path) -> Any:
         study = optuna.create_study(
             study_name=args.study,
             storage=st,
-            sampler=optuna.samplers.TPESampler(seed=args.seed, constant_liar=True),
+            sampler=_sampler(args.seed),
             pruner=_pruner(args),
             direction="maximize",
             load_if_exists=True,
@@ -175,6 +174,31 @@ def _open_study(args: argparse.Namespace, url: str, out: Path) -> Any:
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise TuneError(f"study {args.study!r} minimises; nndl tune maximises val_acc")
     return study
+
+
+def _sampler(seed: int | None) -> Any:
+    import optuna
+
+    if seed is None:
+        return optuna.samplers.TPESampler(constant_liar=True)
+    from .sampler import TrialSeededSampler
+
+    return TrialSeededSampler(seed)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise TuneError(f"--out {out} is a file; expected a folder (or a path to create)")
+
+
+def _make_out(out: Path) -> None:
+    """Create ``out`` and check that this worker can write in it."""
+    _check_out(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as exc:
+        raise TuneError(f"--out {out}: cannot write in it ({exc.strerror or exc})") from None
 
 
 def _report(study: Any, out: Path, plots: bool) -> None:
@@ -207,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
         _check_train_part(fixed, space)
     optuna = _require_optuna()
     out = Path(args.out).expanduser()
+    _check_out(out)
     url = args.storage or storage.default_url(out)
     if args.report and args.storage is None and not (out / storage.DEFAULT_DB).is_file():
         raise TuneError(
@@ -252,8 +277,14 @@ def _optimize(optuna, study, args, url: str, setup: TrialSetup, fixed_args) -> i
             gc_after_trial=False,
         )
     except KeyboardInterrupt:
-        _requeue(study, setup)
+        stopping.requeue(study, setup)
         raise
+    except Exception as exc:  # no trial may stay RUNNING after an orderly exit
+        reason = stopping.expected_failure(exc)
+        note = stopping.fail_running(study, setup, reason or f"{type(exc).__name__}: {exc}")
+        if reason is None:
+            raise
+        raise TuneError(reason + note) from None
     _report(study, out, not args.no_plots)
     ran = callbacks[0].states
     if ran and all(s == optuna.trial.TrialState.FAIL for s in ran):
@@ -270,7 +301,7 @@ class _Progress:
         self.states: list[Any] = []
 
     def __call__(self, study: Any, trial: Any) -> None:
-        self.setup.current = None
+        self.setup.current, self.setup.trial = None, None
         self.states.append(trial.state)
         epochs = max(trial.intermediate_values, default=0)
         took = f"{trial.duration.total_seconds():.1f}s" if trial.duration else "-"
@@ -283,38 +314,45 @@ class _Progress:
         self.setup.say(f"trial {trial.number} {line} ({took})")
 
 
-def _requeue(study: Any, setup: TrialSetup) -> None:
-    """Queue the trial a Ctrl-C interrupted again (Optuna's retry of stale trials): the
-    next worker continues its run folder."""
-    import optuna
-
-    if setup.current is None:
-        return
-    for t in study.get_trials(deepcopy=False):
-        if t.number == setup.current and t.state == optuna.trial.TrialState.FAIL:
-            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=storage.MAX_RETRY)(study, t)
-            print(
-                f"trial {t.number} is queued again; it resumes {t.user_attrs.get('run_dir')} "
-                "when the study goes on",
-                file=sys.stderr,
+def _parse(own: list[str]) -> argparse.Namespace:
+    """Parse nndl tune's own words; nndl train flags among them get a hint to put them
+    after '--' (argparse alone would only call them unrecognized)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(own)
+    if extra:
+        train = [w for w in extra if train_cli.is_train_flag(w)]
+        hint = ""
+        if train:
+            hint = (
+                f"; {train[0]} is an nndl train flag: put nndl train flags after '--' "
+                f"({PROG} [options] -- {' '.join(extra)})"
             )
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nndl tune`` with ``argv`` (default ``sys.argv[1:]``, without 'tune'); the exit
     status: 0, 1 when every trial failed, 2 for bad input (one ``nndl tune: error:``
-    line, no traceback), 130 after Ctrl-C."""
+    line, no traceback), 130 after Ctrl-C, 143 after SIGTERM."""
     own, train = split_argv(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(own)
+        args = _parse(own)
     except SystemExit as exc:  # --help, or argparse's own usage error (exit 2)
         return exc.code if isinstance(exc.code, int) else 2
     args.train_flags = train
     try:
-        return run(args)
+        with stopping.SigtermStops():
+            return run(args)
     except TuneError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(
+            f"{PROG}: terminated (SIGTERM); run the same command again to continue the study",
+            file=sys.stderr,
+        )
+        return 143
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -324,6 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug or a storage failure mid-run: one line, no traceback
         if os.environ.get("NNDL_DEBUG"):
             raise
+        reason = stopping.expected_failure(exc)
+        if reason is not None:
+            print(f"{PROG}: error: {reason}", file=sys.stderr)
+            return 2
         print(
             f"{PROG}: internal error: {type(exc).__name__}: {exc} (NNDL_DEBUG=1 shows the "
             "traceback)",

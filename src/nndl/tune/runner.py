@@ -13,7 +13,7 @@ attributes) continues the run folder it inherits with ``nndl train --resume``.
 
 from __future__ import annotations
 
-import json
+import errno
 import math
 import os
 import shlex
@@ -26,10 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..io.jsonfile import loads_bounded, read_bounded, read_json
 from ._child import PARENT_ENV
 from .space import SearchSpace
 
-__all__ = ["TrainRunError", "TrialSetup", "run_trial", "read_metrics"]
+__all__ = [
+    "TrainRunError",
+    "FatalTrialError",
+    "Terminated",
+    "TrialSetup",
+    "run_trial",
+    "read_metrics",
+]
 
 POLL_SECONDS = 0.2
 # A stopped run saves its checkpoint before it exits; a large model on a slow disk takes
@@ -42,6 +50,19 @@ class TrainRunError(Exception):
     """The trial's ``nndl train`` failed; the study goes on with the next trial."""
 
 
+class FatalTrialError(Exception):
+    """The trial failed in a way every later trial would too (a full disk): the worker
+    stops with an error instead of failing trial after trial."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler, ``timeout``, ``docker stop``): stopped like Ctrl-C."""
+
+
+# nndl train's exit status after Ctrl-C or SIGTERM: it saved its checkpoint and stopped.
+INTERRUPTED = {130: KeyboardInterrupt, 143: Terminated}
+
+
 @dataclass
 class TrialSetup:
     """What every trial of this worker shares."""
@@ -51,20 +72,21 @@ class TrialSetup:
     space: SearchSpace
     say: Callable[[str], None] = print
     current: int | None = field(default=None)  # the number of the trial running now
+    trial: Any = field(default=None)  # the optuna.Trial running now
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The epoch records of ``run_dir/metrics.jsonl`` (those with an integer ``epoch``
     and a finite ``val_acc``); none while the file does not exist."""
     try:
-        text = (run_dir / "metrics.jsonl").read_text(encoding="utf-8")
-    except (FileNotFoundError, UnicodeDecodeError):
+        text = read_bounded(run_dir / "metrics.jsonl")
+    except (OSError, ValueError):  # not there yet, or not ours
         return []
     records = []
     for line in text.splitlines():
         try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
+            r = loads_bounded(line)
+        except ValueError:  # invalid, or nested too deep
             continue
         if (
             isinstance(r, dict)
@@ -78,7 +100,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def _planned_epochs(run_dir: Path) -> int | None:
     try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        config = read_json(run_dir / "config.json")
         epochs = config["settings"]["epochs"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -127,11 +149,11 @@ def _start(argv: list[str], run_dir: Path, number: int) -> subprocess.Popen:
         )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop a running ``nndl train`` as Ctrl-C would, and wait for it to save."""
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
+    """Stop a running ``nndl train`` as Ctrl-C (or SIGTERM) would, and wait for it to save."""
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     try:
         proc.wait(STOP_SECONDS)
     except subprocess.TimeoutExpired:
@@ -160,7 +182,7 @@ def run_trial(trial: Any, setup: TrialSetup) -> float:
     setup.say(f"trial {trial.number}{note}: {shlex.join(flags)}  [{run_dir}]")
     if resume:
         argv.append("--resume")
-    setup.current = trial.number
+    setup.current, setup.trial = trial.number, trial
 
     records = read_metrics(run_dir)
     planned = _planned_epochs(run_dir)
@@ -169,6 +191,7 @@ def run_trial(trial: Any, setup: TrialSetup) -> float:
     else:
         proc = _start(argv, run_dir, trial.number)
     reported: set[int] = set()
+    stop_with = signal.SIGINT
     try:
         while True:
             finished = proc is None or proc.poll() is not None
@@ -189,16 +212,27 @@ def run_trial(trial: Any, setup: TrialSetup) -> float:
                 proc.wait(POLL_SECONDS)
             except subprocess.TimeoutExpired:
                 pass
+    except Terminated:
+        stop_with = signal.SIGTERM
+        trial.set_user_attr("error", "terminated (SIGTERM)")
+        raise
     except KeyboardInterrupt:
         trial.set_user_attr("error", "interrupted (Ctrl-C)")
         raise
     finally:
         if proc is not None:
-            _stop(proc)  # Ctrl-C or an error in the worker: the run saves and stops
+            _stop(proc, stop_with)  # Ctrl-C, SIGTERM or a worker error: it saves and stops
     code = 0 if proc is None else proc.returncode
+    if code in INTERRUPTED:  # stopped from outside (the job's signal reached it first)
+        trial.set_user_attr("error", f"nndl train was interrupted (exit status {code})")
+        raise INTERRUPTED[code]()
     if code != 0:
         message = f"nndl train exited with status {code}: {_last_error(run_dir)}"
         trial.set_user_attr("error", message)
+        if os.strerror(errno.ENOSPC) in message:
+            raise FatalTrialError(
+                f"trial {trial.number}: {message}; free some space, then run the command again"
+            )
         raise TrainRunError(message)
     if not records:
         message = f"nndl train finished no epoch: {_last_error(run_dir)}"

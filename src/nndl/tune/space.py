@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..io.jsonfile import JSONLimitError, loads_bounded, read_bounded
 from .errors import TuneError
 
 __all__ = ["DEFAULT_SPACE", "SearchSpace", "load_space"]
@@ -169,11 +170,15 @@ def load_space(path: str | None) -> SearchSpace:
         return SearchSpace(DEFAULT_SPACE, "the default search space")
     source = f"--space {path}"
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_bounded(Path(path).expanduser(), source)
+    except JSONLimitError as exc:
+        raise TuneError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TuneError(f"{source}: cannot read it ({exc})") from None
     try:
-        spec = json.loads(text)
+        spec = loads_bounded(text, source)
+    except JSONLimitError as exc:
+        raise TuneError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise TuneError(f"{source}: not valid JSON ({exc})") from None
     return SearchSpace(spec, source)

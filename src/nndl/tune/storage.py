@@ -14,6 +14,7 @@ trial stays RUNNING).
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -46,8 +47,8 @@ def describe(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL: shown as given (it holds no parsable password)
-        return url
+    except Exception:  # unparsable (a bad port, say): hide what stands where a password would
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -57,18 +58,26 @@ def _sqlite_path(url: str) -> Path | None:
 
     try:
         u = make_url(url)
+        port = u.port
+    except ValueError as exc:  # SQLAlchemy parses the port with int()
+        raise TuneError(f"--storage {describe(url)}: bad port or host ({exc})") from None
     except ArgumentError:
         raise TuneError(
             f"--storage {url!r} is not a storage URL; expected e.g. sqlite:///PATH.db, "
             "postgresql://USER:PASSWORD@HOST:PORT/DB, mysql://... or journal:PATH"
         ) from None
     if u.get_backend_name() != "sqlite":
+        if port is not None and not 0 < port < 65536:
+            raise TuneError(
+                f"--storage {describe(url)}: port {port} is not a port number (1 to 65535)"
+            )
         return None
     if not u.database or u.database == ":memory:":
         raise TuneError(f"--storage {url}: an in-memory database cannot be shared; name a file")
     path = Path(u.database)
     if not path.parent.is_dir():
-        raise TuneError(f"--storage {url}: the folder {path.parent} does not exist")
+        what = "is not a folder" if path.parent.exists() else "does not exist"
+        raise TuneError(f"--storage {url}: {path.parent} {what}")
     return path
 
 
@@ -84,7 +93,13 @@ def creation_lock(url: str) -> Iterator[None]:
     if path is None or fcntl is None:
         yield
         return
-    with open(path.with_name(path.name + ".lock"), "a") as f:
+    try:
+        f = open(path.with_name(path.name + ".lock"), "a")
+    except OSError as exc:
+        raise TuneError(
+            f"--storage {url}: cannot write in the folder {path.parent} ({exc.strerror})"
+        ) from None
+    with f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         yield  # closing the file releases the lock
 
@@ -107,7 +122,7 @@ def open_storage(url: str, heartbeat: int) -> Any:
     import sqlalchemy.exc
 
     path = _sqlite_path(url)
-    url = _with_psycopg(url)
+    given, url = url, _with_psycopg(url)
     engine_kwargs: dict[str, Any] = {}
     if path is not None:
         _prepare_sqlite(path)
@@ -129,11 +144,11 @@ def open_storage(url: str, heartbeat: int) -> Any:
             time.sleep(1.0)
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
             raise TuneError(
-                f"--storage {describe(url)}: cannot open it: {_first_line(exc)}"
+                f"--storage {describe(given)}: cannot open it: {first_line(exc)}"
             ) from None
         except ImportError as exc:
             raise TuneError(
-                f"--storage {describe(url)}: its database driver is not installed ({exc}); "
+                f"--storage {describe(given)}: its database driver is not installed ({exc}); "
                 "postgresql:// needs psycopg (pip install 'nndl[tune]'), mysql:// a MySQL "
                 "driver such as PyMySQL (mysql+pymysql://...)"
             ) from None
@@ -161,9 +176,9 @@ def _journal(path: str) -> Any:
     try:
         return JournalStorage(JournalFileBackend(path))
     except Exception as exc:  # a damaged journal file: Optuna's own exception types vary
-        raise TuneError(f"--storage journal:{path}: cannot open it: {_first_line(exc)}") from None
+        raise TuneError(f"--storage journal:{path}: cannot open it: {first_line(exc)}") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]

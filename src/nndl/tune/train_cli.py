@@ -22,6 +22,7 @@ from .errors import TuneError
 __all__ = [
     "parse_train_flags",
     "flags_set_by",
+    "is_train_flag",
     "locate_data",
     "require_matplotlib",
     "atomic_write_bytes",
@@ -62,6 +63,17 @@ def parse_train_flags(argv: Sequence[str]) -> argparse.Namespace:
     except (CLIError, ValueError) as exc:
         raise TuneError(str(exc)) from None
     return args
+
+
+def is_train_flag(word: str) -> bool:
+    """Whether ``word`` (``--flag`` or ``--flag=value``) is an ``nndl train`` flag."""
+    from nndl.cli.flags import add_train_flags
+
+    if not word.startswith("-"):
+        return False
+    parser = argparse.ArgumentParser(prog="nndl train", add_help=False)
+    add_train_flags(parser)
+    return word.split("=", 1)[0] in parser._option_string_actions
 
 
 def flags_set_by(argv: Sequence[str]) -> set[str]:
