@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..interrupts import Terminated
 from ..io.jsonfile import read_json
 from . import report, stopping, storage, train_cli
 from .errors import TuneError
 from .options import DEFAULT_N_TRIALS, PROG, build_parser, check_own_flags, split_argv
-from .runner import Terminated, TrainRunError, TrialSetup, run_trial
+from .runner import TrainRunError, TrialSetup, run_trial
 from .space import SearchSpace, load_space
 
 __all__ = ["main", "run"]

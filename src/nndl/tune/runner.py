@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..interrupts import Terminated  # the one SIGTERM exception, as nndl train's
 from ..io.jsonfile import loads_bounded, read_bounded, read_json
 from ._child import PARENT_ENV
 from .space import SearchSpace
@@ -33,7 +34,6 @@ from .space import SearchSpace
 __all__ = [
     "TrainRunError",
     "FatalTrialError",
-    "Terminated",
     "TrialSetup",
     "run_trial",
     "read_metrics",
@@ -53,10 +53,6 @@ class TrainRunError(Exception):
 class FatalTrialError(Exception):
     """The trial failed in a way every later trial would too (a full disk): the worker
     stops with an error instead of failing trial after trial."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a batch scheduler, ``timeout``, ``docker stop``): stopped like Ctrl-C."""
 
 
 # nndl train's exit status after Ctrl-C or SIGTERM: it saved its checkpoint and stopped.

@@ -8,8 +8,9 @@ import signal
 import sys
 from typing import Any
 
+from ..interrupts import Terminated
 from . import storage
-from .runner import FatalTrialError, Terminated, TrialSetup
+from .runner import FatalTrialError, TrialSetup
 
 __all__ = ["SigtermStops", "expected_failure", "fail_running", "requeue"]
 
