@@ -347,3 +347,22 @@ def test_cli_refuses_a_file_that_is_not_an_image(images, tmp_path):
     assert code == 2 and stderr.startswith("nndl explain: error: cannot read image"), stderr
     code, _, stderr = run_cli("explain", "--pretrained", "--method", "gradcam", "--out", tmp_path)
     assert code == 2 and "needs at least one IMAGE" in stderr
+
+
+@pytest.mark.parametrize("name", ["every_layer", "convnet", "three_layer_bn"])
+def test_folded_and_layer_by_layer_walks_agree(name):
+    # input_gradient folds each conv + batch norm pair into one conv; recording every
+    # layer's output walks them one by one (and checks batch norm's own backward).
+    from nndl.explain.gradients import _Walk, model_tree
+
+    rng = np.random.default_rng(6)
+    model = MODELS[name]()
+    _randomize_state(model, rng)
+    X = rng.normal(0, 1, (2, *SHAPES.get(name, (3, 8, 8))))
+    d = rng.normal(size=(2, 3))
+    tree = model_tree(model)
+    walk = _Walk(tree, keep=None)
+    out, cache = walk.forward(tree.root, X)
+    dX = walk.backward(tree.root, d, cache).reshape(X.shape)
+    np.testing.assert_allclose(out, model.loss(X), atol=1e-12)
+    np.testing.assert_allclose(dX, input_gradient(model, X, d), rtol=1e-9, atol=1e-12)

@@ -8,7 +8,9 @@ prints. The walk runs each leaf layer's own forward/backward (the fast training 
 in ``'test'`` mode: batch norm with the running statistics, dropout the identity, the
 parameters only read. Fused blocks (``conv_bn_relu_pool``, ...) are walked through
 their children (conv, batch norm, activation, pool), whose outputs are then reachable;
-their fused kernels have no test-mode backward. Batch norm in test mode is the
+their fused kernels have no test-mode backward. A conv followed by batch norm runs as
+one conv with the batch norm folded into its weights (``W * scale``, ``b * scale +
+shift``) unless the conv's own output or gradient is asked for. Batch norm in test mode is the
 per-channel affine map ``y = (x - running_mean) * gamma / sqrt(running_var + eps) +
 beta``, whose input gradient is ``dy * gamma / sqrt(running_var + eps)``; it and the
 linear layer's ``dx = dy @ W.T`` are computed here without parameter gradients. A
@@ -25,7 +27,17 @@ from typing import Any
 import numpy as np
 
 from ..export import MODEL_TREES, LayerTree, layer_tree
-from ..nn import BatchNorm1d, BatchNorm2d, Context, Linear, Module, Residual, Sequential
+from ..fast_layers import conv_backward_fast, conv_forward_fast
+from ..nn import (
+    BatchNorm1d,
+    BatchNorm2d,
+    Context,
+    Conv2d,
+    Linear,
+    Module,
+    Residual,
+    Sequential,
+)
 
 __all__ = [
     "model_tree",
@@ -103,11 +115,16 @@ class _Walk:
             s, short = (x, None) if m.shortcut is None else self.forward(m.shortcut, x)
             out, cache = a + s, (body, short)
         elif isinstance(m, Sequential):  # fused blocks too: their children in order
-            cache = []
-            out = x
-            for child in m.children():
-                out, c = self.forward(child, out)
-                cache.append(c)
+            cache, out, kids, i = [], x, m.children(), 0
+            while i < len(kids):
+                if self._foldable(kids, i):  # conv then batch norm: one conv
+                    out, c = self._conv_bn(kids[i], kids[i + 1], out)
+                    cache.append(((kids[i], kids[i + 1]), c))
+                    i += 2
+                else:
+                    out, c = self.forward(kids[i], out)
+                    cache.append(((kids[i],), c))
+                    i += 1
         elif isinstance(m, (BatchNorm1d, BatchNorm2d)):
             scale, shift = _bn_affine(m, self.tree, x.ndim)
             out, cache = (x * scale + shift).astype(x.dtype, copy=False), scale
@@ -129,8 +146,11 @@ class _Walk:
             ds = dout if m.shortcut is None else self.backward(m.shortcut, dout, short)
             return dx + ds
         if isinstance(m, Sequential):
-            for child, c in zip(reversed(m.children()), reversed(cache), strict=True):
-                dout = self.backward(child, dout, c)
+            for mods, c in reversed(cache):
+                if len(mods) == 2:  # a folded conv + batch norm
+                    dout = conv_backward_fast(dout, c, True)[0]
+                else:
+                    dout = self.backward(mods[0], dout, c)
             return dout
         if isinstance(m, (BatchNorm1d, BatchNorm2d)):
             return (dout * cache).astype(dout.dtype, copy=False)
@@ -140,6 +160,27 @@ class _Walk:
                 dout = dout * dout.dtype.type(m.scale)
             return (dout @ w.T).reshape(x.shape)
         return m.backward(dout, cache, self.ctx)
+
+    def _foldable(self, kids: list[Module], i: int) -> bool:
+        """Whether ``kids[i]`` is a conv followed by batch norm whose own output and
+        gradients nobody asked for: then the pair runs as one conv whose weights carry
+        the batch norm (``W * scale``, ``b * scale + shift``), in the training kernel."""
+        if i + 1 >= len(kids) or not isinstance(kids[i], Conv2d):
+            return False
+        conv, bn = kids[i], kids[i + 1]
+        asked = self.keep is None or conv.path in self.keep or conv.path in self.grad_of
+        return isinstance(bn, BatchNorm2d) and not asked and bn.path not in self.grad_of
+
+    def _conv_bn(self, conv: Conv2d, bn: BatchNorm2d, x):
+        W, b = conv.weights(self.ctx, x)
+        scale, shift = _bn_affine(bn, self.tree, 4)
+        s = scale.reshape(-1)
+        Wf = (W * s[:, None, None, None]).astype(W.dtype, copy=False)
+        bf = (b * s + shift.reshape(-1)).astype(W.dtype, copy=False)
+        out, cache = conv_forward_fast(x, Wf, bf, conv.conv_param)
+        if self.keep is None or bn.path in self.keep:
+            self.outputs[bn.path] = out
+        return out, cache
 
 
 def _bn_affine(m: Module, tree: LayerTree, ndim: int):
