@@ -124,8 +124,9 @@ def main() -> None:
     linf = np.concatenate([r.linf for r in runs])[fooled] / 255
     rms = np.concatenate([r.l2 for r in runs])[fooled] / np.sqrt(X[0].size) / 255
     print(f"\nfooling towards a random other class: {fooled.mean():.1%} fooled, median "
-          f"{np.median(iters):.0f} steps, median largest pixel change {np.median(linf):.3f} "
-          f"of 255, median RMS change {np.median(rms):.4f} of 255 ({fool_s:.1f} s)")  # fmt: skip
+          f"{np.median(iters):.0f} steps; as fractions of 255, median largest pixel change "
+          f"{np.median(linf):.3f}, median RMS change {np.median(rms):.4f} "
+          f"({fool_s:.1f} s)")  # fmt: skip
 
     trainer = build_model(model.name, **model.config)  # a copy: training mode moves its stats
     trainer.load_state_dict(model.state_dict())

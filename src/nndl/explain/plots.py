@@ -119,6 +119,8 @@ def plot_feature_maps(
     if maps.ndim != 3:
         raise ValueError(f"plot_feature_maps: expected maps (C, H, W), got shape {maps.shape}")
     grid = filter_grid(maps[:max_maps, None], padding=1)
+    # The padding between tiles left blank (filter_grid pads with 1.0, a map's maximum).
+    grid[filter_grid(np.zeros_like(maps[:max_maps, None]), padding=1) == 1.0] = np.nan
     fig = _figure("plot_feature_maps", (5, 5))
     ax = fig.add_subplot()
     _show(ax, grid, title or f"{min(len(maps), max_maps)} of {len(maps)} feature maps",
