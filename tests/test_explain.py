@@ -12,6 +12,7 @@ from nndl.cnn import ConvNet, ThreeLayerConvNet
 from nndl.explain import (
     activations,
     class_visualization,
+    feature_maps,
     fooling_image,
     grad_cam,
     input_gradient,
@@ -366,3 +367,51 @@ def test_folded_and_layer_by_layer_walks_agree(name):
     dX = walk.backward(tree.root, d, cache).reshape(X.shape)
     np.testing.assert_allclose(out, model.loss(X), atol=1e-12)
     np.testing.assert_allclose(dX, input_gradient(model, X, d), rtol=1e-9, atol=1e-12)
+
+
+def test_feature_maps_and_image_shapes(shipped):
+    model, pre = shipped
+    X = np.full((2, 3, 32, 32), 128.0)
+    maps = feature_maps(model, X, "block2", pre)
+    assert maps.shape == (2, 32, 8, 8)
+    assert feature_maps(model, X, preprocess=pre).shape == (2, 16, 32, 32)  # block1.conv
+    with pytest.raises(ValueError, match=r"saliency_map: expected images of shape \(N, 3, 32, 32"):
+        saliency_map(model, np.zeros((1, 3, 28, 28)), [0], pre)
+    with pytest.raises(ValueError, match="feature_maps: no spatial map at layer 'fc1'"):
+        feature_maps(model, X, "fc1", pre)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two tiny run folders: a residual spec with per-channel normalisation, and the
+    hand-written ThreeLayerConvNet."""
+    pytest.importorskip("matplotlib")
+    from _cifar import write_synthetic_cifar10
+
+    data = write_synthetic_cifar10(tmp_path_factory.mktemp("data"), n_per_batch=20, n_test=20)
+    spec = tmp_path_factory.mktemp("spec") / "net.json"
+    spec.write_text(
+        '[{"type": "conv_bn_relu_pool", "filters": 4}, {"type": "residual", "body": '
+        '[{"type": "conv2d", "filters": 4}, "batchnorm2d"]}, "global_avgpool", '
+        '{"type": "linear", "units": 10}]'
+    )
+    sizes = ["--num-training", "40", "--num-validation", "20", "--num-test", "20"]
+    out = {}
+    for name, flags in (("arch", ["--arch", spec, "--normalize", "channel"]),
+                        ("three", ["--model", "three_layer_convnet"])):  # fmt: skip
+        out[name] = tmp_path_factory.mktemp("runs") / name
+        code, _, err = run_cli("train", "--data-dir", data, "--out", out[name], *flags, *sizes,
+                               "--batch-size", "20", "--epochs", "1", "--quiet")  # fmt: skip
+        assert code == 0, err
+    return out
+
+
+@pytest.mark.parametrize("run, method", [("arch", "gradcam"), ("arch", "saliency"),
+                                         ("three", "gradcam"), ("three", "fool")])  # fmt: skip
+def test_cli_on_run_folders(runs, images, tmp_path, run, method):
+    out = tmp_path / "out"
+    target = ["--target", "ship", "--steps", "3"] if method == "fool" else []
+    code, stdout, stderr = run_cli("explain", runs[run], images[0], "--method", method,
+                                   *target, "--out", out)  # fmt: skip
+    assert code == 0, stderr
+    assert _png(out / f"img0_{method}.png") and stdout.startswith(f"{images[0]}: ")

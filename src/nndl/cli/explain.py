@@ -13,6 +13,7 @@ import numpy as np
 from ..data import apply_preprocess
 from ..explain import (
     class_visualization,
+    feature_maps,
     fooling_image,
     grad_cam,
     layer_paths,
@@ -20,7 +21,6 @@ from ..explain import (
     scores,
     spatial_layers,
 )
-from ..explain.gradients import activations
 from ..explain.pixels import class_index
 from ..explain.plots import plot_feature_maps, plot_fooling, plot_images, plot_map
 from ..models import pretrained
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             _fool(args, model, pre, x, y, out / f"{stem}_fool.png", path, before)
             continue
         if args.method == "features":
-            maps = activations(model, apply_preprocess(x, pre), [layer])[layer][0]
+            maps = feature_maps(model, x, layer, pre)[0]
             plot_feature_maps(maps, f"{path}: {layer}", path=out / f"{stem}_features.png")
         else:
             fn = saliency_map if args.method == "saliency" else grad_cam

@@ -16,7 +16,14 @@ from .gradients import (
     scores,
     spatial_layers,
 )
-from .methods import Fooled, class_visualization, fooling_image, grad_cam, saliency_map
+from .methods import (
+    Fooled,
+    class_visualization,
+    feature_maps,
+    fooling_image,
+    grad_cam,
+    saliency_map,
+)
 from .pixels import gaussian_blur, pixel_gradient, to_input, to_pixels
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "fooling_image",
     "Fooled",
     "class_visualization",
+    "feature_maps",
     "gaussian_blur",
     "pixel_gradient",
     "to_input",

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..checks import check_count, check_real
 from .gradients import (
+    activations,
     input_gradient,
     layer_gradient,
     layer_paths,
@@ -25,7 +26,14 @@ from .gradients import (
 )
 from .pixels import class_index, gaussian_blur, pixel_bounds, pixel_gradient, to_input, to_pixels
 
-__all__ = ["saliency_map", "grad_cam", "fooling_image", "Fooled", "class_visualization"]
+__all__ = [
+    "saliency_map",
+    "grad_cam",
+    "fooling_image",
+    "Fooled",
+    "class_visualization",
+    "feature_maps",
+]
 
 Pre = Mapping[str, Any] | None
 
@@ -65,6 +73,28 @@ def _resize_bilinear(maps: np.ndarray, H: int, W: int) -> np.ndarray:
     return rows[:, :, c0] * (1 - fc) + rows[:, :, c1] * fc
 
 
+def _spatial_layer(fn: str, model: Any, layer: str | None, last: bool = True) -> str:
+    """``layer`` checked to have a (C, H, W) map, or the last (first) such layer."""
+    valid = spatial_layers(model)
+    if not valid:
+        raise ValueError(f"{fn}: {type(model).__name__} has no layer with a spatial map")
+    if layer is None:
+        return valid[-1 if last else 0]
+    if layer not in valid:
+        what = "no layer" if layer not in layer_paths(model) else "no spatial map at layer"
+        raise ValueError(f"{fn}: {what} {layer!r}; the layers with a spatial map are {valid}")
+    return layer
+
+
+def feature_maps(model: Any, X: np.ndarray, layer: str | None = None, preprocess: Pre = None):
+    """The maps (N, C, H, W) that ``layer`` (a path with a spatial output; None: the first)
+    computes for the raw images X; :func:`nndl.explain.plots.plot_feature_maps` draws one."""
+    fn = "feature_maps"
+    Xin = to_input(X, preprocess, model.dtype, fn)
+    layer = _spatial_layer(fn, model, layer, last=False)
+    return activations(model, Xin, [layer])[layer]
+
+
 def grad_cam(
     model: Any, X: np.ndarray, y: Any, layer: str | None = None, preprocess: Pre = None
 ) -> np.ndarray:
@@ -78,14 +108,7 @@ def grad_cam(
     """
     fn = "grad_cam"
     Xin = to_input(X, preprocess, model.dtype, fn)
-    valid = spatial_layers(model)
-    if not valid:
-        raise ValueError(f"{fn}: {type(model).__name__} has no layer with a spatial map")
-    if layer is None:
-        layer = valid[-1]
-    elif layer not in valid:
-        what = "no layer" if layer not in layer_paths(model) else "no spatial map at layer"
-        raise ValueError(f"{fn}: {what} {layer!r}; the layers with a spatial map are {valid}")
+    layer = _spatial_layer(fn, model, layer)
     A, dA = layer_gradient(model, Xin, _one_hot(fn, model, y, len(Xin)), layer)
     alpha = dA.mean(axis=(2, 3), dtype=np.float64)
     cam = np.maximum(np.einsum("nk,nkhw->nhw", alpha, A), 0)
