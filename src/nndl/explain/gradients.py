@@ -10,12 +10,13 @@ parameters only read. Fused blocks (``conv_bn_relu_pool``, ...) are walked throu
 their children (conv, batch norm, activation, pool), whose outputs are then reachable;
 their fused kernels have no test-mode backward. A conv followed by batch norm runs as
 one conv with the batch norm folded into its weights (``W * scale``, ``b * scale +
-shift``) unless the conv's own output or gradient is asked for. Batch norm in test mode is the
+shift``) unless the conv's own output or gradient is asked for. A stride-1 conv's input
+gradient is the conv of the output gradient with the flipped filters (the forward
+kernel); no weight gradient is computed. Batch norm in test mode is the
 per-channel affine map ``y = (x - running_mean) * gamma / sqrt(running_var + eps) +
 beta``, whose input gradient is ``dy * gamma / sqrt(running_var + eps)``; it and the
-linear layer's ``dx = dy @ W.T`` are computed here without parameter gradients. A
-convolution's backward kernel computes ``dW`` with ``dx`` (one pass), and that ``dW``
-is dropped.
+linear layer's ``dx = dy @ W.T`` are computed here without parameter gradients; only
+a strided convolution's backward kernel computes a ``dW`` (with ``dx``), dropped.
 """
 
 from __future__ import annotations
@@ -128,6 +129,10 @@ class _Walk:
         elif isinstance(m, (BatchNorm1d, BatchNorm2d)):
             scale, shift = _bn_affine(m, self.tree, x.ndim)
             out, cache = (x * scale + shift).astype(x.dtype, copy=False), scale
+        elif isinstance(m, Conv2d):
+            W, b = m.weights(self.ctx, x)
+            out, inner = conv_forward_fast(x, W, b, m.conv_param)
+            cache = (inner, W, m.conv_param)
         else:
             out, cache = m.forward(x, self.ctx)
         if m.path and (self.keep is None or m.path in self.keep):
@@ -148,7 +153,7 @@ class _Walk:
         if isinstance(m, Sequential):
             for mods, c in reversed(cache):
                 if len(mods) == 2:  # a folded conv + batch norm
-                    dout = conv_backward_fast(dout, c, True)[0]
+                    dout = _conv_dx(dout, *c)
                 else:
                     dout = self.backward(mods[0], dout, c)
             return dout
@@ -159,6 +164,8 @@ class _Walk:
             if m.scale is not None:
                 dout = dout * dout.dtype.type(m.scale)
             return (dout @ w.T).reshape(x.shape)
+        if isinstance(m, Conv2d):
+            return _conv_dx(dout, *cache)
         return m.backward(dout, cache, self.ctx)
 
     def _foldable(self, kids: list[Module], i: int) -> bool:
@@ -177,10 +184,24 @@ class _Walk:
         s = scale.reshape(-1)
         Wf = (W * s[:, None, None, None]).astype(W.dtype, copy=False)
         bf = (b * s + shift.reshape(-1)).astype(W.dtype, copy=False)
-        out, cache = conv_forward_fast(x, Wf, bf, conv.conv_param)
+        out, inner = conv_forward_fast(x, Wf, bf, conv.conv_param)
         if self.keep is None or bn.path in self.keep:
             self.outputs[bn.path] = out
-        return out, cache
+        return out, (inner, Wf, conv.conv_param)
+
+
+def _conv_dx(dout, inner, W, conv_param):
+    """A convolution's input gradient without its weight gradient. At stride 1 it is the
+    convolution of dout with the filters flipped in space and with C and F swapped,
+    padded ``k - 1 - pad`` (the forward kernel: Winograd or im2col, one GEMM where the
+    backward kernel does two); other strides take the backward kernel and drop dW."""
+    F, C, kh, kw = W.shape
+    pad = conv_param["pad"]
+    if conv_param["stride"] != 1 or kh != kw or pad > kh - 1:
+        return conv_backward_fast(dout, inner, True)[0]
+    Wt = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    zeros = np.zeros(C, dtype=W.dtype)
+    return conv_forward_fast(dout, Wt, zeros, {"stride": 1, "pad": kh - 1 - pad})[0]
 
 
 def _bn_affine(m: Module, tree: LayerTree, ndim: int):
