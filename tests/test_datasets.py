@@ -183,7 +183,7 @@ def test_folder_modes_all_become_the_folders_channels(tmp_path):
     assert list(data["class_names"]) == ["a", "b"]
     listing = scan_folder(root)
     x = folder_mod._decode_all(listing.train, 3, (8, 8))[0]
-    names = [p.name for p, *_ in listing.train]
+    names = [os.path.basename(p) for p, *_ in listing.train]
     img = dict(zip(names, x, strict=True))
     chw = rgb.transpose(2, 0, 1)
     assert np.array_equal(img["rgb.png"], chw)

@@ -238,3 +238,15 @@ def test_tune_checks_and_prepares_the_dataset(tmp_path, gray_folder):
     with pytest.raises(TuneError, match="at most 28"):
         parse_train_flags(["--dataset", "mnist", "--filter-size", "29"])
     assert locate_data(None, str(gray_folder)) == gray_folder.resolve()
+
+
+def test_a_folder_run_resumes_on_its_cached_data(gray_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(gray_run, run)
+    code, _, err = run_cli("train", "--out", run, "--resume", "--epochs", "2", "--quiet",
+                           "--no-plots")  # fmt: skip
+    assert code == 0, err
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]

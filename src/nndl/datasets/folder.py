@@ -46,12 +46,13 @@ TEST_FRACTION = 10  # without a test folder, 1 image in 10 is held out for testi
 
 @dataclass
 class FolderListing:
-    """The files of an image folder: ``(path, label, size, mtime_ns)`` per image."""
+    """The files of an image folder: ``(path, label, size, mtime_ns)`` per image (the
+    path a string below ``root``: tens of thousands of Path objects cost seconds)."""
 
     root: Path
     class_names: list[str]
-    train: list[tuple[Path, int, int, int]] = field(default_factory=list)
-    test: list[tuple[Path, int, int, int]] | None = None
+    train: list[tuple[str, int, int, int]] = field(default_factory=list)
+    test: list[tuple[str, int, int, int]] | None = None
     ignored: int = 0
 
 
@@ -89,17 +90,16 @@ def _walk(folder: Path, label: int, out: list, listing: FolderListing, seen: tup
     for e in entries:
         if e.name.startswith("."):
             continue
-        path = Path(e.path)
         try:
             info = e.stat()  # follows links: a dangling link or a link loop fails here
         except OSError as exc:
-            raise ValueError(f"{path}: cannot follow it ({exc.strerror})") from None
+            raise ValueError(f"{e.path}: cannot follow it ({exc.strerror})") from None
         if e.is_dir():
-            _walk(path, label, out, listing, (*seen, here))
-        elif path.suffix.lower() not in IMAGE_SUFFIXES or not e.is_file():
+            _walk(Path(e.path), label, out, listing, (*seen, here))
+        elif not e.name.lower().endswith(IMAGE_SUFFIXES) or not e.is_file():
             listing.ignored += 1
         else:
-            out.append((path, label, int(info.st_size), int(info.st_mtime_ns)))
+            out.append((e.path, label, int(info.st_size), int(info.st_mtime_ns)))
 
 
 def _classes(folder: Path, what: str) -> list[Path]:
@@ -144,10 +144,11 @@ def scan_folder(root: str | os.PathLike[str]) -> FolderListing:
 
 
 def _cache_key(listing: FolderListing, channels: int | None, size: Any) -> str:
+    # The paths all start with the root as given: cut it off (os.path.relpath is slow).
+    cut = len(os.path.join(str(listing.root), ""))
+    files = [[p[cut:], s, m, y] for p, y, s, m in listing.train]
+    test = None if listing.test is None else [[p[cut:], s, m, y] for p, y, s, m in listing.test]
     root = os.path.realpath(listing.root)
-    files = [[os.path.relpath(p, root), s, m, y] for p, y, s, m in listing.train]
-    test = None if listing.test is None else [
-        [os.path.relpath(p, root), s, m, y] for p, y, s, m in listing.test]  # fmt: skip
     blob = json.dumps({"version": CACHE_VERSION, "root": root, "train": files, "test": test,
                        "classes": listing.class_names, "channels": channels,
                        "size": None if size is None else list(size)})  # fmt: skip
