@@ -136,6 +136,15 @@ def test_preset_65_on_mnist_builds_the_model_for_1x28x28(tmp_path):
     assert pre["dataset"] == "mnist"
     config = json.loads((run / "config.json").read_text())
     assert config["settings"]["num_training"] == 30 and config["data"]["num_test"] == 10
+    # 28 -> 14 -> 7 -> 3: the odd map is pooled with floor, and exports as such
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    assert run_cli("export", run, "--output", tmp_path / "m.onnx")[0] == 0
+    x = np.random.default_rng(1).integers(0, 256, (3, 1, 28, 28)).astype(np.float32)
+    got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"images": x})[0]
+    s = model.loss(apply_preprocess(x, pre))
+    expect = np.exp(s - s.max(axis=1, keepdims=True))
+    assert np.allclose(got, expect / expect.sum(axis=1, keepdims=True), atol=1e-5)
 
 
 def test_arch_spec_head_gets_the_datas_class_count(tmp_path, gray_folder):

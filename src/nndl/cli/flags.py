@@ -300,7 +300,8 @@ def flag_name(key: str) -> str:
 
 
 def _help(f: Flag) -> str:
-    if f.default is _UNSET or f.key == "weight_scale":
+    says_default = f.default is None and "default" in f.help  # its own words for None
+    if f.default is _UNSET or f.key == "weight_scale" or says_default:
         return f.help
     value = f.default
     if isinstance(value, list):
