@@ -17,7 +17,7 @@ from ..checks import check_finite, check_labels
 from ..data import apply_preprocess
 from .errors import CLIError, cli_path
 from .flags import NEW_DEFAULTS, check_settings
-from .inputs import load_data
+from .inputs import load_cifar
 from .report import batched_scores, evaluate_scores, evaluation_report, require_matplotlib
 from .run_folder import ALLOW_NONFINITE_HELP, RunFolder
 
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.split == "val":
         sizes = {k: settings[k] for k in ("num_training", "num_validation")} | {"num_test": 0}
-    data, _ = load_data({**settings, **sizes}, data_dir=data_dir, subtract_mean=False,
+    data, _ = load_cifar({**settings, **sizes}, data_dir=data_dir, subtract_mean=False,
                          progress=False)  # fmt: skip
     key = "test" if args.split == "test" else "val"
     X = _checked_inputs(data[f"X_{key}"], data[f"y_{key}"], pre, key)

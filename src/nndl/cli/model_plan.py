@@ -4,8 +4,9 @@ data shape and a size limit, without allocating anything (:func:`preflight`); th
 shape a run's ``--dataset`` implies before it is read (:func:`planned_input`).
 
 Every model is built for its data: ``input_dim`` and ``num_classes`` come from the data
-set, and an ``--arch`` spec (a preset's too) whose last ``linear`` layer has another
-number of ``units`` gets the data's class count there (:func:`fit_head`)."""
+set, and an ``--arch`` spec written for CIFAR-10 (a preset's too: its last layer
+``linear`` with 10 ``units``) gets the data's class count there (:func:`fit_head`); any
+other mismatch is refused, as a spec's mistake."""
 
 from __future__ import annotations
 
@@ -48,12 +49,16 @@ def planned_input(settings: Mapping[str, Any]) -> tuple[tuple[int, ...], int]:
     return (settings.get("channels") or 3, *size), 10
 
 
+CIFAR10_CLASSES = 10
+
+
 def fit_head(spec: list, num_classes: int) -> list:
     """``spec`` with its last layer's ``units`` set to ``num_classes`` when that layer is
-    a ``linear`` one (a copy; the spec itself is not changed)."""
-    if spec and isinstance(spec[-1], Mapping) and spec[-1].get("type") == "linear":
-        if spec[-1].get("units") != num_classes:
-            return [*spec[:-1], {**spec[-1], "units": num_classes}]
+    a ``linear`` one with CIFAR-10's 10 units (a copy; the spec itself is not changed)."""
+    last = spec[-1] if spec else None
+    if isinstance(last, Mapping) and last.get("type") == "linear":
+        if last.get("units") == CIFAR10_CLASSES and num_classes != CIFAR10_CLASSES:
+            return [*spec[:-1], {**last, "units": num_classes}]
     return spec
 
 

@@ -34,7 +34,7 @@ from .flags import (
     presets_help,
     settings_from_args,
 )
-from .inputs import DATA_SIZES, load_data
+from .inputs import DATA_SIZES, load_cifar
 from .memory_plan import available_memory, check_memory, plan_memory
 from .model_plan import planned_input, preflight
 from .presets import PRESETS
@@ -180,7 +180,7 @@ def _load_data(args, run: RunFolder, config: dict | None, settings: dict, resume
     the data, and records them."""
     data_dir = run.data_dir(args.data_dir, config)
     fit = () if resume else _sizes_to_fit(args, settings)
-    data, info = load_data(settings, data_dir=data_dir, progress=not args.quiet, fit=fit)
+    data, info = load_cifar(settings, data_dir=data_dir, progress=not args.quiet, fit=fit)
     for key in fit:
         settings[key] = info[key]
     if fit:
@@ -215,6 +215,9 @@ def _sizes_to_fit(args: argparse.Namespace, settings: dict) -> tuple[str, ...]:
 def _solver_for(args, run: RunFolder, settings: dict, explicit: dict, data: dict, info: dict):
     """The model, its Solver and the RunRecorder that keeps the folder up to date."""
     kwargs = preflight(settings, explicit, info["input_dim"], len(info["class_names"]))
+    if settings.get("arch") and kwargs["layers"][-1] != settings["arch"][-1] and not args.quiet:
+        print(f"the spec's last linear layer has 10 units (CIFAR-10's classes); built with "
+              f"{len(info['class_names'])} for {info['dataset']}", file=sys.stderr)
     model = build_model(settings["model"], **kwargs)
     dropout_param = getattr(model, "dropout_param", None)
     if dropout_param:
