@@ -15,16 +15,17 @@ __all__ = ["write_synthetic_cifar10", "real_cifar_dir"]
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_cifar_download():
-    """Point the CIFAR-10 download at a closed local port unless a URL is set already.
+    """Point the downloads (CIFAR-10, nndl.datasets) at a closed local port unless a URL is
+    set already.
 
     A test that forgets ``data_dir`` then fails at once with the "where to put the files"
     error instead of fetching 170 MB into the user's cache.
     """
-    if os.environ.get("NNDL_CIFAR10_URL"):
-        yield
-        return
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NNDL_CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+        if not os.environ.get("NNDL_CIFAR10_URL"):
+            mp.setenv("NNDL_CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+        if not os.environ.get("NNDL_DATASETS_URL"):  # MNIST, Fashion-MNIST, CIFAR-100
+            mp.setenv("NNDL_DATASETS_URL", "http://127.0.0.1:9")
         yield
 
 

@@ -158,11 +158,19 @@ def test_convnet_architecture_and_he_init():
     assert not any("gamma" in k for k in fixed.params) and "block1.conv.W" in fixed.params
 
 
-def test_pool_needs_even_sizes():
-    with pytest.raises(ValueError, match=r"ConvNet: layer 'block3.pool'.* does not tile"):
-        ConvNet(input_dim=(3, 12, 12), num_filters=(4, 4, 4))
-    with pytest.raises(ValueError, match=r"ConvNet: layer 'block3.pool'.* does not tile"):
-        ConvNet.param_shapes(input_dim=(3, 12, 12), num_filters=(4, 4, 4))
+def test_odd_sizes_pool_with_floor():
+    # 12 -> 6 -> 3 -> 1: the third block pools an odd map, outside the fused block (MNIST's
+    # 28 -> 14 -> 7 -> 3); even sizes keep the fused blocks (CIFAR-10's spec is unchanged).
+    layers = ConvNet.layers(input_dim=(3, 12, 12), num_filters=(4, 4, 4))
+    assert [layer["type"] for layer in layers[:4]] == [
+        "conv_bn_relu_pool", "conv_bn_relu_pool", "conv_bn_relu", "maxpool2d"]  # fmt: skip
+    assert layers[3]["floor"] is True
+    shapes = ConvNet.param_shapes(input_dim=(3, 12, 12), num_filters=(4, 4, 4))
+    assert shapes["fc1.W"] == (4 * 1 * 1, 10)
+    cifar = ConvNet.layers(input_dim=(3, 32, 32), num_filters=(4, 4, 4))
+    assert [layer["type"] for layer in cifar[:3]] == ["conv_bn_relu_pool"] * 3
+    with pytest.raises(ValueError, match=r"ConvNet: layer 'block2.conv'.* does not fit"):
+        ConvNet(input_dim=(3, 4, 4), num_filters=(4, 4, 4), filter_size=2)
     with pytest.raises(ValueError, match="ThreeLayerConvNet: a 2x2 stride 2 max pool"):
         ThreeLayerConvNet(input_dim=(3, 15, 15))
 

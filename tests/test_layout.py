@@ -20,7 +20,7 @@ TIERS = {
     "base": ["nndl", "nndl.checks", "nndl.backend", "nndl.specs", "nndl.rng"],
     "io": ["nndl.io", "nndl.io.*"],
     "plots": ["nndl.plots"],
-    "data": ["nndl.data"],
+    "data": ["nndl.data", "nndl.datasets", "nndl.datasets.*"],
     "layers": [
         "nndl.layers", "nndl.layer_utils", "nndl.conv_layers", "nndl.fast_layers",
         "nndl._layout", "nndl._im2col", "nndl._max_pool", "nndl.fast_pooling",

@@ -187,7 +187,9 @@ class ConvNet(Network):
     output layer; a float is that std for every layer.
 
     The arguments become an architecture spec (:meth:`layers`; the convs are the fused
-    ``conv_bn_relu[_pool]`` blocks, ``conv_relu[_pool]`` without batch norm), so
+    ``conv_bn_relu[_pool]`` blocks, ``conv_relu[_pool]`` without batch norm; a block that
+    pools a map of odd size is the block without ``_pool`` and a ``maxpool2d`` with
+    ``floor``, 7 -> 3), so
     ``ConvNet`` is a ``Network`` and trains, saves and exports as one. Parameters are
     named by layer path: ``block1.conv.W``, ``block1.bn.gamma``, ..., then
     ``fc1.W``, ``bn1.gamma``, ..., the output ``fc{k}.W``. Files of nndl 0.1.0 numbered
@@ -282,7 +284,16 @@ class ConvNet(Network):
         for i, F in enumerate(filters):
             pool = (i + 1) % every == 0
             block = "conv_bn_relu" if use_batchnorm else "conv_relu"
-            layers.append({"type": block + ("_pool" if pool else ""), "filters": F, **conv})
+            if k % 2 == 0:  # an even filter shrinks the map by one (its padding is (k-1)//2)
+                H, W = H - 1, W - 1
+            if pool and (H % 2 or W % 2):
+                # An odd size (MNIST's 28 -> 14 -> 7): the fused blocks pool whole 2x2
+                # windows only, so pool separately, leaving out the last row and column.
+                layers.append({"type": block, "filters": F, **conv})
+                layers.append({"type": "maxpool2d", "floor": True})
+            else:
+                layers.append({"type": block + ("_pool" if pool else ""), "filters": F, **conv})
+            H, W = (H // 2, W // 2) if pool else (H, W)
         drop = [{"type": "dropout", "p": keep}] if 0 < keep < 1 else []
         for units in hidden:
             layers += [*drop, {"type": "linear", "units": units, "init": he}]

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``nndl`` with every command."""
     parser = argparse.ArgumentParser(
         prog="nndl",
-        description="Train, evaluate, inspect and export NumPy CNNs on CIFAR-10.",
+        description="Train, evaluate, inspect and export NumPy CNNs on CIFAR-10, other data "
+        "sets and folders of your own images.",
         epilog="Run 'nndl COMMAND --help' for the flags of each command.",
     )
     parser.add_argument("--version", action="version", version=f"nndl {__version__}")

@@ -61,7 +61,8 @@ def add_parser(sub: Any) -> None:
         "evaluation.json into the run folder.",
     )
     e.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by 'nndl train'")
-    e.add_argument("--data-dir", help="CIFAR-10 folder (default: the one used for training)")
+    e.add_argument("--data-dir", help="folder of the run's named data set, e.g. CIFAR-10 "
+                   "(default: the one used for training; an image folder run reads its folder)")
     e.add_argument(
         "--split",
         choices=["test", "val"],

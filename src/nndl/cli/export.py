@@ -22,7 +22,8 @@ def add_parser(sub: Any) -> None:
         "export",
         help="write a run's model as an ONNX graph",
         description="Write the best model of RUN_DIR, with its preprocessing, as an ONNX graph "
-        "(input 'images': float32 raw pixels 0-255, (N, 3, 32, 32); output 'probabilities'). "
+        "(input 'images': float32 raw pixels 0-255, (N, C, H, W) of the run's data set, "
+        "(N, 3, 32, 32) for CIFAR-10; output 'probabilities'). "
         "Needs the onnx extra: pip install 'nndl[onnx]'.",
     )
     e.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by 'nndl train'")

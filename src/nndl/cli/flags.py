@@ -102,6 +102,14 @@ def _one_of(choices: Callable[[], Sequence[str]]) -> tuple[str, Callable[[Any], 
     return f"one of {sorted(choices())}", lambda v: isinstance(v, str) and v in choices()
 
 
+def _dataset(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+def _image_size(v: Any) -> bool:
+    return v is None or (isinstance(v, list) and len(v) == 2 and all(_is_int(x, 1) for x in v))
+
+
 def _spec(v: Any) -> bool:
     return v is None or (isinstance(v, list) and bool(v))
 
@@ -221,12 +229,27 @@ FLAGS: tuple[Flag, ...] = (
     Flag("target_acc", OPT, "stop at the end of the first epoch whose val accuracy reaches ACC",
          rule=_real(0, 1, optional=True), setting=False,
          options={"type": finite_float, "metavar": "ACC"}),
-    Flag("num_training", D, "training images", 49000, _int(1),
+    Flag("dataset", D, "the data: a name (cifar10, cifar100, cifar100_coarse, mnist, "
+         "fashion_mnist; downloaded into --data-dir if missing) or a folder of images "
+         "(ROOT/<class>/*.png|jpg, or ROOT/train/<class>/... with ROOT/test/<class>/...); "
+         "the model is built for its image shape and classes", "cifar10",
+         ("a data set name or a folder", _dataset), options={"metavar": "NAME|PATH"},
+         new=True),
+    Flag("image_size", D, "an image folder's images resized to H x W (LANCZOS); needed when "
+         "their sizes differ (default: as stored)", None, ("two integers >= 1 or null",
+         _image_size), options={"type": int, "nargs": 2, "metavar": ("H", "W")}, new=True),
+    Flag("channels", D, "an image folder's images as 1 (grayscale) or 3 (RGB) channels "
+         "(default: 1 if every image is grayscale, else 3)", None,
+         ("1, 3 or null", lambda v: v in (None, 1, 3) and not isinstance(v, bool)),
+         options={"type": int, "choices": [1, 3]}, new=True),
+    Flag("num_training", D, "training images (with a data set other than cifar10, when not "
+         "given: every training image not used for validation)", 49000, _int(1),
          options={"type": int, "metavar": "N"}),
     Flag("num_validation", D, "validation images (after the training ones); 0: none, the "
-         "best model is the last", 1000, _int(0), options={"type": int, "metavar": "N"}),
-    Flag("num_test", D, "test images for 'nndl evaluate' and --test-at-end", 1000, _int(0),
-         options={"type": int, "metavar": "N"}),
+         "best model is the last (other data sets, when not given: 1000, or a tenth of a "
+         "smaller training set)", 1000, _int(0), options={"type": int, "metavar": "N"}),
+    Flag("num_test", D, "test images for 'nndl evaluate' and --test-at-end (other data sets, "
+         "when not given: all of them)", 1000, _int(0), options={"type": int, "metavar": "N"}),
     Flag("normalize", D, "input preprocessing: subtract the mean image, or per-channel "
          "(x - mean) / std", "mean_image", _one_of(lambda: NORMALIZE),
          options={"choices": NORMALIZE}, new=True),
@@ -243,7 +266,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("test_at_end", EV, "evaluate the best model on the --num-test test images after "
          "training (into config.json and evaluation.json)", False, _BOOLEAN, options=_BOOL,
          new=True),
-    Flag("data_dir", D, "folder holding cifar-10-batches-py (or that folder itself); default: "
+    Flag("data_dir", D, "folder holding the named data set (cifar-10-batches-py, "
+         "cifar-100-python, mnist, fashion-mnist; or that folder itself); default: "
          "$NNDL_DATA_DIR, then the user cache (downloads if absent)", setting=False),
     Flag("out", R, "run folder to write (default: runs/YYYYmmdd-HHMMSS)", setting=False,
          options={"metavar": "RUN_DIR"}),
@@ -276,7 +300,8 @@ def flag_name(key: str) -> str:
 
 
 def _help(f: Flag) -> str:
-    if f.default is _UNSET or f.key == "weight_scale":
+    says_default = f.default is None and "default" in f.help  # its own words for None
+    if f.default is _UNSET or f.key == "weight_scale" or says_default:
         return f.help
     value = f.default
     if isinstance(value, list):

@@ -1,5 +1,6 @@
-"""What the command line reads besides run folders: CIFAR-10 for a run, image files for
-``nndl predict`` and architecture specs for ``--arch``."""
+"""What the command line reads besides run folders: a run's data set (CIFAR-10 by default,
+any of :mod:`nndl.datasets`), image files for ``nndl predict`` and architecture specs for
+``--arch``."""
 
 from __future__ import annotations
 
@@ -13,17 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from ..data import (
-    channel_mean_std,
-    data_fingerprint,
-    get_CIFAR10_data,
-    resolve_data_dir,
-)
+from ..data import channel_mean_std, data_fingerprint
+from ..datasets import is_named, load_dataset_info
 from ..io.jsonfile import JSONLimitError, loads_bounded
 from ..nn.spec import check_spec
 from .errors import CLIError, read_text
 
-__all__ = ["MAX_IMAGE_PIXELS", "load_cifar", "load_images", "read_arch"]
+__all__ = ["MAX_IMAGE_PIXELS", "DATA_SIZES", "load_data", "load_cifar", "load_images", "read_arch"]
+
+DATA_SIZES = ("num_training", "num_validation", "num_test")
 
 
 def read_arch(path: str) -> list:
@@ -54,27 +53,36 @@ def read_arch(path: str) -> list:
     return spec
 
 
-def load_cifar(
+def load_data(
     settings: dict[str, Any],
     data_dir: str | None = None,
     subtract_mean: bool = True,
     progress: bool = True,
+    fit: Sequence[str] = (),
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """CIFAR-10 splits sized by ``settings`` (as ``settings['dtype']``) and a data summary.
+    """The splits of ``settings['dataset']`` (default cifar10) sized by ``settings`` (as
+    ``settings['dtype']``) and a data summary; the sizes named in ``fit`` are fitted to
+    the data instead (:func:`nndl.datasets.load_dataset`'s defaults) and reported in the
+    summary.
 
     With ``subtract_mean`` the splits are preprocessed as the run's ``normalize`` setting
     says (the summary holds ``mean_image``, and ``mean``/``std`` of the training images
     for ``channel``); without it they are raw pixels.
     """
     channel = subtract_mean and settings.get("normalize", "mean_image") == "channel"
-    root = resolve_data_dir(data_dir, download=True, progress=progress)
-    data = get_CIFAR10_data(
-        num_training=settings["num_training"],
-        num_validation=settings["num_validation"],
-        num_test=settings["num_test"],
+    dataset = settings.get("dataset", "cifar10")
+    sizes = {k: None if k in fit else settings[k] for k in DATA_SIZES}
+    data, found = load_dataset_info(
+        dataset,
+        data_dir if is_named(dataset) else None,
+        **sizes,
+        image_size=settings.get("image_size"),
+        channels=settings.get("channels"),
         subtract_mean=subtract_mean and not channel,
-        data_dir=root,
+        seed=settings.get("seed", 0),
+        progress=progress,
     )
+    root = found["path"]
     fingerprint = data_fingerprint(data)  # of the float32 arrays, whatever the dtype
     pre: dict[str, Any] = {"mean_image": np.asarray(data["mean_image"], np.float32)}
     if channel:
@@ -87,17 +95,24 @@ def load_cifar(
             data[key] /= pre["std"][:, None, None]
         data[key] = data[key].astype(dtype, copy=False)
     info = {
+        "dataset": found["dataset"],
         "data_dir": str(Path(root).resolve()),
         "fingerprint": fingerprint,
         "num_training": int(len(data["y_train"])),
         "num_validation": int(len(data["y_val"])),
         "num_test": int(len(data["y_test"])),
         "input_dim": [int(s) for s in data["X_train"].shape[1:]],
+        "channels": found["channels"],
+        "image_size": found["image_size"],
         "class_names": [str(n) for n in data["class_names"]],
     }
+    info.update({k: found[k] for k in ("ignored_files", "cached", "decode_seconds") if k in found})
     if subtract_mean:
         info.update(pre)
     return data, info
+
+
+load_cifar = load_data  # the name before other data sets
 
 
 # Pillow modes beyond 8 bits per channel, converted by their own range (Pillow's

@@ -1,6 +1,12 @@
 """A run's model, planned from its settings before any data is loaded: the constructor
 keywords of ``settings['model']`` (:func:`build_kwargs`) and their check against the
-data shape and a size limit, without allocating anything (:func:`preflight`)."""
+data shape and a size limit, without allocating anything (:func:`preflight`); the data
+shape a run's ``--dataset`` implies before it is read (:func:`planned_input`).
+
+Every model is built for its data: ``input_dim`` and ``num_classes`` come from the data
+set, and an ``--arch`` spec written for CIFAR-10 (a preset's too: its last layer
+``linear`` with 10 ``units``) gets the data's class count there (:func:`fit_head`); any
+other mismatch is refused, as a spec's mistake."""
 
 from __future__ import annotations
 
@@ -11,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import DATASETS, dataset_shape
 from ..io.checkpoint import MAX_FILE_BYTES
 from ..models import MODELS
 from .errors import CLIError
 from .flags import MODEL_FLAGS, MODEL_KWARGS, flag_name
 from .recipe import check_combination
 
-__all__ = ["MAX_PARAM_BYTES", "build_kwargs", "preflight"]
+__all__ = ["MAX_PARAM_BYTES", "build_kwargs", "fit_head", "planned_input", "preflight"]
 
 # A checkpoint holds about four copies of the parameters (the current and best ones and
 # Adam's two moments) and must stay loadable (nndl.io.checkpoint.MAX_FILE_BYTES).
@@ -28,6 +35,31 @@ def _refuse(flag: str, name: str) -> CLIError:
     if name == "network":
         return CLIError(f"{flag_name(flag)} does not apply to --arch (the spec is the model)")
     return CLIError(f"{flag_name(flag)} does not apply to model {name}")
+
+
+def planned_input(settings: Mapping[str, Any]) -> tuple[tuple[int, ...], int]:
+    """(input shape, number of classes) of ``settings['dataset']`` as far as they are known
+    before it is read: a named set's own, a folder's from --channels and --image-size
+    (else 3 x 32 x 32 and 10 classes, checked again once the images are read)."""
+    name = settings.get("dataset", "cifar10")
+    shape = dataset_shape(name, settings.get("image_size"), settings.get("channels"))
+    if shape is not None:
+        return shape, DATASETS[name].num_classes if name in DATASETS else 10
+    size = settings.get("image_size") or (32, 32)
+    return (settings.get("channels") or 3, *size), 10
+
+
+CIFAR10_CLASSES = 10
+
+
+def fit_head(spec: list, num_classes: int) -> list:
+    """``spec`` with its last layer's ``units`` set to ``num_classes`` when that layer is
+    a ``linear`` one with CIFAR-10's 10 units (a copy; the spec itself is not changed)."""
+    last = spec[-1] if spec else None
+    if isinstance(last, Mapping) and last.get("type") == "linear":
+        if last.get("units") == CIFAR10_CLASSES and num_classes != CIFAR10_CLASSES:
+            return [*spec[:-1], {**last, "units": num_classes}]
+    return spec
 
 
 def build_kwargs(
@@ -53,6 +85,8 @@ def build_kwargs(
                 raise _refuse(flag, name)
             continue
         kwargs[key] = _model_value(name, flag, key, settings[flag], params[key].default)
+    if isinstance(kwargs.get("layers"), list):
+        kwargs["layers"] = fit_head(kwargs["layers"], num_classes)
     if "input_dim" in params:
         as_int = isinstance(params["input_dim"].default, (int, np.integer))
         kwargs["input_dim"] = int(np.prod(input_dim)) if as_int else tuple(input_dim)

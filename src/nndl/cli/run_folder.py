@@ -13,7 +13,9 @@ A run folder holds (every file written atomically: temp file beside it + ``os.re
   the best-validation and the latest epoch (``extra``: epoch, iteration, accuracies);
 - ``preprocess.npz``: ``mean_image`` (C, H, W) subtracted from every input, with
   ``--normalize channel`` also ``mean`` and ``std`` (C,) (then ``(x - mean) / std``),
-  ``class_names`` and ``dtype``, so that ``predict`` prepares images as training did;
+  ``class_names``, ``dtype`` and ``dataset`` (the --dataset name or folder; absent in
+  runs before nndl had other data sets: cifar10), so that ``predict`` prepares images
+  as training did (the mean image's shape is the run's channels, height and width);
 - ``checkpoint.npz``: :meth:`nndl.solver.Solver.save_checkpoint` at each epoch end,
   which ``nndl train --resume`` continues from;
 - ``loss.png``, ``accuracy.png``, ``val_acc_vs_time.png``, ``filters.png``;
@@ -207,6 +209,7 @@ class RunFolder:
         dtype: str,
         mean: np.ndarray | None = None,
         std: np.ndarray | None = None,
+        dataset: str = "cifar10",
     ) -> None:
         channel = {} if mean is None else {"mean": np.asarray(mean, np.float32),
                                            "std": np.asarray(std, np.float32)}  # fmt: skip
@@ -215,6 +218,7 @@ class RunFolder:
             mean_image=np.asarray(mean_image, dtype=np.float32),
             class_names=np.array(list(class_names), dtype=str),
             dtype=np.array(str(dtype)),
+            dataset=np.array(str(dataset)),
             **channel,
         )
 
@@ -227,6 +231,7 @@ class RunFolder:
             channel = "mean" in f.headers or "std" in f.headers
             mean = f.array("mean") if channel else None
             std = f.array("std") if channel else None
+            dataset = str(f.array("dataset", "U")) if "dataset" in f.headers else "cifar10"
         if mean_image.ndim != 3 or names.ndim != 1 or dtype not in ("float32", "float64"):
             raise CLIError(
                 f"{self.preprocess} holds mean_image {mean_image.shape}, class_names "
@@ -244,7 +249,7 @@ class RunFolder:
                 "values each, every std > 0"
             )
         return {"mean_image": mean_image, "class_names": [str(n) for n in names],
-                "dtype": dtype, "mean": mean, "std": std}  # fmt: skip
+                "dtype": dtype, "mean": mean, "std": std, "dataset": dataset}  # fmt: skip
 
     def load_model(
         self, last: bool = False, allow_nonfinite: bool = False

@@ -1,4 +1,5 @@
-"""``nndl train``: train a model on CIFAR-10 into a run folder, or continue one (--resume).
+"""``nndl train``: train a model on a data set (CIFAR-10 by default, ``--dataset NAME|PATH``)
+into a run folder, or continue one (--resume).
 
 The order of the steps matters: bad flags are reported before the run folder is touched,
 a bad --out before the data loads, and nothing in the folder changes until the run is
@@ -15,12 +16,14 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..datasets import DATASETS, is_named
 from ..interrupts import Terminated
 from ..models import MODELS, build_model
 from ..solver import Solver
 from .errors import CLIError, cli_path
 from .evaluate import evaluate_model
 from .flags import (
+    DEFAULTS,
     NEW_DEFAULTS,
     REQUIRED_SETTINGS,
     RUN_CONTROL,
@@ -31,9 +34,10 @@ from .flags import (
     presets_help,
     settings_from_args,
 )
-from .inputs import load_cifar
+from .inputs import DATA_SIZES, load_cifar
 from .memory_plan import available_memory, check_memory, plan_memory
-from .model_plan import preflight
+from .model_plan import planned_input, preflight
+from .presets import PRESETS
 from .recipe import solver_kwargs
 from .recorder import RunRecorder
 from .report import require_matplotlib
@@ -48,7 +52,8 @@ def add_parser(sub: Any) -> None:
     t = sub.add_parser(
         "train",
         help="train a model and write a run folder",
-        description="Train a model on CIFAR-10. Every setting not given comes from the "
+        description="Train a model on CIFAR-10, another data set or a folder of your own "
+        "images (--dataset). Every setting not given comes from the "
         "preset (--preset; by default the built-in default run, a batch-normalised ConvNet "
         "trained with Adam), then the defaults below; --arch FILE.json trains any "
         "architecture spec instead. The run folder receives config.json, metrics.jsonl, "
@@ -91,7 +96,24 @@ def _run_folder(args: argparse.Namespace) -> RunFolder:
     out = args.out if args.out is not None else f"runs/{time.strftime('%Y%m%d-%H%M%S')}"
     if args.data_dir is not None:
         args.data_dir = str(cli_path(args.data_dir, "--data-dir"))
+    if args.dataset is not None:
+        args.dataset = _dataset_arg(args.dataset, args.data_dir)
     return RunFolder(cli_path(out, "--out"))
+
+
+def _dataset_arg(value: str, data_dir: str | None) -> str:
+    """A --dataset as recorded: a name of nndl.datasets.DATASETS, or a folder's absolute path."""
+    if is_named(value):
+        return value
+    path = cli_path(value, "--dataset")
+    if not path.is_dir():
+        raise CLIError(
+            f"--dataset {value}: neither a data set ({', '.join(DATASETS)}) nor a folder of "
+            "images (ROOT/<class>/*.png|jpg|...)"
+        )
+    if data_dir is not None:
+        raise CLIError("--data-dir applies to the named data sets; --dataset PATH is the folder")
+    return str(path.resolve())
 
 
 def _new_settings(args: argparse.Namespace, explicit: dict) -> dict[str, Any]:
@@ -105,9 +127,10 @@ def _new_settings(args: argparse.Namespace, explicit: dict) -> dict[str, Any]:
 def _plan(args: argparse.Namespace, settings: dict[str, Any], explicit: dict) -> None:
     """The model's keywords checked, then the memory training needs against what the
     machine has (unless --no-memory-check)."""
-    kwargs = preflight(settings, explicit)
+    input_dim, num_classes = planned_input(settings)
+    kwargs = preflight(settings, explicit, input_dim, num_classes)
     if not args.no_memory_check:
-        check_memory(plan_memory(settings, kwargs), available_memory())
+        check_memory(plan_memory(settings, kwargs, input_dim), available_memory())
 
 
 def _stored_settings(run: RunFolder, config: dict[str, Any], explicit: dict) -> dict[str, Any]:
@@ -117,6 +140,11 @@ def _stored_settings(run: RunFolder, config: dict[str, Any], explicit: dict) -> 
     settings = {**NEW_DEFAULTS, **config["settings"]}
     check_settings(settings, lambda k: f"{run.config}: settings.{k}", REQUIRED_SETTINGS)
     fixed = {k: v for k, v in explicit.items() if k not in RUN_CONTROL}
+    if "dataset" in fixed and fixed["dataset"] != settings["dataset"]:
+        raise CLIError(
+            f"{run.path} was trained on --dataset {settings['dataset']}, not "
+            f"{fixed['dataset']}; resume it without --dataset or start a new run folder"
+        )
     changed = [k for k, v in fixed.items() if k not in settings or settings[k] != v]
     if changed:
         raise CLIError(
@@ -147,9 +175,16 @@ def _open_run(args: argparse.Namespace, run: RunFolder, settings: dict | None, e
 
 
 def _load_data(args, run: RunFolder, config: dict | None, settings: dict, resume: bool):
-    """The data splits and their summary; a resumed run must get the data it trained on."""
+    """The data splits and their summary; a resumed run must get the data it trained on.
+    A new run on a data set other than CIFAR-10 fits the split sizes it was not given to
+    the data, and records them."""
     data_dir = run.data_dir(args.data_dir, config)
-    data, info = load_cifar(settings, data_dir=data_dir, progress=not args.quiet)
+    fit = () if resume else _sizes_to_fit(args, settings)
+    data, info = load_cifar(settings, data_dir=data_dir, progress=not args.quiet, fit=fit)
+    for key in fit:
+        settings[key] = info[key]
+    if fit:
+        check_settings(settings, flag_name)
     stored = (config or {}).get("data", {})
     if resume and stored.get("fingerprint") not in (None, info["fingerprint"]):
         raise CLIError(
@@ -157,12 +192,32 @@ def _load_data(args, run: RunFolder, config: dict | None, settings: dict, resume
             f"trained on ({stored.get('data_dir')}); resume with that data (--data-dir) or "
             "start a new run folder"
         )
+    if "decode_seconds" in info and not args.quiet:
+        how = "read from the cache" if info["cached"] else "decoded"
+        ignored = f"; ignored {info['ignored_files']} files that are not images" if info[
+            "ignored_files"] else ""  # fmt: skip
+        print(f"{info['dataset']}: {info['num_training'] + info['num_validation']} training "
+              f"and {info['num_test']} test images, {info['channels']} x "
+              f"{info['image_size'][0]} x {info['image_size'][1]}, {how} in "
+              f"{info['decode_seconds']:.1f}s{ignored}", file=sys.stderr)  # fmt: skip
     return data, info
+
+
+def _sizes_to_fit(args: argparse.Namespace, settings: dict) -> tuple[str, ...]:
+    """The split sizes neither given as flags nor set by the preset (other data sets only:
+    CIFAR-10's defaults stay what they were)."""
+    if settings.get("dataset", "cifar10") == "cifar10":
+        return ()
+    preset = PRESETS[settings.get("preset", DEFAULTS["preset"])].settings
+    return tuple(k for k in DATA_SIZES if getattr(args, k, None) is None and k not in preset)
 
 
 def _solver_for(args, run: RunFolder, settings: dict, explicit: dict, data: dict, info: dict):
     """The model, its Solver and the RunRecorder that keeps the folder up to date."""
     kwargs = preflight(settings, explicit, info["input_dim"], len(info["class_names"]))
+    if settings.get("arch") and kwargs["layers"][-1] != settings["arch"][-1] and not args.quiet:
+        print(f"the spec's last linear layer has 10 units (CIFAR-10's classes); built with "
+              f"{len(info['class_names'])} for {info['dataset']}", file=sys.stderr)
     model = build_model(settings["model"], **kwargs)
     dropout_param = getattr(model, "dropout_param", None)
     if dropout_param:
@@ -187,7 +242,7 @@ def _solver_for(args, run: RunFolder, settings: dict, explicit: dict, data: dict
 def _start_run(args, run: RunFolder, settings: dict, model: Any, info: dict) -> None:
     """The files a new run writes before it trains."""
     run.write_preprocess(info["mean_image"], info["class_names"], settings["dtype"],
-                         info.get("mean"), info.get("std"))  # fmt: skip
+                         info.get("mean"), info.get("std"), dataset=info["dataset"])  # fmt: skip
     run.write_metrics([])
     data = {k: v for k, v in info.items() if k != "mean_image"}
     for key in ("mean", "std"):

@@ -263,7 +263,8 @@ def _optimize(optuna, study, args, url: str, setup: TrialSetup, fixed_args) -> i
             n_trials = 0
         callbacks.append(optuna.study.MaxTrialsCallback(args.max_trials, states=states))
     if n_trials != 0:
-        train_cli.locate_data(fixed_args.data_dir)
+        train_cli.locate_data(fixed_args.data_dir, fixed_args.dataset, fixed_args.image_size,
+                              fixed_args.channels)
         _say(
             f"study {args.study!r} in {storage.describe(url)}: nndl train "
             f"{' '.join(setup.fixed)}, searching {', '.join(setup.space.spec)}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 from collections.abc import Sequence
 from contextlib import redirect_stderr, redirect_stdout
@@ -54,12 +55,12 @@ def parse_train_flags(argv: Sequence[str]) -> argparse.Namespace:
     (ranges, sizes, the model's parameter plan); a :class:`TuneError` names the problem."""
     from nndl.cli.errors import CLIError
     from nndl.cli.flags import check_flags, settings_from_args
-    from nndl.cli.model_plan import preflight
+    from nndl.cli.model_plan import planned_input, preflight
 
     args = _parse(argv)
     try:
         settings = settings_from_args(args)
-        preflight(settings, check_flags(args))
+        preflight(settings, check_flags(args), *planned_input(settings))
     except (CLIError, ValueError) as exc:
         raise TuneError(str(exc)) from None
     return args
@@ -83,13 +84,20 @@ def flags_set_by(argv: Sequence[str]) -> set[str]:
     return {k for k, v in given.items() if v != empty[k]}
 
 
-def locate_data(data_dir: str | None) -> Path:
-    """The CIFAR-10 folder the trials will read, downloaded once now if it is missing
-    (rather than by every trial at the same time)."""
+def locate_data(data_dir: str | None, dataset: str | None = None, image_size=None,
+                channels: int | None = None) -> Path:  # fmt: skip
+    """The data the trials will read, made ready once now rather than by every trial at
+    the same time: CIFAR-10 (or another named set) downloaded if it is missing, an image
+    folder decoded into its cache."""
     from nndl.data import resolve_data_dir
+    from nndl.datasets import DATASETS, prepare_dataset
 
     try:
-        return resolve_data_dir(data_dir, download=True, progress=True)
+        if dataset in (None, "cifar10"):
+            return resolve_data_dir(data_dir, download=True, progress=True)
+        if os.path.isdir(dataset) and dataset not in DATASETS:
+            return prepare_dataset(dataset, image_size=image_size, channels=channels)
+        return prepare_dataset(dataset, data_dir, progress=True)
     except (OSError, ValueError) as exc:
         raise TuneError(str(exc)) from None
 
