@@ -1,0 +1,19 @@
+"""MkDocs hooks of the documentation site (mkdocs.yml ``hooks``).
+
+The tutorial notebooks are executed while the site builds, as the tests run them: with
+``NNDL_NOTEBOOK_SMALL=1`` (a few hundred images) and, without CIFAR-10 in
+``NNDL_DATA_DIR``, the cache or ``../shared/cifar10``, on their synthetic stand-in
+images. ``NNDL_DOCS_EXECUTE=0`` renders them without outputs instead (a quick build).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def on_config(config):
+    os.environ.setdefault("NNDL_NOTEBOOK_SMALL", "1")
+    os.environ.pop("MPLBACKEND", None)  # the notebooks show plots inline, as in Jupyter
+    if os.environ.get("NNDL_DOCS_EXECUTE", "1") == "0":
+        config.plugins["mkdocs-jupyter"].config["execute"] = False
+    return config
