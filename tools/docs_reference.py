@@ -5,8 +5,9 @@ command-line reference, both read from the code so they follow it without editin
   private (``_x``) module or package, no ``__main__``; ``public_names(path)`` reads its
   ``__all__`` from the source (nothing is imported).
 - ``api_pages(src)``: ``{page path: markdown}``, one mkdocstrings page per public module
-  (``reference/api/nndl/layers.md``, or ``.../nndl/nn/index.md`` for a package, holds ``::: nndl.layers`` with its ``__all__`` as the
-  members), and the literate-nav ``SUMMARY.md`` listing them.
+  (``reference/api/nndl/layers.md``, or ``.../nndl/nn/index.md`` for a package, holds
+  ``::: nndl.layers`` with its ``__all__`` as the members), and the literate-nav
+  ``SUMMARY.md`` listing them, nested by package.
 - ``cli_markdown()``: the ``nndl`` command from its own parsers
   (:func:`nndl.cli.entry.build_parser`, and :func:`nndl.tune.build_parser` for ``nndl
   tune``, which parses its own command line): every subcommand, every flag with its
