@@ -9,6 +9,11 @@ images. ``NNDL_DOCS_EXECUTE=0`` renders them without outputs instead (a quick bu
 from __future__ import annotations
 
 import os
+import re
+
+# Sphinx roles in docstrings (``:func:`name```), rendered by mkdocstrings as the role's
+# text before the code span: keep the code, drop the role (and a leading ``~``).
+_ROLE = re.compile(r":(?:py:)?(?:func|meth|mod|class|data|attr|exc|obj|const):(<code>)~?")
 
 
 def on_config(config):
@@ -17,3 +22,7 @@ def on_config(config):
     if os.environ.get("NNDL_DOCS_EXECUTE", "1") == "0":
         config.plugins["mkdocs-jupyter"].config["execute"] = False
     return config
+
+
+def on_page_content(html, page, config, files):
+    return _ROLE.sub(r"\1", html)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 from pathlib import Path
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 API_DIR = "reference/api"
+USAGE_WIDTH = 72  # characters of a usage line: about a code block's width on the site
 
 
 # --- the API reference ------------------------------------------------------------------
@@ -170,15 +172,36 @@ def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
 
 
 def _invocation(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
-    words = parser._get_formatter()._format_action_invocation(action)
+    """``--lr LR``; a flag with choices shows its name (``--model MODEL``), the choices
+    are listed beside its help."""
+    words = parser._get_formatter()._format_action_invocation(_named(action))
     return "<br>".join(f"`{w.strip()}`" for w in words.split(", "))
+
+
+def _named(action: argparse.Action) -> argparse.Action:
+    """The action with its name in place of a list of choices (``MODEL``, not
+    ``{convnet,fc_net,...}``)."""
+    if action.choices is None or action.metavar is not None or not action.option_strings:
+        return action
+    action = copy.copy(action)
+    action.metavar = action.dest.upper()
+    return action
+
+
+def _usage(parser: argparse.ArgumentParser) -> str:
+    """The usage lines at a fixed width (not the terminal's), so the page is the same
+    wherever it is built; choices are listed in the tables, not here."""
+    formatter = parser.formatter_class(prog=parser.prog, width=USAGE_WIDTH)
+    actions = [_named(a) for a in parser._actions]
+    formatter.add_usage(parser.usage, actions, parser._mutually_exclusive_groups)
+    return formatter.format_help().strip()
 
 
 def _section(name: str, parser: argparse.ArgumentParser) -> list[str]:
     lines = [f"## `{name}`", ""]
     if parser.description:
         lines += [_cell(parser.description), ""]
-    lines += ["```text", parser.format_usage().strip(), "```", ""]
+    lines += ["```text", _usage(parser), "```", ""]
     for group in parser._action_groups:
         actions = [
             a
