@@ -1,7 +1,7 @@
 """Build the documentation site, serve it on loopback and photograph a few pages with
 headless Chromium, to look at what a reader sees (code blocks, tables, plots, math).
 
-    python tools/screenshot_docs.py --out /tmp/nndl-docs-shots     # then open the PNGs
+    python tools/screenshot_docs.py --out "$(mktemp -d)"     # then open the PNGs it lists
 
 The site is built into a temporary folder (``mkdocs build --strict``; the tutorial
 notebooks are executed unless ``--no-execute``), served by ``http.server`` on 127.0.0.1
