@@ -3,7 +3,10 @@
 The tutorial notebooks are executed while the site builds, as the tests run them: with
 ``NNDL_NOTEBOOK_SMALL=1`` (a few hundred images) and, without CIFAR-10 in
 ``NNDL_DATA_DIR``, the cache or ``../shared/cifar10``, on their synthetic stand-in
-images. ``NNDL_DOCS_EXECUTE=0`` renders them without outputs instead (a quick build).
+images. ``mkdocs build`` executes them every time (their outputs follow the code, not
+just the notebook); ``mkdocs serve`` keeps mkdocs-jupyter's cache (``.cache/``) so that
+editing a page does not run them again. ``NNDL_DOCS_EXECUTE=0`` renders them without
+outputs instead (a quick build).
 """
 
 from __future__ import annotations
@@ -15,12 +18,21 @@ import re
 # text before the code span: keep the code, drop the role (and a leading ``~``).
 _ROLE = re.compile(r":(?:py:)?(?:func|meth|mod|class|data|attr|exc|obj|const):(<code>)~?")
 
+_command = "build"
+
+
+def on_startup(command, dirty):
+    global _command
+    _command = command
+
 
 def on_config(config):
     os.environ.setdefault("NNDL_NOTEBOOK_SMALL", "1")
     os.environ.pop("MPLBACKEND", None)  # the notebooks show plots inline, as in Jupyter
+    jupyter = config.plugins["mkdocs-jupyter"].config
+    jupyter["cache"] = _command == "serve"
     if os.environ.get("NNDL_DOCS_EXECUTE", "1") == "0":
-        config.plugins["mkdocs-jupyter"].config["execute"] = False
+        jupyter["execute"] = False
     return config
 
 

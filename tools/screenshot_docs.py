@@ -5,9 +5,10 @@ headless Chromium, to look at what a reader sees (code blocks, tables, plots, ma
 
 The site is built into a temporary folder (``mkdocs build --strict``; the tutorial
 notebooks are executed unless ``--no-execute``), served by ``http.server`` on 127.0.0.1
-(a free port, for at most ``--timeout`` seconds), and each page is taken with Debian's
-``chromium`` (``apt-get install chromium``) at ``--width`` x ``--height``. Nothing is
-written into the repository; keep the screenshots out of it too.
+(a free port, only while the pages are taken), and each page is taken with Debian's
+``chromium`` (``apt-get install chromium``) at ``--width`` x ``--height``, given at most
+``--timeout`` seconds. Nothing is written into the repository; keep the screenshots out
+of it too.
 """
 
 from __future__ import annotations
