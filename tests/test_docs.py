@@ -79,7 +79,7 @@ def test_a_new_module_gets_a_page_without_editing_the_docs(tmp_path):
     pkg = tmp_path / "nndl"
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text('__all__ = ["a"]\n')
-    (pkg / "sub" / "__init__.py").write_text('__all__ = []\n')
+    (pkg / "sub" / "__init__.py").write_text("__all__ = []\n")
     (pkg / "sub" / "newthing.py").write_text('__all__ = ["make", "Thing"]\n')
     (pkg / "_hidden.py").write_text('__all__ = ["x"]\n')
     (pkg / "noapi.py").write_text("x = 1\n")
@@ -174,7 +174,7 @@ def test_the_built_site_renders_every_public_name(site):
     assert not missing, missing
 
 
-def test_the_built_site_has_the_cli_and_every_page(site):
+def test_the_built_site_has_the_cli_every_tutorial_and_the_pages(site):
     html = (site / "reference" / "cli" / "index.html").read_text()
     for name, parser in _parsers().items():
         for action in parser._actions:
@@ -182,5 +182,7 @@ def test_the_built_site_has_the_cli_and_every_page(site):
                 continue
             for flag in action.option_strings:
                 assert f"<code>{flag}" in html, f"{name} {flag}"
-    for page in ("tutorials/01_layers_and_gradients", "how-to/add-a-layer", "results"):
+    notebooks = [f"tutorials/{p.stem}" for p in (REPO_ROOT / "examples").glob("*.ipynb")]
+    assert notebooks
+    for page in [*notebooks, "how-to/add-a-layer", "reference/run-folder", "results"]:
         assert (site / page / "index.html").is_file(), page

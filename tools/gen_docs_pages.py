@@ -41,6 +41,18 @@ NOT_EXECUTED = (
     "> **This page shows the notebook without outputs** (the site was built without "
     "running it). Run it in Jupyter from the repository's `examples/` folder."
 )
+
+
+def _title(nb: dict) -> str | None:
+    """The notebook's first level-1 heading, as the page shows it."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return None
+
+
 note = NOT_EXECUTED if os.environ.get("NNDL_DOCS_EXECUTE", "1") == "0" else EXECUTED
 nav = []
 for notebook in sorted((ROOT / "examples").glob("*.ipynb")):
@@ -49,6 +61,6 @@ for notebook in sorted((ROOT / "examples").glob("*.ipynb")):
     nb["cells"].insert(1, cell)  # after the title cell, which names the page
     with mkdocs_gen_files.open(f"tutorials/{notebook.name}", "w") as f:
         json.dump(nb, f, indent=1)
-    title = notebook.stem.split("_", 1)[-1].replace("_", " ").capitalize()
+    title = _title(nb) or notebook.stem.split("_", 1)[-1].replace("_", " ").capitalize()
     nav.append(f"* [{title}]({notebook.name})")
 _write("tutorials/SUMMARY.md", "\n".join(nav) + "\n")
