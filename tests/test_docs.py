@@ -147,6 +147,19 @@ def test_cli_table_cells_survive_pipes_in_help():
     assert line.count(" | ") == 2 and r"a\|b (default: a\|b)" in line
 
 
+def test_the_tier_table_puts_every_module_in_its_tier():
+    table = docs_reference.tier_table(SRC, REPO_ROOT / "tests" / "test_layout.py")
+    rows = {line.split(" | ")[0][2:]: line for line in table.splitlines()[2:]}
+    tiers = docs_reference.layout_tiers(REPO_ROOT / "tests" / "test_layout.py")
+    assert list(rows) == list(tiers)
+    assert "`nndl.layers`" in rows["layers"] and "`nndl.io.atomic`" in rows["io"]
+    assert "`nndl.cli.entry`" in rows["cli"] and "`nndl.layers`" not in rows["cli"]
+    count = sum(row.count("`nndl") for row in rows.values())
+    assert count == len(list((SRC / "nndl").rglob("*.py")))  # each module once
+    text = (REPO_ROOT / "docs" / "explanation" / "architecture.md").read_text()
+    assert docs_reference.TIERS_MARKER in text
+
+
 # --- the rendered site -------------------------------------------------------------------
 
 

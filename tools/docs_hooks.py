@@ -7,12 +7,22 @@ images. ``mkdocs build`` executes them every time (their outputs follow the code
 just the notebook); ``mkdocs serve`` keeps mkdocs-jupyter's cache (``.cache/``) so that
 editing a page does not run them again. ``NNDL_DOCS_EXECUTE=0`` renders them without
 outputs instead (a quick build).
+
+The architecture page's table of dependency tiers is generated here too (from
+``tests/test_layout.py``), and Sphinx roles are dropped from rendered docstrings.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(_ROOT / "tools"))
+
+from docs_reference import TIERS_MARKER, tier_table  # noqa: E402
 
 # Sphinx roles in docstrings (``:func:`name```), rendered by mkdocstrings as the role's
 # text before the code span: keep the code, drop the role (and a leading ``~``).
@@ -34,6 +44,14 @@ def on_config(config):
     if os.environ.get("NNDL_DOCS_EXECUTE", "1") == "0":
         jupyter["execute"] = False
     return config
+
+
+def on_page_markdown(markdown, page, config, files):
+    """The architecture page's tier table, from tests/test_layout.py and src/nndl."""
+    if TIERS_MARKER in markdown:
+        table = tier_table(_ROOT / "src", _ROOT / "tests" / "test_layout.py")
+        markdown = markdown.replace(TIERS_MARKER, table)
+    return markdown
 
 
 def on_page_content(html, page, config, files):

@@ -8,6 +8,8 @@ command-line reference, both read from the code so they follow it without editin
   (``reference/api/nndl/layers.md``, or ``.../nndl/nn/index.md`` for a package, holds
   ``::: nndl.layers`` with its ``__all__`` as the members), and the literate-nav
   ``SUMMARY.md`` listing them, nested by package.
+- ``tier_table(src, layout_test)``: the dependency tiers of ``tests/test_layout.py`` with
+  the modules in each, for the architecture page (``<!-- nndl:tiers -->`` there).
 - ``cli_markdown()``: the ``nndl`` command from its own parsers
   (:func:`nndl.cli.entry.build_parser`, and :func:`nndl.tune.build_parser` for ``nndl
   tune``, which parses its own command line): every subcommand, every flag with its
@@ -31,9 +33,13 @@ __all__ = [
     "api_pages",
     "command_parsers",
     "cli_markdown",
+    "TIERS_MARKER",
+    "layout_tiers",
+    "tier_table",
 ]
 
 API_DIR = "reference/api"
+TIERS_MARKER = "<!-- nndl:tiers -->"
 USAGE_WIDTH = 72  # characters of a usage line: about a code block's width on the site
 
 
@@ -240,3 +246,40 @@ def cli_markdown() -> str:
     for name, parser in command_parsers().items():
         lines += _section(name, parser)
     return "\n".join(lines)
+
+
+# --- the dependency tiers ---------------------------------------------------------------
+
+
+def layout_tiers(layout_test: Path) -> dict[str, list[str]]:
+    """``TIERS`` of ``tests/test_layout.py`` (tier -> module patterns, bottom first), read
+    from its source."""
+    tree = ast.parse(Path(layout_test).read_text(), str(layout_test))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "TIERS" for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise ValueError(f"{layout_test}: no TIERS table")
+
+
+def _in(module: str, pattern: str) -> bool:
+    if pattern.endswith(".*"):
+        return module.startswith(pattern[:-1])
+    return module == pattern
+
+
+def tier_table(src: Path, layout_test: Path) -> str:
+    """A Markdown table: each tier, bottom first, with every module of ``src`` in it
+    (private ones included) and the tiers it may import."""
+    modules = sorted(
+        _module_name(path, Path(src)) for path in sorted((Path(src) / "nndl").rglob("*.py"))
+    )
+    tiers = layout_tiers(layout_test)
+    lines = ["| tier | modules | may import |", "|---|---|---|"]
+    for i, (tier, patterns) in enumerate(tiers.items()):
+        found = [m for m in modules if any(_in(m, p) for p in patterns)]
+        below = ", ".join(list(tiers)[:i]) or "NumPy and the standard library"
+        names = ", ".join(f"`{m}`" for m in found)
+        lines.append(f"| {tier} | {names} | its own tier, {below} |")
+    return "\n".join(lines) + "\n"
