@@ -9,7 +9,8 @@ editing a page does not run them again. ``NNDL_DOCS_EXECUTE=0`` renders them wit
 outputs instead (a quick build).
 
 The architecture page's table of dependency tiers is generated here too (from
-``tests/test_layout.py``), and Sphinx roles are dropped from rendered docstrings.
+``tests/test_layout.py``), and Sphinx roles (and the ``::`` of literal blocks) are
+dropped from rendered docstrings.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from docs_reference import TIERS_MARKER, tier_table  # noqa: E402
 # Sphinx roles in docstrings (``:func:`name```), rendered by mkdocstrings as the role's
 # text before the code span: keep the code, drop the role (and a leading ``~``).
 _ROLE = re.compile(r":(?:py:)?(?:func|meth|mod|class|data|attr|exc|obj|const):(<code>)~?")
+# reStructuredText's "text::" before a literal block reads as "text:" on the page.
+_LITERAL = re.compile(r"::(\s*</p>)")
 
 _command = "build"
 
@@ -55,4 +58,4 @@ def on_page_markdown(markdown, page, config, files):
 
 
 def on_page_content(html, page, config, files):
-    return _ROLE.sub(r"\1", html)
+    return _LITERAL.sub(r":\1", _ROLE.sub(r"\1", html))
