@@ -160,6 +160,13 @@ def test_the_tier_table_puts_every_module_in_its_tier():
     assert docs_reference.TIERS_MARKER in text
 
 
+def test_the_run_folder_page_names_every_file_nndl_writes_there():
+    from nndl.cli.run_folder import OWN_FILES
+
+    text = (REPO_ROOT / "docs" / "reference" / "run-folder.md").read_text()
+    assert OWN_FILES and not [name for name in OWN_FILES if f"`{name}`" not in text]
+
+
 # --- the rendered site -------------------------------------------------------------------
 
 
