@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from nndl.checks import check_count, output_size
 from nndl.conv_layer_utils import (
     conv_bn_relu_backward,
     conv_bn_relu_forward,
@@ -24,7 +23,7 @@ from nndl.conv_layer_utils import (
     conv_relu_pool_forward,
 )
 from nndl.layers import affine_backward, affine_forward, softmax_loss
-from nndl.model_base import (
+from nndl.models.base import (
     Model,
     batchnorm_specs,
     check_dims,
@@ -33,6 +32,7 @@ from nndl.model_base import (
     zeros_spec,
 )
 from nndl.nn import ParamSpec
+from nndl.validation import check_count, output_size
 
 __all__ = ["HandWiredConvNet"]
 

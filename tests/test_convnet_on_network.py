@@ -1,7 +1,7 @@
 """ConvNet re-expressed on Network computes exactly what the hand-wired ConvNet of nndl
 0.1.0 computed (kept as benchmarks/hand_wired_convnet.py): the same initial parameters
 from a seed, the same loss, gradients, running statistics and scores, under the renaming
-of nndl.legacy (W1, b1, gamma1, ... -> block1.conv.W, ...)."""
+of nndl.models.legacy (W1, b1, gamma1, ... -> block1.conv.W, ...)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from _cifar import REPO_ROOT
 
 from nndl.cnn import ConvNet
-from nndl.legacy import numbered_names
+from nndl.models.legacy import numbered_names
 from nndl.network import Network
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))

@@ -15,8 +15,8 @@ from _cifar import REPO_ROOT, write_synthetic_cifar10
 
 from nndl.cli import main
 from nndl.cnn import ConvNet, ThreeLayerConvNet
-from nndl.legacy import numbered_names
 from nndl.models import load_model
+from nndl.models.legacy import numbered_names
 from nndl.solver import Solver
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))

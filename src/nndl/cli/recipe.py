@@ -17,7 +17,7 @@ from typing import Any
 
 from ..io.jsonfile import JSONLimitError, loads_bounded
 from ..optim import RULE_DEFAULTS
-from ..schedules import make_schedule
+from ..train.schedules import make_schedule
 from .errors import CLIError
 
 __all__ = [

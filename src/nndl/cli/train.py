@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..interrupts import Terminated
 from ..models import MODELS, build_model
-from ..solver import Solver
+from ..train.interrupts import Terminated
+from ..train.solver import Solver
 from .errors import CLIError, cli_path
 from .evaluate import evaluate_model
 from .flags import (

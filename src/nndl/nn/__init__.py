@@ -2,7 +2,7 @@
 
 Every layer object calls the functional ``*_forward``/``*_backward`` pairs of
 :mod:`nndl.layers`, :mod:`nndl.conv_layers`, :mod:`nndl.fast_layers`,
-:mod:`nndl.fast_pooling` and :mod:`nndl.conv_layer_utils`; none holds arrays. Parameters
+:mod:`nndl.kernels.pool` and :mod:`nndl.conv_layer_utils`; none holds arrays. Parameters
 live in ONE dict the model owns, keyed by layer path (``block1.conv.W``,
 ``block1.bn.gamma``), batch-norm running statistics likewise in a ``buffers`` dict
 (``block1.bn.running_mean``), gradients in ``ctx.grads`` under the same keys. Layers

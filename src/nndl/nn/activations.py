@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ..fused import gelu_backward_fast, gelu_forward_fast
-from ..layers import relu_backward, relu_forward
+from ..functional.activation import relu_backward, relu_forward
+from ..kernels.fused import gelu_backward_fast, gelu_forward_fast
 from .module import Context, Module, Shape
 
 
@@ -38,7 +38,7 @@ class GELU(_Elementwise):
     """GELU in its tanh approximation (PyTorch ``GELU(approximate='tanh')``, ONNX
     ``Gelu(approximate="tanh")``); counted as 9 FLOPs per element (the operations of the
     formula as :func:`nndl.layers.gelu_forward` computes it, tanh as one). Runs
-    :func:`nndl.fused.gelu_forward_fast` (one compiled pass with numba installed)."""
+    :func:`nndl.kernels.fused.gelu_forward_fast` (one compiled pass with numba installed)."""
 
     type_name = "gelu"
     prefix = "gelu"

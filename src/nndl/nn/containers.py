@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..checks import output_size
-from ..conv_layer_utils import conv_block_backward, conv_block_forward
-from ..layers import add_backward, add_forward
+from ..functional.linear import add_backward, add_forward
+from ..kernels.conv_blocks import conv_block_backward, conv_block_forward
+from ..validation import output_size
 from .activations import ACTIVATION_LAYERS
 from .layers import BatchNorm2d, Conv2d
 from .module import Context, Module, Shape, assign_names, join

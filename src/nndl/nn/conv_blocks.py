@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..conv_layer_utils import (
+from ..kernels.conv_blocks import (
     conv_relu_backward,
     conv_relu_forward,
     conv_relu_pool_backward,

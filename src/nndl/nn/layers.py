@@ -10,17 +10,12 @@ import math
 from typing import Any
 
 from ..backend import get_array_module
-from ..checks import output_size
-from ..fast_layers import conv_backward_fast, conv_forward_fast
-from ..fused import spatial_batchnorm_backward_fast, spatial_batchnorm_forward_fast
-from ..layers import (
-    affine_backward,
-    affine_forward,
-    batchnorm_backward,
-    batchnorm_forward,
-    dropout_backward,
-    dropout_forward,
-)
+from ..functional.dropout import dropout_backward, dropout_forward
+from ..functional.linear import affine_backward, affine_forward
+from ..functional.norm import batchnorm_backward, batchnorm_forward
+from ..kernels.conv import conv_backward_fast, conv_forward_fast
+from ..kernels.fused import spatial_batchnorm_backward_fast, spatial_batchnorm_forward_fast
+from ..validation import output_size
 from .init import check_init
 from .module import (
     BufferSpec,
@@ -311,7 +306,7 @@ class BatchNorm2d(_BatchNorm):
     as in airbench94) and ``beta`` (C,) zeros; buffers ``running_mean`` (zeros) and
     ``running_var`` (ones). ``momentum`` and ``eps`` as in the functional layer:
     ``running = momentum * running + (1 - momentum) * batch_stat`` (PyTorch's momentum
-    m is nndl's ``1 - m``). Runs :func:`nndl.fused.spatial_batchnorm_forward_fast`.
+    m is nndl's ``1 - m``). Runs :func:`nndl.kernels.fused.spatial_batchnorm_forward_fast`.
     """
 
     type_name = "batchnorm2d"

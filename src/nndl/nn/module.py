@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..checks import BN_MODES
+from ..validation import BN_MODES
 
 Shape = tuple[int, ...]
 

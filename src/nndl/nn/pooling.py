@@ -1,6 +1,6 @@
 """Pooling and flattening: max and average pooling, global pooling, Flatten.
 
-The window pools use the fast layers (``nndl.fast_layers``, ``nndl.fast_pooling``); their
+The window pools use the fast layers (``nndl.fast_layers``, ``nndl.kernels.pool``); their
 windows have no padding and must tile the input exactly (a whole output size), unless
 ``floor`` is true: then rows and columns past the last whole window are left out (and get
 zero gradient), as PyTorch's pools do by default (31 -> 15 for a 2x2 window).
@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..checks import check_dout, pool_output_hw
-from ..fast_layers import max_pool_backward_fast, max_pool_forward_fast
-from ..fast_pooling import (
+from ..kernels.max_pool import max_pool_backward_fast, max_pool_forward_fast
+from ..kernels.pool import (
     avg_pool_backward_fast,
     avg_pool_forward_fast,
     global_avg_pool_backward_fast,
@@ -21,6 +20,7 @@ from ..fast_pooling import (
     global_max_pool_backward_fast,
     global_max_pool_forward_fast,
 )
+from ..validation import check_dout, pool_output_hw
 from .module import Context, Module, Shape, bool_arg, int_arg, need_spatial
 
 

@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any
 
-from ..interrupts import Terminated
+from ..train.interrupts import Terminated
 from . import storage
 from .runner import FatalTrialError, TrialSetup
 
