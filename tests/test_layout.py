@@ -260,3 +260,17 @@ def test_documented_import_paths_keep_every_name(name):
 
 def test_the_package_ships_its_type_marker():
     assert (SRC / "nndl" / "py.typed").is_file()
+
+
+def test_flags_are_checked_in_one_place():
+    # "Is this a bool?" is asked through nndl.validation (is_bool / check_bool / bool_arg),
+    # not by a local idiom (isinstance(v, (bool, np.bool_)), type(v).__name__ == "bool_").
+    idioms = ("(bool, np.bool_)", '__name__ != "bool_"', '__name__ == "bool_"')
+    found = [
+        f"{m}: {idiom}"
+        for m, path in MODULES.items()
+        if m != "nndl.validation"
+        for idiom in idioms
+        if idiom in path.read_text()
+    ]
+    assert not found, "\n".join(found)

@@ -134,10 +134,7 @@ def conv_shapes(fn: str, x: Any, w: Any, b: Any, conv_param: Mapping[str, Any]):
 
 def pool_floor(fn: str, pool_param: Mapping[str, Any]) -> bool:
     """``pool_param['floor']`` (default False), validated."""
-    floor = pool_param.get("floor", False)
-    if not isinstance(floor, bool) and type(floor).__name__ != "bool_":
-        raise TypeError(f"{fn}: expected pool_param['floor'] to be a bool, got {floor!r}")
-    return bool(floor)
+    return check_bool(fn, "pool_param['floor']", pool_param.get("floor", False))
 
 
 def pool_output_hw(H: int, W: int, PH: int, PW: int, stride: int, floor: bool):
@@ -311,13 +308,11 @@ def conv_options(fn: str, conv_param: Mapping[str, Any], default_bytes: int) -> 
     ``recompute`` must be a bool (default False) and ``col_buffer_bytes`` an int >= 1
     (default ``default_bytes``).
     """
-    recompute = conv_param.get("recompute", False)
-    if not isinstance(recompute, (bool, np.bool_)):
-        raise TypeError(f"{fn}: expected conv_param['recompute'] to be a bool, got {recompute!r}")
+    recompute = check_bool(fn, "conv_param['recompute']", conv_param.get("recompute", False))
     budget = check_count(
         fn, "conv_param['col_buffer_bytes']", conv_param.get("col_buffer_bytes", default_bytes), 1
     )
-    return bool(recompute), budget
+    return recompute, budget
 
 
 def check_probability(fn: str, name: str, value: Any) -> float:
@@ -333,6 +328,51 @@ def check_spatial(fn: str, x: Any) -> None:
     check_float(fn, "x", x)
     if x.shape[2] < 1 or x.shape[3] < 1:
         raise ValueError(f"{fn}: expected H and W >= 1, got x of shape {_shape(x)}")
+
+
+# --- booleans and layer-spec arguments --------------------------------------------------
+
+
+def is_bool(value: Any) -> bool:
+    """True for a Python or NumPy bool (the one test of "is a flag" in nndl)."""
+    return isinstance(value, (bool, np.bool_))
+
+
+def check_bool(fn: str, name: str, value: Any) -> bool:
+    """``value`` as a bool; a TypeError naming ``fn`` and ``name`` unless it is one."""
+    if not is_bool(value):
+        raise TypeError(f"{fn}: expected {name} to be a bool, got {value!r}")
+    return bool(value)
+
+
+# The checks of a layer spec's arguments (nndl.nn): errors name the spec key, as the spec
+# is what the user wrote.
+
+
+def int_arg(key: str, value: Any, minimum: int = 1) -> int:
+    """A spec argument that must be an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{key}: expected an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def float_arg(key: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
+    """A spec argument that must be a number in ``[low, high]`` (``(low, high]`` with
+    ``open_low``)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        ok = (low < value if open_low else low <= value) and value <= high
+    if not ok:
+        bracket = "(" if open_low else "["
+        raise ValueError(f"{key}: expected a number in {bracket}{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def bool_arg(key: str, value: Any) -> bool:
+    """A spec argument that must be true or false."""
+    if not is_bool(value):
+        raise ValueError(f"{key}: expected true or false, got {value!r}")
+    return bool(value)
 
 
 __all__ = [
@@ -357,4 +397,9 @@ __all__ = [
     "conv_options",
     "check_probability",
     "check_spatial",
+    "is_bool",
+    "check_bool",
+    "int_arg",
+    "float_arg",
+    "bool_arg",
 ]

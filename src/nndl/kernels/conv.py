@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from ..validation import check_dout, check_ndim, conv_options, conv_shapes, pool_shapes
+from ..validation import check_bool, check_dout, check_ndim, conv_options, conv_shapes, pool_shapes
 from . import winograd
 from .im2col import im2col_backward, im2col_forward, sum_rows
 from .layout import from_internal, to_internal
@@ -83,10 +83,7 @@ def _algorithm(fn: str, conv_param: Mapping[str, Any], w_shape, stride: int) -> 
 
 
 def _input_grad(fn: str, conv_param: Mapping[str, Any]) -> bool:
-    flag = conv_param.get("input_grad", True)
-    if not isinstance(flag, bool) and type(flag).__name__ != "bool_":
-        raise TypeError(f"{fn}: expected conv_param['input_grad'] to be a bool, got {flag!r}")
-    return bool(flag)
+    return check_bool(fn, "conv_param['input_grad']", conv_param.get("input_grad", True))
 
 
 # --- convolution ------------------------------------------------------------------------

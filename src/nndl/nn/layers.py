@@ -15,7 +15,7 @@ from ..functional.linear import affine_backward, affine_forward
 from ..functional.norm import batchnorm_backward, batchnorm_forward
 from ..kernels.conv import conv_backward_fast, conv_forward_fast
 from ..kernels.fused import spatial_batchnorm_backward_fast, spatial_batchnorm_forward_fast
-from ..validation import output_size
+from ..validation import bool_arg, float_arg, int_arg, output_size
 from .init import check_init
 from .module import (
     BufferSpec,
@@ -23,9 +23,6 @@ from .module import (
     Module,
     ParamSpec,
     Shape,
-    bool_arg,
-    float_arg,
-    int_arg,
     need_spatial,
 )
 

@@ -9,7 +9,6 @@ model's ``buffers`` dict the same way, and its gradients go into ``ctx.grads``.
 from __future__ import annotations
 
 import math
-import numbers
 import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -85,28 +84,6 @@ class Context:
 
 
 # --- argument checks for constructors (the spec builder prefixes the layer path) -----------
-
-
-def int_arg(key: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{key}: expected an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def float_arg(key: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        ok = (low < value if open_low else low <= value) and value <= high
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{key}: expected a number in {bracket}{low}, {high}], got {value!r}")
-    return float(value)
-
-
-def bool_arg(key: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{key}: expected true or false, got {value!r}")
-    return bool(value)
 
 
 def check_name(name: Any) -> str | None:

@@ -20,8 +20,8 @@ from ..kernels.pool import (
     global_max_pool_backward_fast,
     global_max_pool_forward_fast,
 )
-from ..validation import check_dout, pool_output_hw
-from .module import Context, Module, Shape, bool_arg, int_arg, need_spatial
+from ..validation import bool_arg, check_dout, int_arg, pool_output_hw
+from .module import Context, Module, Shape, need_spatial
 
 
 class _Pool2d(Module):

@@ -13,7 +13,7 @@ import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
+from ..validation import is_bool
 
 __all__ = ["PARAM_GROUP_KEYS", "resolve_param_groups"]
 
@@ -34,7 +34,7 @@ _SETTING_DEFAULTS: dict[str, Any] = {"lr_mult": 1.0, "weight_decay": None, "froz
 _SETTING_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_mult": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
     "weight_decay": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
-    "frozen": (lambda v: isinstance(v, (bool, np.bool_)), "a bool"),
+    "frozen": (is_bool, "a bool"),
     "name": (lambda v: isinstance(v, str), "a string"),
 }
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from ..validation import check_array, check_same_shape
+from ..validation import check_array, check_bool, check_same_shape
 
 __all__ = [
     "sgd",
@@ -123,10 +123,7 @@ def _weight_decay(fn: str, config: Config) -> float:
 
 
 def _coupled(fn: str, config: Config) -> bool:
-    coupled = config.get("coupled_decay", False)
-    if not isinstance(coupled, (bool, np.bool_)):
-        raise TypeError(f"{fn}: expected config['coupled_decay'] to be a bool, got {coupled!r}")
-    return bool(coupled)
+    return check_bool(fn, "config['coupled_decay']", config.get("coupled_decay", False))
 
 
 def _keep(fn: str, config: Config) -> float | None:
@@ -307,9 +304,7 @@ def sgdw(w, dw, config: Config | None = None):
     fn = "sgdw"
     config = _prepare(fn, w, dw, config, RULE_DEFAULTS[fn])
     dw = _gradient(fn, w, dw, config)
-    nesterov = config["nesterov"]
-    if not isinstance(nesterov, (bool, np.bool_)):
-        raise TypeError(f"{fn}: expected config['nesterov'] to be a bool, got {nesterov!r}")
+    nesterov = check_bool(fn, "config['nesterov']", config["nesterov"])
     xp = get_array_module(w)
     keep = _keep(fn, config)
     lr, mu = config["learning_rate"], config["momentum"]

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..optim import RULE_DEFAULTS, UPDATE_RULES, resolve_param_groups
-from ..validation import check_finite, check_labels
+from ..validation import check_finite, check_labels, is_bool
 from .ema import EMA
 from .schedules import Schedule
 
@@ -237,10 +237,10 @@ T is ``decay * (t / T) ** power``: 0 keeps it constant, airbench94 uses 3), and
 _EMA_CHECKS = {
     "decay": (lambda v: _real(v) and 0 <= v < 1, "a number in [0, 1)"),
     "every": (lambda v: _int(v) and v >= 1, "an int >= 1"),
-    "warmup": (lambda v: isinstance(v, bool), "true or false"),
-    "lookahead": (lambda v: isinstance(v, bool), "true or false"),
+    "warmup": (is_bool, "true or false"),
+    "lookahead": (is_bool, "true or false"),
     "power": (lambda v: _real(v) and v >= 0, "a number >= 0"),
-    "buffers": (lambda v: isinstance(v, bool), "true or false"),
+    "buffers": (is_bool, "true or false"),
 }
 
 
