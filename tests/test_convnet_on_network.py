@@ -29,7 +29,8 @@ CONFIGS = [
 
 def _pair(kwargs, dtype=np.float64, seed=3):
     kw = {"input_dim": (3, 16, 16), "dtype": dtype, "seed": seed, **kwargs}
-    return HandWiredConvNet(**kw), ConvNet(**kw), numbered_names(ConvNet.param_plan(**kw))
+    names = numbered_names(ConvNet.param_plan(**kw), ConvNet.buffer_plan(**kw))
+    return HandWiredConvNet(**kw), ConvNet(**kw), names
 
 
 def _arrays(model):

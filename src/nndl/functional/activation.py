@@ -7,6 +7,8 @@ inputs. Arrays keep their dtype: float32 for training, float64 for gradient chec
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -84,7 +86,36 @@ def gelu_backward(dout, cache):
     return s
 
 
+# --- the activation registry ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise activation as nndl knows it: ``name`` (in specs and the fused
+    blocks' ``activation``), ``code`` (its number in the compiled kernels of
+    :mod:`nndl.kernels.numba_fused`; 0 is "none") and its reference ``forward`` and
+    ``backward``."""
+
+    name: str
+    code: int
+    forward: Callable[[Any], tuple[Any, Cache]]
+    backward: Callable[[Any, Cache], Any]
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in (
+        Activation("relu", 1, relu_forward, relu_backward),
+        Activation("gelu", 2, gelu_forward, gelu_backward),
+    )
+}
+"""The one registry of activations: the fused passes, their compiled kernels and the
+layer objects (:data:`nndl.nn.activations.ACTIVATION_LAYERS`) take their names and codes
+from here (tests/test_layer_registry.py checks they agree)."""
+
 __all__ = [
+    "Activation",
+    "ACTIVATIONS",
     "gelu_backward",
     "gelu_forward",
     "relu_backward",

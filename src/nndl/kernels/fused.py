@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..backend import get_array_module
+from ..functional.activation import ACTIVATIONS as ACTIVATION_REGISTRY
 from ..functional.activation import gelu_backward, gelu_forward
 from ..validation import check_dout, check_float, check_mode, check_ndim, check_vector, pool_shapes
 from . import parallel
@@ -53,8 +54,9 @@ from .fused_numpy import backward_numpy, forward_numpy
 from .layout import from_internal, is_internal, to_internal
 from .scratch import scratch
 
-ACTIVATIONS = (None, "relu", "gelu")
-"""The activations the fused passes run: None, ``'relu'``, ``'gelu'`` (tanh form)."""
+ACTIVATIONS = (None, *ACTIVATION_REGISTRY)
+"""The activations the fused passes run: None or a name in
+:data:`nndl.functional.activation.ACTIVATIONS` (``'relu'``, ``'gelu'`` in its tanh form)."""
 
 
 class Plan(NamedTuple):

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional.activation import ACTIVATIONS
 from . import parallel
 from .scratch import scratch
 
-ACT_CODES = {None: 0, "relu": 1, "gelu": 2}
+ACT_CODES = {None: 0, **{name: a.code for name, a in ACTIVATIONS.items()}}
+"""Activation name -> its code in the compiled kernels (from the one registry)."""
 run = parallel.run_compiled
 
 

@@ -40,7 +40,10 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-NONE, RELU, GELU = 0, 1, 2
+from ..functional.activation import ACTIVATIONS
+
+# The codes of the one activation registry (numba reads these globals as constants).
+NONE, RELU, GELU = 0, ACTIVATIONS["relu"].code, ACTIVATIONS["gelu"].code
 ACT_BLOCK = 1 << 16
 """Elements per block of the standalone activation kernels (one block per call range)."""
 _K = math.sqrt(2.0 / math.pi)

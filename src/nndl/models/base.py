@@ -29,15 +29,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..functional.dropout import dropout_backward, dropout_forward
-from ..functional.sandwiches import (
-    affine_batchnorm_relu_backward,
-    affine_batchnorm_relu_forward,
-    affine_relu_backward,
-    affine_relu_forward,
-)
 from ..nn.init import init_params
-from ..nn.module import ParamSpec
+from ..nn.module import BufferSpec, ParamSpec
 from ..rng import rng_state, set_rng_state
 from ..validation import check_count, check_real
 
@@ -70,14 +63,6 @@ def normal_spec(shape: Sequence[int], std: float) -> ParamSpec:
 def zeros_spec(size: int) -> ParamSpec:
     """A bias of ``size`` zeros (not regularised)."""
     return ParamSpec((size,), "zeros", False, "bias")
-
-
-def batchnorm_specs(idx: int, size: int) -> dict[str, ParamSpec]:
-    """``gamma{idx}`` (ones; its layer also gets running statistics) and ``beta{idx}``."""
-    return {
-        f"gamma{idx}": ParamSpec((size,), "ones", False, "bn_scale"),
-        f"beta{idx}": ParamSpec((size,), "zeros", False, "bn_shift"),
-    }
 
 
 def check_dims(fn: str, name: str, value: Any, ndim: int | None = None) -> tuple[int, ...]:
@@ -146,6 +131,20 @@ class Model:
         return {k: spec.shape for k, spec in cls.param_plan(**kwargs).items()}
 
     @classmethod
+    def buffer_plan(cls, **kwargs: Any) -> dict[str, BufferSpec]:
+        """The :class:`BufferSpec` of every state array (running statistics) that
+        ``cls(**kwargs)`` would hold, computed without allocating anything."""
+        args = _arguments(cls, kwargs)
+        return cls._buffer_plan_of(args, cls._param_plan(args))
+
+    @classmethod
+    def _buffer_plan_of(
+        cls, args: dict[str, Any], plan: dict[str, ParamSpec]
+    ) -> dict[str, BufferSpec]:
+        """The buffers of the checked arguments ``args`` whose parameter plan is ``plan``."""
+        raise NotImplementedError(f"{cls.__name__} does not implement _buffer_plan_of")
+
+    @classmethod
     def _param_plan(cls, args: dict[str, Any]) -> dict[str, ParamSpec]:
         """Check the constructor arguments ``args`` (all of them, defaults filled in) and
         return the parameters' specs in creation order. Must not allocate arrays."""
@@ -169,17 +168,11 @@ class Model:
         # without one they come from NumPy's global random state, as in the classic API.
         self.rng = None if seed is None else np.random.default_rng(seed)
         self.params = {}
-        self.bn_params = []
-        self.dropout_param: dict[str, Any] | None = None
 
     # --- construction helpers -------------------------------------------------------
     def _init_params(self, plan: dict[str, ParamSpec]) -> None:
-        """Create the parameters of ``plan`` in its order (weights drawn in that order);
-        every ``gamma{idx}`` (role ``bn_scale``) gets running statistics."""
+        """Create the parameters of ``plan`` in its order (weights drawn in that order)."""
         self.params = init_params(plan, self._draw, self.dtype, self._draw_uniform)
-        for key, spec in plan.items():
-            if spec.role == "bn_scale":
-                self._add_bn_state(int(key.removeprefix("gamma")), spec.shape[0])
 
     def _draw(self, key: str, shape: tuple[int, ...], std: float) -> np.ndarray:
         """Initial weights ``key``: a normal draw with std ``std``, in the model's dtype."""
@@ -203,101 +196,7 @@ class Model:
         # Drawn in float64 and cast, so float32 and float64 models from one seed agree.
         self.params[key] = (self._standard_normal(shape) * std).astype(self.dtype)
 
-    def _add_bias(self, key: str, size: int) -> None:
-        self.params[key] = np.zeros(size, dtype=self.dtype)
-
-    def _add_batchnorm(self, idx: int, size: int) -> None:
-        """Add ``gamma{idx}`` (ones), ``beta{idx}`` (zeros) and a bn_param.
-
-        Running statistics start as mean 0, variance 1, so a model evaluated before any
-        training step normalises with the identity instead of failing.
-        """
-        self.params[f"gamma{idx}"] = np.ones(size, dtype=self.dtype)
-        self.params[f"beta{idx}"] = np.zeros(size, dtype=self.dtype)
-        self._add_bn_state(idx, size)
-
-    def _add_bn_state(self, idx: int, size: int) -> None:
-        self.bn_params.append(
-            {
-                "mode": "train",
-                "running_mean": np.zeros(size, dtype=self.dtype),
-                "running_var": np.ones(size, dtype=self.dtype),
-                "layer": idx,
-            }
-        )
-
-    def _set_dropout(self, keep_prob: float) -> None:
-        """cs231n semantics: ``keep_prob`` is the probability of keeping a unit; 0 or 1
-        means no dropout."""
-        keep_prob = check_dropout(type(self).__name__, keep_prob)
-        if 0 < keep_prob < 1:
-            self.dropout_param = {"mode": "train", "p": float(keep_prob)}
-
     # --- forward/backward helpers ---------------------------------------------------
-    def _begin(self, X, y) -> tuple[Any, str]:
-        """Cast X to the model's dtype and put batch norm and dropout in the right mode."""
-        mode = "test" if y is None else "train"
-        for bn_param in self.bn_params:
-            bn_param["mode"] = mode
-        if self.dropout_param is not None:
-            self.dropout_param["mode"] = mode
-        return X.astype(self.dtype, copy=False), mode
-
-    def _bn_param(self, idx: int) -> dict[str, Any]:
-        for bn_param in self.bn_params:
-            if bn_param["layer"] == idx:
-                return bn_param
-        raise KeyError(f"{type(self).__name__}: no batch norm layer {idx}")
-
-    def _hidden_forward(self, x, idx: int, use_batchnorm: bool):
-        """affine - [batch norm] - relu with ``W{idx}, b{idx}[, gamma{idx}, beta{idx}]``."""
-        p = self.params
-        if use_batchnorm:
-            return affine_batchnorm_relu_forward(
-                x,
-                p[f"W{idx}"],
-                p[f"b{idx}"],
-                p[f"gamma{idx}"],
-                p[f"beta{idx}"],
-                self._bn_param(idx),
-            )
-        return affine_relu_forward(x, p[f"W{idx}"], p[f"b{idx}"])
-
-    def _hidden_backward(self, dout, cache, idx: int, use_batchnorm: bool, grads: dict):
-        """Backward of :meth:`_hidden_forward`; stores the grads, returns dx."""
-        if use_batchnorm:
-            dx, dw, db, dgamma, dbeta = affine_batchnorm_relu_backward(dout, cache)
-            grads[f"gamma{idx}"] = dgamma
-            grads[f"beta{idx}"] = dbeta
-        else:
-            dx, dw, db = affine_relu_backward(dout, cache)
-        grads[f"W{idx}"] = dw
-        grads[f"b{idx}"] = db
-        return dx
-
-    def _dropout_forward(self, x):
-        """Inverted dropout with masks from the model's Generator (identity if disabled).
-
-        Without a Generator (``seed=None``) each mask comes from a Generator seeded by one
-        draw from NumPy's global random state, so ``np.random.seed`` pins it while the
-        layer itself never touches global state. Setting ``model.dropout_param['seed']``
-        pins the mask (the same on every call), which gradient checks of a dropout model
-        need.
-        """
-        dp = self.dropout_param
-        if dp is None or dp["mode"] == "test":
-            return x, None
-        if "seed" not in dp:
-            rng = self.rng
-            if rng is None:
-                rng = np.random.default_rng(np.random.randint(2**63, dtype=np.int64))
-            dp = {**dp, "rng": rng}
-        return dropout_forward(x, dp)
-
-    @staticmethod
-    def _dropout_backward(dout, cache):
-        return dout if cache is None else dropout_backward(dout, cache)
-
     def _regularize(self, loss: float, grads: dict, weights: Iterable[str]) -> float:
         """Add ``0.5 * reg * sum(W**2)`` to the loss and ``reg * W`` to each weight grad."""
         if self.reg == 0:
@@ -310,34 +209,16 @@ class Model:
 
     # --- state ------------------------------------------------------------------------
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Batch norm running statistics as ``running_mean{idx}`` / ``running_var{idx}``."""
-        out = {}
-        for bn_param in self.bn_params:
-            idx = bn_param["layer"]
-            out[f"running_mean{idx}"] = bn_param["running_mean"]
-            out[f"running_var{idx}"] = bn_param["running_var"]
-        return out
+        """The model's non-trained state arrays (running statistics), by name."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement state_arrays")
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`state_arrays` returned (copies, in the model's dtype)."""
-        fn = f"{type(self).__name__}.load_state_arrays"
-        expected = set(self.state_arrays())
-        if set(arrays) != expected:
-            raise ValueError(f"{fn}: expected keys {sorted(expected)}, got {sorted(arrays)}")
-        for bn_param in self.bn_params:
-            idx = bn_param["layer"]
-            for stat in ("running_mean", "running_var"):
-                value = np.asarray(arrays[f"{stat}{idx}"])
-                if value.shape != bn_param[stat].shape:
-                    raise ValueError(
-                        f"{fn}: expected {stat}{idx} of shape {bn_param[stat].shape}, "
-                        f"got {value.shape}"
-                    )
-                bn_param[stat] = value.astype(self.dtype, copy=True)
+        raise NotImplementedError(f"{type(self).__name__} does not implement load_state_arrays")
 
     def first_weights(self) -> np.ndarray | None:
-        """The weights of the layer that sees the input (``W1``; for filter plots)."""
-        return self.params.get("W1")
+        """The weights of the layer that sees the input (for filter plots), or None."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """Everything that changes while the model trains, as copies:
@@ -399,7 +280,6 @@ __all__ = [
     "Model",
     "normal_spec",
     "zeros_spec",
-    "batchnorm_specs",
     "float_dtype",
     "check_dims",
     "check_dropout",

@@ -18,17 +18,16 @@ from ..kernels.conv_blocks import (
     conv_relu_forward,
     conv_relu_pool_forward,
 )
-from ..nn import ParamSpec
+from ..nn import BufferSpec, ParamSpec
 from ..validation import check_count, output_size
 from .base import (
-    Model,
-    batchnorm_specs,
     check_dims,
     check_dropout,
     check_weight_scale,
     normal_spec,
     zeros_spec,
 )
+from .classic import ClassicModel, batchnorm_specs
 from .network import Network
 
 POOL_PARAM = {"pool_height": 2, "pool_width": 2, "stride": 2}
@@ -61,7 +60,7 @@ def _check_filter_size(fn: str, filter_size: Any, H: int, W: int) -> int:
     return k
 
 
-def _conv_block_forward(model: Model, x, idx: int, use_bn: bool, pool: bool, conv_param):
+def _conv_block_forward(model: ClassicModel, x, idx: int, use_bn: bool, pool: bool, conv_param):
     """conv - [spatial batch norm] - relu - [2x2 max pool] with the layer-``idx`` params."""
     p = model.params
     w, b = p[f"W{idx}"], p[f"b{idx}"]
@@ -87,7 +86,7 @@ def _conv_block_backward(dout, cache, idx: int, use_bn: bool, pool: bool, grads:
     return dx
 
 
-class ThreeLayerConvNet(Model):
+class ThreeLayerConvNet(ClassicModel):
     """conv - [spatial batch norm] - relu - 2x2 max pool - affine - [batch norm] - relu -
     affine - softmax.
 
@@ -249,6 +248,14 @@ class ConvNet(Network):
                                         "num_classes": a["num_classes"]})  # fmt: skip
         except ValueError as exc:
             raise ValueError(f"ConvNet: {exc}") from None
+
+    @classmethod
+    def _buffer_plan_of(
+        cls, args: dict[str, Any], plan: dict[str, ParamSpec]
+    ) -> dict[str, BufferSpec]:
+        spec = {"layers": cls.layers(**args), "input_dim": args["input_dim"],
+                "num_classes": args["num_classes"]}  # fmt: skip
+        return Network._buffer_plan_of(spec, plan)
 
     @staticmethod
     def layers(

@@ -11,18 +11,17 @@ from ..functional.linear import affine_backward, affine_forward
 from ..functional.loss import softmax_loss
 from ..validation import check_count
 from .base import (
-    Model,
     ParamSpec,
-    batchnorm_specs,
     check_dims,
     check_dropout,
     check_weight_scale,
     normal_spec,
     zeros_spec,
 )
+from .classic import ClassicModel, batchnorm_specs
 
 
-class TwoLayerNet(Model):
+class TwoLayerNet(ClassicModel):
     """affine - relu - affine - softmax.
 
     Weights are normal with std ``weight_scale``, biases zero; params ``W1`` (D, H),
@@ -86,7 +85,7 @@ class TwoLayerNet(Model):
         return self._regularize(loss, grads, ("W1", "W2")), grads
 
 
-class FullyConnectedNet(Model):
+class FullyConnectedNet(ClassicModel):
     """``{affine - [batch norm] - relu - [dropout]} x (L - 1) - affine - softmax``.
 
     ``hidden_dims`` lists the hidden layer sizes. ``dropout`` is the probability of

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..nn.module import BufferSpec
 from .base import Model, ParamSpec
 from .cnn import ConvNet
 
@@ -24,23 +25,26 @@ __all__ = ["upgrade", "numbered_names", "RENAMED_MODELS"]
 # Models whose version-1 files name their arrays by layer number.
 RENAMED_MODELS: dict[str, type[Model]] = {"convnet": ConvNet}
 
-_STEMS = {"weight": "W", "bias": "b", "bn_scale": "gamma", "bn_shift": "beta"}
+_STEMS = {"weight": "W", "bias": "b", "norm_scale": "gamma", "norm_shift": "beta"}
 
 
-def numbered_names(plan: Mapping[str, ParamSpec]) -> dict[str, str]:
-    """``{old name: path}`` for a parameter plan in layer order: each weight starts the next
-    layer number, and the layer's bias and batch norm (parameters and running
-    statistics) take the same number, as the hand-wired models named them."""
+def numbered_names(
+    plan: Mapping[str, ParamSpec], buffers: Mapping[str, BufferSpec]
+) -> dict[str, str]:
+    """``{old name: path}`` for a parameter plan in layer order and the model's declared
+    buffers: each weight starts the next layer number, and the layer's bias and batch norm
+    (parameters and the running statistics its layer declares) take the same number, as
+    the hand-wired models named them."""
     names: dict[str, str] = {}
     idx = 0
     for key, spec in plan.items():
         if spec.role == "weight":
             idx += 1
         names[f"{_STEMS[spec.role]}{idx}"] = key
-        if spec.role == "bn_shift":
-            path = key.rsplit(".", 1)[0]
-            for stat in ("running_mean", "running_var"):
-                names[f"{stat}{idx}"] = f"{path}.{stat}"
+        layer = key.rsplit(".", 1)[0]
+        for stat in ("running_mean", "running_var"):
+            if f"{layer}.{stat}" in buffers:
+                names[f"{stat}{idx}"] = f"{layer}.{stat}"
     return names
 
 
@@ -49,7 +53,7 @@ def _renames(name: Any, config: Any) -> dict[str, str]:
     if cls is None or not isinstance(config, Mapping):
         return {}
     try:
-        return numbered_names(cls.param_plan(**config))
+        return numbered_names(cls.param_plan(**config), cls.buffer_plan(**config))
     except (TypeError, ValueError):
         return {}  # a bad config: the loader refuses it with its own message
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..functional.loss import softmax_loss
-from ..nn import Context, Dropout, Module, ParamSpec, build, format_summary, summarize
+from ..nn import BufferSpec, Context, Dropout, Module, ParamSpec, build, format_summary, summarize
 from ..nn.init import PATCH_WHITENING_EPS, PATCH_WHITENING_IMAGES, init_params, resolve_init
 from ..nn.init import patch_whitening_weights as _whitening
 from ..nn.module import Shape
@@ -116,6 +116,14 @@ class Network(Model):
         """Every parameter the spec implies (checked, nothing allocated)."""
         root, _, _ = Network._bind(args["layers"], args["input_dim"], args["num_classes"])
         return _collect(root, "param_specs")
+
+    @classmethod
+    def _buffer_plan_of(
+        cls, args: dict[str, Any], plan: dict[str, ParamSpec]
+    ) -> dict[str, BufferSpec]:
+        """The running statistics the layers declare (nothing allocated)."""
+        root, _, _ = Network._bind(args["layers"], args["input_dim"], args["num_classes"])
+        return _collect(root, "buffer_specs")
 
     def _rng(self, train: bool) -> np.random.Generator | None:
         """The Generator dropout draws from: the model's, or without a seed one seeded from

@@ -76,9 +76,10 @@ with parameters ``block1.conv.W``, ``block1.conv.b``, ``block1.bn.gamma``,
 
 :class:`nndl.network.Network` builds a trainable model from such a spec.
 
-Adding a layer type: register its class in :data:`LAYERS` and give it an ONNX emitter,
-one small function in :data:`nndl.export.EMITTERS` (a test checks that every layer type
-has one; see :mod:`nndl.export.onnx`).
+Adding a layer type: decorate its class with :func:`register_layer` (which puts it in
+:data:`LAYERS` under its ``type_name``), declare its ``flops``, and give it an ONNX
+emitter, one small function in :data:`nndl.export.EMITTERS`; tests/test_layer_registry.py
+fails for a registered layer missing any of them (CONTRIBUTING.md has the checklist).
 """
 
 from .activations import GELU, ReLU
@@ -86,7 +87,7 @@ from .containers import ConvBNAct, ConvBNReLU, ConvBNReLUPool, ConvPoolBNAct, Re
 from .conv_blocks import ConvReLU, ConvReLUPool
 from .init import INITS, patch_whitening_weights
 from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear
-from .module import BufferSpec, Context, Module, ParamSpec
+from .module import BufferSpec, Context, Module, ParamSpec, register_layer
 from .pooling import AvgPool2d, Flatten, GlobalAvgPool, GlobalMaxPool, MaxPool2d
 from .spec import LAYERS, as_spec, build
 from .summary import format_summary, summarize
@@ -117,6 +118,7 @@ __all__ = [
     "ConvReLU",
     "ConvReLUPool",
     "LAYERS",
+    "register_layer",
     "build",
     "as_spec",
     "INITS",

@@ -23,10 +23,11 @@ from ..kernels.conv_blocks import conv_block_backward, conv_block_forward
 from ..validation import output_size
 from .activations import ACTIVATION_LAYERS
 from .layers import BatchNorm2d, Conv2d
-from .module import Context, Module, Shape, assign_names, join
+from .module import Context, Module, Shape, assign_names, join, register_layer
 from .pooling import MaxPool2d
 
 
+@register_layer
 class Sequential(Module):
     """Layers applied in order. Unnamed layers get ``<prefix><k>`` names (conv1, bn1,
     conv2, ...), unique within this container; their paths are ``<path>.<name>``."""
@@ -67,6 +68,9 @@ class Sequential(Module):
         for layer in self.layers:
             in_shape = layer.out_shape(in_shape)
         return in_shape
+
+    def flops(self, in_shape: Shape) -> int:
+        return 0  # its own: none; its layers count theirs
 
     def _trainable(self) -> list[bool]:
         """Per layer: whether it has a trainable parameter (fixed once bound)."""
@@ -116,6 +120,7 @@ class Sequential(Module):
 SHORTCUTS = ("identity", "projection")
 
 
+@register_layer
 class Residual(Module):
     """``body(x) + shortcut(x)``; the gradients of both branches are summed.
 
@@ -279,6 +284,7 @@ class _ConvBlock(Sequential):
         return dx
 
 
+@register_layer
 class ConvBNAct(_ConvBlock):
     """Fused conv - spatial batch norm - activation: (C, H, W) -> (filters, H', W').
 
@@ -311,6 +317,7 @@ class ConvBNAct(_ConvBlock):
         return {**self._conv_bn_config(), "activation": self.activation}
 
 
+@register_layer
 class ConvPoolBNAct(_ConvBlock):
     """Fused conv - max pool - spatial batch norm - activation (airbench's order):
     (C, H, W) -> (filters, H'', W'').
@@ -352,6 +359,7 @@ class ConvPoolBNAct(_ConvBlock):
                 "floor": self.pool.floor}  # fmt: skip
 
 
+@register_layer
 class ConvBNReLU(_ConvBlock):
     """Fused conv - spatial batch norm - ReLU: :class:`ConvBNAct` with ReLU (children
     ``conv``, ``bn``, ``relu``); runs :func:`nndl.conv_layer_utils.conv_bn_relu_forward`'s
@@ -380,6 +388,7 @@ class ConvBNReLU(_ConvBlock):
         return self._conv_bn_config()
 
 
+@register_layer
 class ConvBNReLUPool(_ConvBlock):
     """Fused conv - spatial batch norm - ReLU - max pool (``pool_size`` windows, stride
     ``pool_size``): arguments as :class:`ConvBNReLU` plus ``pool_size`` (default 2).

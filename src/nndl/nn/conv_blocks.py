@@ -21,12 +21,13 @@ from ..kernels.conv_blocks import (
 from .activations import ReLU
 from .containers import Sequential
 from .layers import Conv2d
-from .module import Context, Module
+from .module import Context, Module, register_layer
 from .pooling import MaxPool2d
 
 __all__ = ["ConvReLU", "ConvReLUPool"]
 
 
+@register_layer
 class ConvReLU(Sequential):
     """Fused conv - ReLU: (C, H, W) -> (filters, H', W'). Arguments as :class:`Conv2d`
     (``filters`` ... ``init``); children ``conv``, ``relu``."""
@@ -65,6 +66,7 @@ class ConvReLU(Sequential):
         return dx
 
 
+@register_layer
 class ConvReLUPool(ConvReLU):
     """Fused conv - ReLU - max pool (``pool_size`` windows, stride ``pool_size``):
     arguments as :class:`ConvReLU` plus ``pool_size`` (default 2); children ``conv``,

@@ -24,6 +24,7 @@ from .module import (
     ParamSpec,
     Shape,
     need_spatial,
+    register_layer,
 )
 
 
@@ -37,6 +38,7 @@ def _ones(x, n: int):
     return get_array_module(x).ones(n, dtype=x.dtype)
 
 
+@register_layer
 class Conv2d(Module):
     """2-d convolution (cross-correlation): (C, H, W) -> (filters, H', W').
 
@@ -147,6 +149,7 @@ class Conv2d(Module):
         return dx
 
 
+@register_layer
 class Linear(Module):
     """Affine layer on the flattened input: (d_1, ..., d_k) -> (units,).
 
@@ -245,8 +248,8 @@ class _BatchNorm(Module):
         C = in_shape[0]
         specs = {}
         if self.scale:
-            specs["gamma"] = ParamSpec((C,), "ones", False, "bn_scale")
-        specs["beta"] = ParamSpec((C,), "zeros", False, "bn_shift")
+            specs["gamma"] = ParamSpec((C,), "ones", False, "norm_scale")
+        specs["beta"] = ParamSpec((C,), "zeros", False, "norm_shift")
         return specs
 
     def buffer_specs(self, in_shape: Shape) -> dict[str, BufferSpec]:
@@ -296,6 +299,7 @@ class _BatchNorm(Module):
         return dx
 
 
+@register_layer
 class BatchNorm2d(_BatchNorm):
     """Spatial batch norm per channel: (C, H, W) -> (C, H, W).
 
@@ -312,6 +316,7 @@ class BatchNorm2d(_BatchNorm):
     _backward = staticmethod(spatial_batchnorm_backward_fast)
 
 
+@register_layer
 class BatchNorm1d(_BatchNorm):
     """Batch norm per feature: (D,) -> (D,); otherwise as :class:`BatchNorm2d`."""
 
@@ -321,6 +326,7 @@ class BatchNorm1d(_BatchNorm):
     _backward = staticmethod(batchnorm_backward)
 
 
+@register_layer
 class Dropout(Module):
     """Inverted dropout, any shape; ``p`` is the probability of KEEPING a unit (cs231n).
 
@@ -339,6 +345,9 @@ class Dropout(Module):
 
     def out_shape(self, in_shape: Shape) -> Shape:
         return in_shape
+
+    def flops(self, in_shape: Shape) -> int:
+        return 0  # the identity at inference, which FLOPs count
 
     def forward(self, x, ctx: Context):
         param: dict[str, Any] = {"mode": ctx.mode, "p": self.p}
