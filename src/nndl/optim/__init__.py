@@ -5,6 +5,7 @@ parameter groups (:mod:`.param_groups`), offered under the classic ``nndl.optim`
 from .param_groups import PARAM_GROUP_KEYS, resolve_param_groups
 from .rules import (
     RULE_DEFAULTS,
+    RULE_STATE,
     UPDATE_RULES,
     adam,
     adamw,
@@ -14,11 +15,14 @@ from .rules import (
     sgd,
     sgd_momentum,
     sgdw,
+    state_shapes,
 )
 
 __all__ = [
     "PARAM_GROUP_KEYS",
     "RULE_DEFAULTS",
+    "RULE_STATE",
+    "state_shapes",
     "UPDATE_RULES",
     "adam",
     "adamw",

@@ -2,8 +2,8 @@
 :func:`resolve_param_groups` (imported from :mod:`nndl.optim`, its public home).
 
 A group names parameters by glob patterns and sets some of a learning-rate multiplier,
-a weight decay and a frozen flag; the Solver applies the result to each parameter's
-update-rule config.
+a weight decay, a frozen flag, its own update rule and that rule's settings; the Solver
+applies the result to each parameter (its rule and its update-rule config).
 """
 
 from __future__ import annotations
@@ -29,14 +29,31 @@ PARAM_GROUP_KEYS: dict[str, str] = {
     "lr_mult": "a learning-rate multiplier >= 0",
     "weight_decay": "a decoupled weight decay >= 0 (instead of the update rule's)",
     "frozen": "True to leave the parameters unchanged by training",
+    "update_rule": "the name of the update rule for these parameters (instead of the Solver's)",
+    "optim_config": "that rule's settings for these parameters (a dict, over the Solver's)",
 }
-_SETTING_DEFAULTS: dict[str, Any] = {"lr_mult": 1.0, "weight_decay": None, "frozen": False}
+_SETTING_DEFAULTS: dict[str, Any] = {
+    "lr_mult": 1.0, "weight_decay": None, "frozen": False, "update_rule": None,
+    "optim_config": None,
+}  # fmt: skip
 _SETTING_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_mult": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
     "weight_decay": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
     "frozen": (is_bool, "a bool"),
     "name": (lambda v: isinstance(v, str), "a string"),
+    "update_rule": (lambda v: isinstance(v, str) and bool(v), "a rule name (a string)"),
+    "optim_config": (lambda v: isinstance(v, Mapping), "a dict of the rule's settings"),
 }
+
+
+def _setting(key: str, value: Any) -> Any:
+    if key == "frozen":
+        return bool(value)
+    if key == "update_rule":
+        return value
+    if key == "optim_config":
+        return dict(value)
+    return float(value)
 
 
 def _group_patterns(fn: str, where: str, group: Mapping[str, Any]) -> list[str]:
@@ -82,7 +99,8 @@ def resolve_param_groups(
 
     Each group names its parameters by glob patterns (``fnmatch``, case-sensitive, over
     the full name: ``"beta*"``, ``"*.b"``, ``"whiten.*"``) in ``"params"`` and sets some
-    of ``lr_mult``, ``weight_decay`` and ``frozen`` (see :data:`PARAM_GROUP_KEYS`).
+    of ``lr_mult``, ``weight_decay``, ``frozen``, ``update_rule`` and ``optim_config`` (see
+    :data:`PARAM_GROUP_KEYS`).
 
     Precedence: groups apply in list order and each sets only the keys it names, so for
     every key the *last* group that matches a parameter and names that key wins. Write
@@ -92,12 +110,14 @@ def resolve_param_groups(
          {"params": "beta*", "lr_mult": 64.0},
          {"params": "gamma*", "frozen": True}]
 
-    Returns ``{name: {"lr_mult": float, "weight_decay": float | None, "frozen": bool}}``
-    for every name, in order; unmatched keys keep the defaults 1.0, None (the update
-    rule's own decay) and False. With ``strict`` a pattern that matches no parameter is
-    an error (it is almost always a typo). ``names`` may be a dict such as
-    ``model.params``. The result depends only on the arguments, so it can be recomputed
-    from a run's config on resume.
+    Returns ``{name: {"lr_mult": float, "weight_decay": float | None, "frozen": bool,
+    "update_rule": str | None, "optim_config": dict | None}}`` for every name, in order;
+    unmatched keys keep the defaults 1.0, None (the update rule's own decay), False, None
+    (the Solver's rule) and None (the Solver's settings). An ``optim_config`` replaces an
+    earlier group's as a whole (dicts are not merged across groups). With ``strict`` a
+    pattern that matches no parameter is an error (it is almost always a typo). ``names``
+    may be a dict such as ``model.params``. The result depends only on the arguments, so
+    it can be recomputed from a run's config on resume.
     """
     fn = "resolve_param_groups"
     names = list(names.keys() if isinstance(names, Mapping) else names)
@@ -121,6 +141,5 @@ def resolve_param_groups(
         for n in matched:
             for key in _SETTING_DEFAULTS:
                 if key in group:
-                    value = group[key]
-                    settings[n][key] = bool(value) if key == "frozen" else float(value)
+                    settings[n][key] = _setting(key, group[key])
     return settings

@@ -41,6 +41,8 @@ __all__ = [
     "UPDATE_RULES",
     "RULE_DEFAULTS",
     "get_update_rule",
+    "RULE_STATE",
+    "state_shapes",
 ]
 
 Config = dict[str, Any]
@@ -332,6 +334,35 @@ UPDATE_RULES: dict[str, UpdateRule] = {
     "sgdw": sgdw,
     "adamw": adamw,
 }
+
+
+def _like_param(*keys: str) -> Callable[[tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    def shapes(shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        return {key: tuple(shape) for key in keys}
+
+    return shapes
+
+
+RULE_STATE: dict[str, Callable[[tuple[int, ...]], dict[str, tuple[int, ...]]]] = {
+    "sgd": _like_param(),
+    "sgd_momentum": _like_param("velocity"),
+    "nesterov_momentum": _like_param("velocity"),
+    "rmsprop": _like_param("cache"),
+    "adam": _like_param("m", "v"),
+    "sgdw": _like_param("momentum_buffer"),
+    "adamw": _like_param("m", "v"),
+}
+"""Each rule's state arrays: ``RULE_STATE[name](param_shape) -> {key: shape}``. The
+checkpoint checks use it, so a rule whose state is not shaped like its parameter (a
+factored second moment, an orthogonalisation buffer) declares it here."""
+
+
+def state_shapes(rule: str | None, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """The state arrays rule ``rule`` keeps for a parameter of ``shape`` (``{}`` for a
+    rule that is not registered by name, whose arrays are then taken to be shaped like
+    the parameter)."""
+    declared = RULE_STATE.get(rule) if isinstance(rule, str) else None
+    return {} if declared is None else declared(tuple(shape))
 
 
 def get_update_rule(rule: str | UpdateRule) -> UpdateRule:

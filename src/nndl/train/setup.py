@@ -16,7 +16,10 @@ by :func:`check_options`), four extras, all off by default:
   scales a parameter's rate (with or without a schedule), ``weight_decay`` replaces the
   rule's, ``frozen`` skips the parameter: its rule is never called, so neither a
   gradient, momentum nor weight decay moves it. Parameters the model marks untrainable
-  (``param_specs[k].trainable``) are frozen too.
+  (``param_specs[k].trainable``) are frozen too. ``update_rule`` gives a group's
+  parameters a rule of their own (a name in :data:`nndl.optim.UPDATE_RULES`), which
+  starts from the group's ``optim_config`` alone; without it, a group's ``optim_config``
+  goes over the Solver's. Checkpoints record each parameter's rule and state.
 - ``ema``: a dict of :data:`EMA_DEFAULTS`' keys; an :class:`nndl.ema.EMA` (component
   ``"ema"``) folds the weights in after every step, and every accuracy check (and so
   ``best_params``) runs with the averages swapped in (:func:`ema_applied`). With
@@ -43,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from ..optim import RULE_DEFAULTS, UPDATE_RULES, resolve_param_groups
+from ..optim import RULE_DEFAULTS, UPDATE_RULES, resolve_param_groups, state_shapes
 from ..validation import check_finite, check_labels, is_bool
 from .ema import EMA
 from .schedules import Schedule
@@ -157,9 +160,12 @@ class ParamPlan:
 
     ``frozen``: the names training leaves unchanged (a group's ``frozen``, or a model
     parameter whose spec says ``trainable=False``): their update rule is never called.
-    ``lr_mult`` and ``weight_decay``: the groups' settings (``weight_decay`` None: the
-    update rule's own). ``base_lr[name]``: the learning rate before any schedule, the
-    optim_config's (or the named rule's default) times the group's multiplier.
+    ``rule_name[name]`` and ``rule[name]``: the parameter's update rule (its group's
+    ``update_rule``, else the Solver's; the name is None for a Solver rule given as a
+    callable). ``lr_mult`` and ``weight_decay``: the groups' settings (``weight_decay``
+    None: the update rule's own). ``base_lr[name]``: the learning rate before any
+    schedule, the parameter's config's (or its named rule's default) times the group's
+    multiplier.
     """
 
     def __init__(
@@ -169,6 +175,7 @@ class ParamPlan:
         rule_name: str | None,
         groups: Any = None,
         schedule: Schedule | None = None,
+        rule: Any = None,
     ) -> None:
         fn = "Solver"
         try:
@@ -181,31 +188,56 @@ class ParamPlan:
         self.lr_mult = {k: s["lr_mult"] for k, s in settings.items()}
         self.weight_decay = {k: s["weight_decay"] for k, s in settings.items()}
         self.schedule = schedule
-        lr = optim_config.get("learning_rate")
-        if lr is None and rule_name is not None:
-            lr = RULE_DEFAULTS[rule_name].get("learning_rate")
+        self.rule_name: dict[str, str | None] = {}
+        self.rule: dict[str, Any] = {}
+        self.own_config: dict[str, dict[str, Any]] = {}
+        for k, s in settings.items():
+            name = s["update_rule"]
+            if name is not None and name not in UPDATE_RULES:
+                raise ValueError(
+                    f"{fn}: param_groups: unknown update_rule {name!r} for {k}; expected "
+                    f"one of {sorted(UPDATE_RULES)}"
+                )
+            own = name is not None and name != rule_name
+            self.rule_name[k] = name if name is not None else rule_name
+            self.rule[k] = UPDATE_RULES[name] if name is not None else rule
+            # A parameter with a rule of its own starts from its group's settings alone;
+            # otherwise the group's settings go over the Solver's.
+            group = dict(s["optim_config"] or {})
+            self.own_config[k] = group if own else {**optim_config, **group}
         scaled = schedule is not None or any(m != 1.0 for m in self.lr_mult.values())
-        if lr is None and scaled:
-            raise ValueError(
-                f"{fn}: a schedule or an lr_mult needs a base learning rate; give "
-                "optim_config={'learning_rate': ...}"
-            )
-        self.base_lr = {k: None if lr is None else lr * m for k, m in self.lr_mult.items()}
+        self.base_lr: dict[str, float | None] = {}
+        for k, config in self.own_config.items():
+            lr = config.get("learning_rate")
+            if lr is None and self.rule_name[k] is not None:
+                lr = RULE_DEFAULTS.get(self.rule_name[k], {}).get("learning_rate")
+            if lr is None and scaled:
+                raise ValueError(
+                    f"{fn}: a schedule or an lr_mult needs a base learning rate; give "
+                    "optim_config={'learning_rate': ...}"
+                )
+            self.base_lr[k] = None if lr is None else lr * self.lr_mult[k]
         self.scaled = scaled
 
     def initial_configs(self, optim_config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """Each parameter's update-rule config at the start of a run: a copy of
-        ``optim_config`` (``inplace``: the Solver owns the parameters), with its group's
-        learning rate and weight decay. Without groups these are SPEC's configs."""
+        """Each parameter's update-rule config at the start of a run: a copy of its
+        settings (``optim_config``, with its group's over it or instead of it when the
+        group names its own rule; ``inplace``: the Solver owns the parameters), with its
+        group's learning rate and weight decay. Without groups these are SPEC's configs."""
         configs = {}
         for name, base in self.base_lr.items():
-            config = {"inplace": True, **optim_config}
+            config = {"inplace": True, **self.own_config[name]}
             if self.scaled and base is not None:
                 config["learning_rate"] = base
             if self.weight_decay[name] is not None:
                 config["weight_decay"] = self.weight_decay[name]
             configs[name] = config
         return configs
+
+    def state_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, dict]:
+        """``{param: {state key: shape}}``: what each parameter's rule declares
+        (:data:`nndl.optim.RULE_STATE`) for parameters of ``shapes``."""
+        return {k: state_shapes(self.rule_name.get(k), s) for k, s in shapes.items()}
 
     def multiplier(self, iteration: int, total: int, iterations_per_epoch: int) -> float:
         """The schedule's multiplier for update ``iteration`` (0-based) of ``total``."""

@@ -144,7 +144,7 @@ class Solver:
                 f"{{'name': 'exponential', 'gamma': {self.lr_decay}}})"
             )
         self.plan = ParamPlan(self.model, self.optim_config, self.update_rule_name,
-                              opts["param_groups"], self.schedule)  # fmt: skip
+                              opts["param_groups"], self.schedule, self.update_rule)  # fmt: skip
         self.learning_rate = self.optim_config.get("learning_rate")
         self.ema_spec = check_ema_spec("Solver", opts["ema"])
         self.ema = None if self.ema_spec is None else make_ema(self.ema_spec)
@@ -211,7 +211,7 @@ class Solver:
             config = self.optim_configs[p]
             if plan.schedule is not None:
                 config["learning_rate"] = plan.learning_rate(p, factor)
-            params[p], self.optim_configs[p] = self.update_rule(w, grads[p], config)
+            params[p], self.optim_configs[p] = plan.rule[p](w, grads[p], config)
         if self.ema is not None:
             ema_step(self.ema, self.ema_spec, self.model, self.iteration + 1, self.num_iterations)
         return loss
@@ -365,6 +365,7 @@ class Solver:
             "num_epochs": self.num_epochs,
             "lr_decay": self.lr_decay,
             "update_rule": self.update_rule_name,
+            "update_rules": dict(self.plan.rule_name),
             "optim_configs": checks.optim_state("Solver.state_dict", self.optim_configs),
             "best_params": {k: v.copy() for k, v in self.best_params.items()},
             "history": {
@@ -423,6 +424,7 @@ class Solver:
         """
         where = f"Solver.load_checkpoint: {path}"
         shapes = {k: v.shape for k, v in self.model.params.items()}
-        state, extra = checks.read_checkpoint(path, shapes, len(self.X_train))
+        rule_state = self.plan.state_shapes(shapes)
+        state, extra = checks.read_checkpoint(path, shapes, len(self.X_train), rule_state)
         self._restore(state, where)
         return extra

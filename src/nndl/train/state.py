@@ -6,7 +6,9 @@
                                                       # parameters training continues from
      "epoch", "iteration", "best_val_acc",            # counters
      "iterations_per_epoch", "batch_size", "num_epochs", "lr_decay", "update_rule",
-     "optim_configs": {param: {key: array or JSON scalar}},   # the update rule's state
+     "update_rules": {param: rule name or None},     # each parameter's rule (its group's
+                                                      # or the Solver's; absent before)
+     "optim_configs": {param: {key: array or JSON scalar}},   # each rule's state
      "best_params": {param: array},
      "history": {"loss", "train_acc", "val_acc"},     # float64 arrays
      "rng": Generator state, "perm": this epoch's shuffle or None,
@@ -35,6 +37,7 @@ __all__ = [
     "optim_state",
     "count",
     "check_optim_configs",
+    "check_update_rules",
     "check_histories",
     "check_perm",
     "check_best_params",
@@ -89,10 +92,16 @@ def _shape(v: Any) -> tuple[int, ...] | None:
 
 
 def check_optim_configs(
-    where: str, configs: Any, shapes: Mapping[str, tuple], required: Mapping | None = None
+    where: str,
+    configs: Any,
+    shapes: Mapping[str, tuple],
+    required: Mapping | None = None,
+    state_shapes: Mapping[str, Mapping[str, tuple]] | None = None,
 ) -> dict:
-    """One config per parameter: arrays of the parameter's shape and finite JSON scalars,
-    with at least the keys of ``required[param]`` (the solver's own settings)."""
+    """One config per parameter: arrays of the shapes its rule declares
+    (``state_shapes[param][key]``, :data:`nndl.optim.RULE_STATE`; an array the rule does
+    not declare is shaped like the parameter) and finite JSON scalars, with at least the
+    keys of ``required[param]`` (the solver's own settings)."""
     if not isinstance(configs, Mapping) or set(configs) != set(shapes):
         got = sorted(configs) if isinstance(configs, Mapping) else configs
         raise ValueError(f"{where} holds update-rule settings for {got}; expected {sorted(shapes)}")
@@ -103,17 +112,34 @@ def check_optim_configs(
         missing = sorted(set((required or {}).get(p, ())) - set(config))
         if missing:
             raise ValueError(f"{where} holds update-rule settings for {p} without {missing}")
+        declared = (state_shapes or {}).get(p, {})
         for key, value in config.items():
             shape = _shape(value)
             if shape is None and not _is_scalar(value):
                 raise ValueError(f"{where} holds bad update-rule settings for {p}")
-            if shape is not None and shape != tuple(shapes[p]):
+            expected = tuple(declared.get(key, shapes[p]))
+            if shape is not None and shape != expected:
                 raise ValueError(
                     f"{where} holds update-rule state {p}/{key} of shape {shape} but the "
-                    f"model's {p} is {tuple(shapes[p])}"
+                    f"rule of the model's {p} {tuple(shapes[p])} keeps {expected}"
                 )
         out[p] = dict(config)
     return out
+
+
+def check_update_rules(where: str, stored: Any, rules: Mapping[str, str | None]) -> None:
+    """A state's per-parameter rules (None or absent in files before they were recorded:
+    then only the Solver's ``update_rule`` was checked) against the solver's."""
+    if stored is None:
+        return
+    if not isinstance(stored, Mapping) or set(stored) != set(rules):
+        got = sorted(stored) if isinstance(stored, Mapping) else type(stored).__name__
+        raise ValueError(f"{where} holds update rules for {got}; expected {sorted(rules)}")
+    for p, name in rules.items():
+        if name is not None and stored[p] is not None and stored[p] != name:
+            raise ValueError(
+                f"{where} trained {p} with update_rule {stored[p]!r}, this solver uses {name!r}"
+            )
 
 
 def check_best_params(where: str, best: Any, shapes: Mapping[str, tuple]) -> dict:
@@ -154,7 +180,13 @@ def check_perm(where: str, perm: Any, n: int) -> np.ndarray | None:
     return perm.astype(np.int64)
 
 
-def check_outline(where: str, outline: Mapping[str, Any], shapes: Mapping[str, tuple], n: int):
+def check_outline(
+    where: str,
+    outline: Mapping[str, Any],
+    shapes: Mapping[str, tuple],
+    n: int,
+    state_shapes: Mapping[str, Mapping[str, tuple]] | None = None,
+):
     """Refuse a stored checkpoint whose arrays do not fit the solver (before reading any):
     parameters, best parameters, update-rule state and the shuffle."""
     solver, model = outline.get("solver"), outline.get("model")
@@ -163,7 +195,7 @@ def check_outline(where: str, outline: Mapping[str, Any], shapes: Mapping[str, t
     params = model.get("params") if isinstance(model, Mapping) else None
     check_shapes(where, "params", params, shapes)
     check_best_params(where, solver.get("best_params"), shapes)
-    check_optim_configs(where, solver.get("optim_configs"), shapes)
+    check_optim_configs(where, solver.get("optim_configs"), shapes, None, state_shapes)
     perm = _shape(solver.get("perm"))
     if perm is not None and perm != (n,):
         raise ValueError(f"{where} holds a shuffle that is not one of {n} examples")
@@ -195,6 +227,7 @@ def check_state(where: str, state: Any, solver: Any) -> dict[str, Any]:
         raise ValueError(
             f"{where} was trained with update_rule {stored!r}, this solver uses {update_rule!r}"
         )
+    check_update_rules(where, state.get("update_rules"), solver.plan.rule_name)
     epoch, iteration = count(where, state, "epoch"), count(where, state, "iteration")
     if iteration // ipe != epoch:
         raise ValueError(
@@ -218,8 +251,12 @@ def check_state(where: str, state: Any, solver: Any) -> dict[str, Any]:
         "best_val_acc": float(best_val_acc),
         "best_params": check_best_params(where, state["best_params"], shapes),
         "optim_configs": check_optim_configs(
-            where, state["optim_configs"], shapes, solver.optim_configs
-        ),
+            where,
+            state["optim_configs"],
+            shapes,
+            solver.optim_configs,
+            solver.plan.state_shapes(shapes),
+        ),  # fmt: skip
         "history": check_histories(where, state["history"], epoch, iteration),
         "perm": check_perm(where, state["perm"], len(solver.X_train)),
         "rng": rng,
@@ -249,7 +286,12 @@ def load_objects(
         raise ValueError(f"{where}: component {name!r}: {exc}") from None
 
 
-def read_checkpoint(path: Any, shapes: Mapping[str, tuple], n: int) -> tuple[dict, dict | None]:
+def read_checkpoint(
+    path: Any,
+    shapes: Mapping[str, tuple],
+    n: int,
+    state_shapes: Mapping[str, Mapping[str, tuple]] | None = None,
+) -> tuple[dict, dict | None]:
     """(solver state, extra) of the checkpoint file ``path`` of a solver whose model has
     parameters of ``shapes`` and ``n`` training examples: the stored arrays' shapes are
     checked (:func:`check_outline`) before any is read. Files of nndl 0.1.0 load too."""
@@ -257,7 +299,7 @@ def read_checkpoint(path: Any, shapes: Mapping[str, tuple], n: int) -> tuple[dic
     where = f"{fn}: {path}"
 
     def check(outline: dict[str, Any]) -> None:  # before any array is read
-        check_outline(where, upgrade(outline), shapes, n)
+        check_outline(where, upgrade(outline), shapes, n, state_shapes)
 
     tree = upgrade(read_tree(fn, path, check))
     model = {k: tree["model"].get(k) for k in ("params", "buffers", "rng")}
