@@ -47,6 +47,7 @@ import numpy as np
 from ..backend import get_array_module
 from ..functional.activation import ACTIVATIONS as ACTIVATION_REGISTRY
 from ..functional.activation import gelu_backward, gelu_forward
+from ..functional.norm import update_running
 from ..validation import check_dout, check_float, check_mode, check_ndim, check_vector, pool_shapes
 from . import parallel
 from .fused_compiled import ACT_CODES, backward_compiled, forward_compiled
@@ -105,16 +106,6 @@ def _bn_params(fn: str, C: int, gamma, beta, bn_param: MutableMapping[str, Any])
     return mode, bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
 
 
-def _update_running(bn_param, stats, momentum: float, C: int, xp, dtype) -> None:
-    rm = bn_param.get("running_mean")
-    rv = bn_param.get("running_var")
-    if rm is None:
-        rm = xp.zeros(C, dtype=dtype)
-        rv = xp.zeros(C, dtype=dtype)
-    bn_param["running_mean"] = momentum * rm + (1 - momentum) * stats[0]
-    bn_param["running_var"] = momentum * rv + (1 - momentum) * stats[1]
-
-
 def _numba():
     """The compiled passes (:mod:`nndl.kernels.numba_fused`), loaded by
     :func:`nndl.kernels.parallel.compiled` only when numba may be used."""
@@ -148,7 +139,7 @@ def post_conv_forward(ac, p: Plan, fn: str, gamma=None, beta=None, bn_param=None
     run = forward_compiled if kernels is not None else forward_numpy
     out, pre, idx, keep_out = run(kernels, ac, p, mode, g, be, eps, stats)
     if p.bn and mode == "train":
-        _update_running(bn_param, stats, momentum, C, xp, ac.dtype)
+        update_running(bn_param, stats[0], stats[1], momentum)
     inv_std = stats[2] if p.bn and mode == "train" else None
     cache = _Cache(p, ac.shape, mode, kernels is not None, pre, idx,
                    out if keep_out else None, g, be, inv_std)  # fmt: skip

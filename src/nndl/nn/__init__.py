@@ -30,6 +30,9 @@ Layers without a name are named per type and position, unique per level (``conv1
 - ``batchnorm2d`` / ``batchnorm1d``: momentum (0.9), eps (1e-5), scale (true; false
   fixes gamma at 1). nndl's momentum is the weight of the OLD running value:
   PyTorch's momentum m is ``1 - m`` here
+- ``layernorm``: eps (1e-5); each example normalised over all its values, a scale and
+  shift per feature (channel); ``groupnorm``: groups (32), eps (1e-5); the channels in
+  groups, each normalised per example (no running statistics for either)
 - ``relu``, ``gelu`` (tanh form), ``flatten``, ``global_avgpool``, ``global_maxpool``
 - ``maxpool2d`` / ``avgpool2d``: pool_size (2), stride (pool_size), floor (false; true
   leaves out the rows and columns past the last whole window, PyTorch's default:
@@ -88,6 +91,7 @@ from .conv_blocks import ConvReLU, ConvReLUPool
 from .init import INITS, patch_whitening_weights
 from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear
 from .module import BufferSpec, Context, Module, ParamSpec, register_layer
+from .norm import GroupNorm, LayerNorm
 from .pooling import AvgPool2d, Flatten, GlobalAvgPool, GlobalMaxPool, MaxPool2d
 from .spec import LAYERS, as_spec, build
 from .summary import format_summary, summarize
@@ -101,6 +105,8 @@ __all__ = [
     "Linear",
     "BatchNorm2d",
     "BatchNorm1d",
+    "LayerNorm",
+    "GroupNorm",
     "Dropout",
     "ReLU",
     "GELU",
