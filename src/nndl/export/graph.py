@@ -28,6 +28,7 @@ from ..nn import (
     BatchNorm1d,
     BatchNorm2d,
     Conv2d,
+    ConvBlock,
     ConvBNAct,
     ConvBNReLU,
     ConvBNReLUPool,
@@ -266,6 +267,7 @@ Emitter = Callable[[OnnxGraph, Any, str], str]
 
 EMITTERS: dict[type, Emitter] = {
     Sequential: emit_children,
+    ConvBlock: emit_children,
     ConvBNReLU: emit_children,
     ConvBNReLUPool: emit_children,
     ConvReLU: emit_children,

@@ -39,15 +39,15 @@ Layers without a name are named per type and position, unique per level (``conv1
   31 -> 15 for 2x2)
 - ``linear``: units, bias (true), scale (none; a constant output factor), init, trainable
 - ``dropout``: p (0.5), the probability of KEEPING a unit
-- fused blocks (one fused pass after the conv, compiled with numba when installed):
-  ``conv_bn_act`` (conv - BN - act) and ``conv_pool_bn_act`` (conv - max pool - BN -
-  act, airbench's order) with conv2d's and batch norm's arguments and activation
-  ("relu" | "gelu"; "relu"), the latter also pool_size (2), pool_stride (pool_size) and
-  floor (false); ``conv_bn_relu`` / ``conv_bn_relu_pool`` (conv - BN - ReLU [- pool],
-  pool_size (2)). Their parameters are ``<block>.conv.W``, ``<block>.bn.beta``, ... as
-  if unfused
-- ``conv_relu`` / ``conv_relu_pool``: conv - ReLU [- 2x2 max pool] without batch norm
-  (conv2d's arguments but trainable, and pool_size (2))
+- ``conv_block``: the fused block (one fused pass after the conv, compiled with numba
+  when installed): conv2d's arguments (but trainable), batchnorm (true) with batch norm's
+  arguments, activation ("relu" | "gelu"; "relu"), pool (none | "after_conv" (conv - max
+  pool - BN - act, airbench's order) | "last"), pool_size (2), pool_stride (pool_size),
+  floor (false). Its parameters are ``<block>.conv.W``, ``<block>.bn.beta``, ... as if
+  unfused. The names of earlier releases stay as aliases with their own arguments:
+  ``conv_bn_act``, ``conv_pool_bn_act`` (with activation, pool_size, pool_stride, floor),
+  ``conv_bn_relu``, ``conv_bn_relu_pool`` (pool_size), ``conv_relu``, ``conv_relu_pool``
+  (pool_size; no batch norm)
 - ``sequential``: layers; ``residual``: body, shortcut ("identity")
 
 Initialisers (``init``): ``he_normal`` (``sqrt(2 / fan_in)``), ``lecun_normal``
@@ -86,8 +86,16 @@ fails for a registered layer missing any of them (CONTRIBUTING.md has the checkl
 """
 
 from .activations import GELU, ReLU
-from .containers import ConvBNAct, ConvBNReLU, ConvBNReLUPool, ConvPoolBNAct, Residual, Sequential
-from .conv_blocks import ConvReLU, ConvReLUPool
+from .containers import Residual, Sequential
+from .conv_blocks import (
+    ConvBlock,
+    ConvBNAct,
+    ConvBNReLU,
+    ConvBNReLUPool,
+    ConvPoolBNAct,
+    ConvReLU,
+    ConvReLUPool,
+)
 from .init import INITS, patch_whitening_weights
 from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear
 from .module import BufferSpec, Context, Module, ParamSpec, register_layer
@@ -117,6 +125,7 @@ __all__ = [
     "Flatten",
     "Sequential",
     "Residual",
+    "ConvBlock",
     "ConvBNReLU",
     "ConvBNReLUPool",
     "ConvBNAct",
