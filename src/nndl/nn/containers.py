@@ -1,11 +1,5 @@
-"""Containers: :class:`Sequential`, :class:`Residual`, and the fused conv blocks.
-
-The fused blocks (:class:`ConvBNAct`, :class:`ConvPoolBNAct`, :class:`ConvBNReLU`,
-:class:`ConvBNReLUPool`) hold the same children as their unfused form (``conv``,
-[``pool``,] ``bn``, ``relu`` or ``gelu`` [, ``pool``]), so their parameters are named
-``<block>.conv.W``, ``<block>.bn.gamma``, ... and a summary or an exporter sees conv +
-[pool +] batch norm + activation [+ pool]; only their forward/backward differ: one call
-to the fused sandwich of :mod:`nndl.conv_layer_utils`.
+"""Containers: :class:`Sequential` and :class:`Residual` (the fused conv block, a
+Sequential of its unfused layers, is :mod:`nndl.nn.conv_blocks`).
 
 A :class:`Sequential` skips the backward pass of its leading layers when none of them
 has a trainable parameter and nobody needs its input's gradient (a frozen patch-
