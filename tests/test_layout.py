@@ -1,7 +1,7 @@
 """The house rules, checked on the source: dependencies between packages run one way
 (file formats -> data -> functional -> kernels -> nn -> models -> optim -> train -> export
 -> command line; no import cycle, function-local and type-checking imports included), no
-module is imported by a string outside the one numba switch, the documented import paths
+module is imported by a string (one documented exception), the documented import paths
 keep every name, every module's ``__all__`` lists only its API, at most 20 loose modules
 sit at the top of the package, and no module grows past about 400 lines."""
 
