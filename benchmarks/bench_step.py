@@ -45,9 +45,10 @@ import nndl  # noqa: F401 - first: it sets OPENBLAS_THREAD_TIMEOUT before NumPy 
 import numpy as np
 
 from nndl import nn as nnm
-from nndl import optim, parallel
+from nndl import optim
 from nndl.cli.presets import airbench_spec
 from nndl.cnn import ConvNet
+from nndl.kernels import parallel
 from nndl.network import Network
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

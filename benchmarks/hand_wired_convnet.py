@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from nndl.checks import check_count, output_size
 from nndl.conv_layer_utils import (
     conv_bn_relu_backward,
     conv_bn_relu_forward,
@@ -24,15 +23,15 @@ from nndl.conv_layer_utils import (
     conv_relu_pool_forward,
 )
 from nndl.layers import affine_backward, affine_forward, softmax_loss
-from nndl.model_base import (
-    Model,
-    batchnorm_specs,
+from nndl.models.base import (
     check_dims,
     check_weight_scale,
     normal_spec,
     zeros_spec,
 )
+from nndl.models.classic import ClassicModel, batchnorm_specs
 from nndl.nn import ParamSpec
+from nndl.validation import check_count, output_size
 
 __all__ = ["HandWiredConvNet"]
 
@@ -66,7 +65,7 @@ def _check_filter_size(fn: str, filter_size: Any, H: int, W: int) -> int:
     return k
 
 
-def _conv_block_forward(model: Model, x, idx: int, use_bn: bool, pool: bool, conv_param):
+def _conv_block_forward(model: ClassicModel, x, idx: int, use_bn: bool, pool: bool, conv_param):
     """conv - [spatial batch norm] - relu - [2x2 max pool] with the layer-``idx`` params."""
     p = model.params
     w, b = p[f"W{idx}"], p[f"b{idx}"]
@@ -93,7 +92,7 @@ def _conv_block_backward(dout, cache, idx: int, use_bn: bool, pool: bool, grads:
     return dx
 
 
-class HandWiredConvNet(Model):
+class HandWiredConvNet(ClassicModel):
     """A configurable deeper net (the CLI's default model).
 
     ``{conv - [spatial BN] - relu - [2x2 max pool]} x len(num_filters)`` with a pool after

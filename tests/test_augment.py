@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from nndl import augment
 from nndl.augment import (
     AUGMENTATIONS,
     alternating_flip,
@@ -21,6 +20,7 @@ from nndl.augment import (
     tta_predict,
     tta_views,
 )
+from nndl.train import augment
 
 
 def _batch(n=6, c=3, h=5, w=7, seed=0, dtype=np.float32):

@@ -1,4 +1,4 @@
-"""Tests for nndl.batch_loader.BatchLoader: epochs, determinism, exact resume, thread hygiene."""
+"""Tests for nndl.train.loader.BatchLoader: epochs, determinism, exact resume, thread hygiene."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nndl.augment import flip_horizontal
-from nndl.batch_loader import BatchLoader
+from nndl.train.loader import BatchLoader
 
 SPEC = [
     {"name": "random_crop", "pad": 1},

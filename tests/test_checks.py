@@ -1,4 +1,4 @@
-"""Tests for nndl.checks and the input validation every layer does through it.
+"""Tests for nndl.validation and the input validation every layer does through it.
 
 Each bad input must raise ValueError or TypeError whose message names the function,
 what it expected and what it was given. Layers that exist in a naive and a fast form
@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from nndl import optim
-from nndl.checks import check_labels, conv_shapes, output_size, pool_shapes
 from nndl.conv_layers import (
     conv_backward_naive,
     conv_forward_naive,
@@ -39,6 +38,7 @@ from nndl.layers import (
     softmax_loss,
     svm_loss,
 )
+from nndl.validation import check_labels, conv_shapes, output_size, pool_shapes
 
 
 def _a(*shape, dtype=np.float64):

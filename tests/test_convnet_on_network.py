@@ -1,7 +1,7 @@
 """ConvNet re-expressed on Network computes exactly what the hand-wired ConvNet of nndl
 0.1.0 computed (kept as benchmarks/hand_wired_convnet.py): the same initial parameters
 from a seed, the same loss, gradients, running statistics and scores, under the renaming
-of nndl.legacy (W1, b1, gamma1, ... -> block1.conv.W, ...)."""
+of nndl.models.legacy (W1, b1, gamma1, ... -> block1.conv.W, ...)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from _cifar import REPO_ROOT
 
 from nndl.cnn import ConvNet
-from nndl.legacy import numbered_names
+from nndl.models.legacy import numbered_names
 from nndl.network import Network
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
@@ -29,7 +29,8 @@ CONFIGS = [
 
 def _pair(kwargs, dtype=np.float64, seed=3):
     kw = {"input_dim": (3, 16, 16), "dtype": dtype, "seed": seed, **kwargs}
-    return HandWiredConvNet(**kw), ConvNet(**kw), numbered_names(ConvNet.param_plan(**kw))
+    names = numbered_names(ConvNet.param_plan(**kw), ConvNet.buffer_plan(**kw))
+    return HandWiredConvNet(**kw), ConvNet(**kw), names
 
 
 def _arrays(model):

@@ -71,6 +71,20 @@ FUSED_SPEC = [
     {"type": "conv_bn_relu_pool", "filters": 8, "bias": False},
     {"type": "linear", "units": 10, "init": "lecun_normal"},
 ]
+# Layer and group norm (LayerNormalization at the default opset 17).
+NORM_SPEC = [
+    {"type": "conv2d", "filters": 8}, {"type": "groupnorm", "groups": 4}, "relu", "maxpool2d",
+    {"type": "conv2d", "filters": 8}, "layernorm", "gelu", "global_avgpool",
+    {"type": "linear", "units": 12}, "layernorm", {"type": "linear", "units": 10},
+]  # fmt: skip
+# The configurable fused block: no batch norm with an early pool, batch norm with a late one.
+BLOCK_SPEC = [
+    {"type": "conv_block", "filters": 4, "batchnorm": False, "activation": "gelu",
+     "pool": "after_conv"},
+    {"type": "conv_block", "filters": 6, "bias": False, "scale": False, "pool": "last",
+     "pool_size": 3, "pool_stride": 2, "floor": True},
+    {"type": "linear", "units": 10},
+]  # fmt: skip
 # airbench94's shape: a frozen 2x2 stem, fused conv-pool-BN-act blocks in floor mode.
 AIRBENCH_SPEC = [
     {"type": "conv2d", "filters": 6, "kernel_size": 2, "pad": "valid", "trainable": False},
@@ -114,6 +128,8 @@ MODELS = {
     "network_misc": lambda dt: Network(MISC_SPEC, dtype=dt, seed=0),
     "network_mlp": lambda dt: Network(MLP_SPEC, dtype=dt, seed=0),
     "network_airbench": lambda dt: Network(AIRBENCH_SPEC, dtype=dt, seed=0),
+    "network_norms": lambda dt: Network(NORM_SPEC, dtype=dt, seed=0),
+    "network_conv_block": lambda dt: Network(BLOCK_SPEC, dtype=dt, seed=0),
 }
 
 

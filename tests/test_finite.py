@@ -13,11 +13,11 @@ import pytest
 from _cifar import write_synthetic_cifar10
 from _cli import run_cli
 
-from nndl.checks import NonFiniteError, check_finite
 from nndl.cli import evaluate as evaluate_cli
 from nndl.fc_net import TwoLayerNet
 from nndl.models import load_model, save_model
 from nndl.solver import Solver
+from nndl.validation import NonFiniteError, check_finite
 
 SIZES = ["--num-training", "40", "--num-validation", "20", "--num-test", "20"]
 NET = ["--num-filters", "2", "--hidden-dims", "4", "--batch-size", "20", "--epochs", "1"]
@@ -209,7 +209,7 @@ def test_float_labels_are_refused_by_name():
 
 
 def test_check_finite_scans_in_blocks_and_finds_the_first_bad_index(monkeypatch):
-    import nndl.checks as checks
+    import nndl.validation as checks
 
     monkeypatch.setattr(checks, "_FINITE_BLOCK", 10)
     x = np.zeros((30, 2, 5), np.float32)

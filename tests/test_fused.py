@@ -7,7 +7,6 @@ import itertools
 import numpy as np
 import pytest
 
-from nndl import parallel
 from nndl.conv_layer_utils import (
     conv_block_backward,
     conv_block_forward,
@@ -24,6 +23,7 @@ from nndl.conv_layers import (
 )
 from nndl.fast_layers import conv_backward_fast, conv_forward_fast, is_internal
 from nndl.gradient_check import rel_error
+from nndl.kernels import parallel
 from nndl.layers import gelu_backward, gelu_forward, relu_backward, relu_forward
 
 CP = {"stride": 1, "pad": 1}
@@ -259,7 +259,7 @@ def test_backward_needs_the_kernels_the_forward_used(monkeypatch):
 
 @pytest.mark.parametrize("internal", [False, True])
 def test_fast_spatial_batchnorm_equals_naive(internal, path):
-    from nndl.fused import spatial_batchnorm_backward_fast, spatial_batchnorm_forward_fast
+    from nndl.kernels.fused import spatial_batchnorm_backward_fast, spatial_batchnorm_forward_fast
 
     rng = np.random.default_rng(40)
     x = rng.standard_normal((4, 3, 5, 6)) * 3 + 1
@@ -289,7 +289,7 @@ def test_fast_spatial_batchnorm_equals_naive(internal, path):
 
 @pytest.mark.parametrize("internal", [False, True])
 def test_fast_gelu_equals_the_layer_and_keeps_the_layout(internal, path):
-    from nndl.fused import gelu_backward_fast, gelu_forward_fast
+    from nndl.kernels.fused import gelu_backward_fast, gelu_forward_fast
 
     rng = np.random.default_rng(41)
     x = rng.standard_normal((3, 2, 4, 5)) * 3
@@ -315,8 +315,8 @@ def test_fast_gelu_equals_the_layer_and_keeps_the_layout(internal, path):
 def test_conv_then_pool_fused_equals_naive(H, W, pad, chunk_bytes, path, monkeypatch):
     # With the kernels: the pool runs inside the Winograd output transform; floor mode
     # leaves the last row/column out on odd sizes. Without: the two fast layers in turn.
-    from nndl import _winograd_compiled
     from nndl.fast_layers import conv_pool_backward_fast, conv_pool_forward_fast
+    from nndl.kernels import winograd_compiled as _winograd_compiled
 
     if chunk_bytes is not None:
         monkeypatch.setattr(_winograd_compiled, "CHUNK_BYTES", chunk_bytes)

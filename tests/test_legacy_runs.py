@@ -15,8 +15,8 @@ from _cifar import REPO_ROOT, write_synthetic_cifar10
 
 from nndl.cli import main
 from nndl.cnn import ConvNet, ThreeLayerConvNet
-from nndl.legacy import numbered_names
 from nndl.models import load_model
+from nndl.models.legacy import numbered_names
 from nndl.solver import Solver
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
@@ -51,7 +51,8 @@ def test_a_released_convnet_loads_renamed_and_computes_as_before(name):
     assert meta["version"] == 1 and "params/W1" in raw
     model, extra = load_model(RELEASE / "convnet" / name)
     assert type(model) is ConvNet and "block1.conv.W" in model.params
-    names = numbered_names(ConvNet.param_plan(**meta["config"]))
+    config = meta["config"]
+    names = numbered_names(ConvNet.param_plan(**config), ConvNet.buffer_plan(**config))
     stored = {
         k.split("/", 1)[1]: v for k, v in raw.items() if k.split("/")[0] in ("params", "state")
     }

@@ -23,7 +23,8 @@ from nndl.conv_layers import (
     global_max_pool_backward,
     global_max_pool_forward,
 )
-from nndl.fast_pooling import (
+from nndl.gradient_check import eval_numerical_gradient, rel_error
+from nndl.kernels.pool import (
     avg_pool_backward_fast,
     avg_pool_forward_fast,
     global_avg_pool_backward_fast,
@@ -31,7 +32,6 @@ from nndl.fast_pooling import (
     global_max_pool_backward_fast,
     global_max_pool_forward_fast,
 )
-from nndl.gradient_check import eval_numerical_gradient, rel_error
 from nndl.layers import add_backward, add_forward, gelu_backward, gelu_forward, softmax_loss
 
 AVG_IMPLS = [

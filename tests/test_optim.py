@@ -20,6 +20,7 @@ from nndl.optim import (
     sgd,
     sgd_momentum,
 )
+from nndl.optim import rules as optim_rules
 
 N, D = 4, 5
 
@@ -318,7 +319,7 @@ def test_blocked_rules_over_many_blocks_and_non_contiguous_arrays(name):
     """Arrays longer than one block, and strided views (one block), give the same steps."""
     rule = UPDATE_RULES[name]
     rng = np.random.default_rng(17)
-    n = 2 * optim._BLOCK + 7
+    n = 2 * optim_rules._BLOCK + 7
     w = rng.standard_normal(n)
     dws = [rng.standard_normal(n) for _ in range(2)]
     cfg = {"learning_rate": 1e-2, "weight_decay": 0.1}

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from nndl import parallel
+from nndl.kernels import parallel
 
 
 def test_blocks_cover_the_range_once_and_ignore_the_thread_count():

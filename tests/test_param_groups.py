@@ -8,7 +8,11 @@ import pytest
 from nndl.optim import PARAM_GROUP_KEYS, resolve_param_groups
 
 NAMES = ["W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2", "W3", "b3"]
-DEFAULT = {"lr_mult": 1.0, "weight_decay": None, "frozen": False}
+DEFAULT = {
+    "lr_mult": 1.0, "weight_decay": None, "frozen": False, "update_rule": None,
+    "optim_config": None,
+}  # fmt: skip
+RULE = {"update_rule": None, "optim_config": None}  # the Solver's rule and settings
 
 
 def test_no_groups_gives_defaults_for_every_name_in_order():
@@ -28,10 +32,10 @@ def test_airbench_style_groups():
     ]
     s = resolve_param_groups(NAMES, groups)
     assert s["W1"] == DEFAULT
-    assert s["b1"] == {"lr_mult": 1.0, "weight_decay": 0.0, "frozen": False}
+    assert s["b1"] == {**{"lr_mult": 1.0, "weight_decay": 0.0, "frozen": False}, **RULE}
     # 'b*' also matches beta1: the first group's decay and the second's multiplier combine.
-    assert s["beta2"] == {"lr_mult": 64.0, "weight_decay": 0.0, "frozen": False}
-    assert s["gamma1"] == {"lr_mult": 1.0, "weight_decay": 0.0, "frozen": True}
+    assert s["beta2"] == {**{"lr_mult": 64.0, "weight_decay": 0.0, "frozen": False}, **RULE}
+    assert s["gamma1"] == {**{"lr_mult": 1.0, "weight_decay": 0.0, "frozen": True}, **RULE}
 
 
 def test_last_matching_group_wins_per_key():
@@ -42,9 +46,9 @@ def test_last_matching_group_wins_per_key():
         {"params": "W3", "frozen": False},
     ]
     s = resolve_param_groups(NAMES, groups)
-    assert s["b1"] == {"lr_mult": 2.0, "weight_decay": 0.1, "frozen": False}
-    assert s["W1"] == {"lr_mult": 0.5, "weight_decay": 0.1, "frozen": False}
-    assert s["W3"] == {"lr_mult": 3.0, "weight_decay": 0.1, "frozen": False}
+    assert s["b1"] == {**{"lr_mult": 2.0, "weight_decay": 0.1, "frozen": False}, **RULE}
+    assert s["W1"] == {**{"lr_mult": 0.5, "weight_decay": 0.1, "frozen": False}, **RULE}
+    assert s["W3"] == {**{"lr_mult": 3.0, "weight_decay": 0.1, "frozen": False}, **RULE}
     # Reversing the order reverses the winner.
     s = resolve_param_groups(NAMES, groups[1::-1])
     assert s["W1"]["lr_mult"] == 2.0

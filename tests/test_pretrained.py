@@ -18,8 +18,8 @@ from _cli import run_cli
 
 from nndl.cli.report import softmax
 from nndl.data import CLASS_NAMES, apply_preprocess, load_CIFAR_batch
-from nndl.model_base import Model
 from nndl.models import PRETRAINED, pretrained
+from nndl.models.base import Model
 
 PIL_Image = pytest.importorskip("PIL.Image")
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -33,7 +33,7 @@ def shipped():
 
 def test_every_shipped_file_is_small_and_in_the_package():
     for name, file in PRETRAINED.items():
-        ref = resources.files("nndl") / "weights" / file
+        ref = resources.files("nndl.models") / "weights" / file
         assert ref.is_file(), name
         assert len(ref.read_bytes()) < 2**20, f"{name}: the package carries it; keep it < 1 MB"
 

@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 
-from nndl import schedules
 from nndl.schedules import (
     SCHEDULES,
     Schedule,
@@ -17,6 +16,7 @@ from nndl.schedules import (
     lr_multiplier,
     make_schedule,
 )
+from nndl.train import schedules
 
 
 def test_registry_holds_every_schedule_and_star_import_is_clean():

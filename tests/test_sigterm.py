@@ -3,7 +3,7 @@
 ``nndl train`` finishes the step SIGTERM came in, saves, and exits 143 with the line that
 resumes it, and the resumed run equals an uninterrupted one bit for bit; outside a step it
 stops at once, leaving no half-written file and no held lock. The Solver API holds
-SIGTERM to the step boundary and raises :class:`nndl.interrupts.Terminated`.
+SIGTERM to the step boundary and raises :class:`nndl.train.interrupts.Terminated`.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from test_misuse import (  # the run folders and helpers of the Ctrl-C tests
     train_args,
 )
 
-from nndl.interrupts import StepBoundaryInterrupts, Terminated, raise_terminated
-from nndl.models import ConvNet
+from nndl.cnn import ConvNet
 from nndl.optim import adam
 from nndl.solver import Solver
+from nndl.train.interrupts import StepBoundaryInterrupts, Terminated, raise_terminated
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,7 @@ def test_sigterm_in_a_script_with_the_default_disposition(tmp_path):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from _signals import signal_between_updates
         from test_sigterm import _solver
-        from nndl.interrupts import Terminated
+        from nndl.train.interrupts import Terminated
         solver = _solver(signal_between_updates(signal.SIGTERM, 4))
         try:
             solver.train()

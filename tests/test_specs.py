@@ -1,4 +1,4 @@
-"""Tests for nndl.specs.parse_spec, the one validator of registry specs."""
+"""Tests for nndl.train.specs.parse_spec, the one validator of registry specs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import inspect
 
 import pytest
 
-from nndl import specs
-from nndl.specs import is_positive, parse_spec, spec_options
+from nndl.train import specs
+from nndl.train.specs import is_positive, parse_spec, spec_options
 
 
 def _needs_size(x, *, size, scale=1.0, tags=("a",)):
@@ -45,5 +45,5 @@ def test_errors_name_the_caller_key_and_valid_choices():
 
 def test_star_import_is_clean():
     ns: dict = {}
-    exec("from nndl.specs import *", ns)
+    exec("from nndl.train.specs import *", ns)
     assert set(ns) - {"__builtins__"} == set(specs.__all__)

@@ -10,11 +10,11 @@ import copy
 import numpy as np
 
 from nndl.augment import tta_predict
-from nndl.batch_loader import BatchLoader
 from nndl.cnn import ConvNet
 from nndl.ema import EMA
 from nndl.optim import UPDATE_RULES, resolve_param_groups
 from nndl.schedules import make_schedule
+from nndl.train.loader import BatchLoader
 
 AUGMENT = [{"name": "random_crop", "pad": 1}, "alternating_flip", {"name": "cutout", "size": 2}]
 GROUPS = [

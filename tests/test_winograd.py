@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from nndl.conv_layers import conv_backward_naive, conv_forward_naive
 from nndl.fast_layers import conv_backward_fast, conv_forward_fast
-from nndl.winograd import TRANSFORMS, winograd_backward, winograd_forward
+from nndl.kernels.winograd import winograd_backward, winograd_forward
+from nndl.kernels.winograd_transforms import TRANSFORMS
 
 
 @pytest.mark.parametrize("m", sorted(TRANSFORMS))
@@ -130,7 +131,7 @@ def test_compiled_kernels_equal_the_numpy_path(shape, pad, m, dtype, monkeypatch
 
 
 def test_numba_switch_falls_back_to_numpy(monkeypatch):
-    from nndl import winograd
+    from nndl.kernels import winograd
 
     monkeypatch.setenv("NNDL_NUMBA", "0")
     assert winograd.compiled_kernels(np.ones(3)) is None
@@ -143,7 +144,7 @@ def test_compiled_f4_in_chunks_of_one_tile_equals_the_numpy_path(recompute, dtyp
     # One tile per chunk: every tile crosses a chunk boundary, so the overlapping input
     # gradients of neighbouring tiles are added across chunks.
     pytest.importorskip("numba")
-    from nndl import _winograd_compiled
+    from nndl.kernels import winograd_compiled as _winograd_compiled
 
     monkeypatch.setattr(_winograd_compiled, "CHUNK_BYTES", 1)
     rng = np.random.default_rng(5)

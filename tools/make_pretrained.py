@@ -4,7 +4,7 @@
     nndl evaluate runs/pretrained --num-test 10000
     python tools/make_pretrained.py runs/pretrained
 
-writes ``src/nndl/weights/default.npz``: the run's best model (its parameters and
+writes ``src/nndl/models/weights/default.npz``: the run's best model (its parameters and
 running statistics, float32) with, in the file's extra, the run's preprocessing, the
 accuracy that ``nndl evaluate`` wrote to evaluation.json (it must be on all 10,000
 test images) and the commands above. ``nndl.models.pretrained()`` and
@@ -25,7 +25,7 @@ from nndl.io.checkpoint import save_tree
 from nndl.models import PRETRAINED, model_entry
 
 MAX_BYTES = 2**20
-OUT_DIR = Path(__file__).resolve().parent.parent / "src" / "nndl" / "weights"
+OUT_DIR = Path(__file__).resolve().parent.parent / "src" / "nndl" / "models" / "weights"
 
 
 def main(argv: list[str] | None = None) -> int:

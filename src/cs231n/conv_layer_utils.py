@@ -1,3 +1,3 @@
 """Re-export of :mod:`nndl.conv_layer_utils` under its classic CS231n name."""
 
-from nndl.conv_layer_utils import *  # noqa: F403
+from nndl.kernels.conv_blocks import *  # noqa: F403

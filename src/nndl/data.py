@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from nndl.checks import check_count
 from nndl.io.download import (
     CIFAR10_FILES,
     CIFAR10_FOLDER,
@@ -33,6 +32,7 @@ from nndl.io.download import (
     where_to_put_message,
 )
 from nndl.io.safe_pickle import load_pickle_file
+from nndl.validation import check_count
 
 __all__ = [
     "CLASS_NAMES",

@@ -10,7 +10,7 @@ from random import Random
 
 import numpy as np
 
-from .checks import check_float
+from .validation import check_float
 
 
 def rel_error(x, y) -> float:

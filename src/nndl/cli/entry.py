@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..interrupts import Terminated, raising_on_sigterm
+from ..train.interrupts import Terminated, raising_on_sigterm
 from . import evaluate, explain, export, predict, summary, train
 from .errors import USER_ERRORS
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..augment import TTA_MODES, tta_predict
-from ..checks import check_finite, check_labels
 from ..data import apply_preprocess
+from ..train.augment import TTA_MODES, tta_predict
+from ..validation import check_finite, check_labels
 from .errors import CLIError, cli_path
 from .flags import NEW_DEFAULTS, check_settings
 from .inputs import load_cifar

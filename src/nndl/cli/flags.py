@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..augment import PAD_MODES, TTA_MODES
 from ..models import MODELS
 from ..optim import UPDATE_RULES
+from ..train.augment import PAD_MODES, TTA_MODES
 from .errors import CLIError
 from .inputs import read_arch
 from .presets import DEFAULT_PRESET, PRESETS

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..io.jsonfile import JSONLimitError, loads_bounded
 from ..optim import RULE_DEFAULTS
-from ..schedules import make_schedule
+from ..train.schedules import make_schedule
 from .errors import CLIError
 
 __all__ = [
@@ -126,7 +126,7 @@ def param_groups(settings: Mapping[str, Any], specs: Mapping[str, Any]) -> list 
     no_decay = [k for k, s in specs.items() if not s.decay]
     if wd and not settings.get("bias_decay") and no_decay:
         groups.append({"name": "no decay", "params": no_decay, "weight_decay": 0.0})
-    shifts = [k for k, s in specs.items() if s.role == "bn_shift"]
+    shifts = [k for k, s in specs.items() if s.role == "norm_shift"]
     mult = settings.get("bn_bias_lr")
     if mult is not None and shifts:
         group = {"name": "bn biases", "params": shifts, "lr_mult": float(mult)}

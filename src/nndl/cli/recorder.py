@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..callbacks import Callback
 from ..models import save_model
+from ..train.callbacks import Callback
 from .run_folder import RunFolder
 
 __all__ = ["RunRecorder"]

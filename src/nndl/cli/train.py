@@ -17,9 +17,9 @@ import numpy as np
 
 from .. import __version__
 from ..datasets import DATASETS, is_named
-from ..interrupts import Terminated
 from ..models import MODELS, build_model
-from ..solver import Solver
+from ..train.interrupts import Terminated
+from ..train.solver import Solver
 from .errors import CLIError, cli_path
 from .evaluate import evaluate_model
 from .flags import (

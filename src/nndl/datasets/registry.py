@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_count
+from ..validation import check_count
 from .cifar import load_cifar10, load_cifar100
 from .folder import load_folder
 from .idx import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_idx_dataset

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_count
+from ..validation import check_count
 
 __all__ = ["DEFAULT_VALIDATION", "check_label_range", "fit_count", "make_splits"]
 

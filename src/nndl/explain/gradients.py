@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..export import MODEL_TREES, LayerTree, layer_tree
-from ..fast_layers import conv_backward_fast, conv_forward_fast
+from ..kernels.conv import conv_backward_fast, conv_forward_fast
 from ..nn import (
     BatchNorm1d,
     BatchNorm2d,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_count, check_real
+from ..validation import check_count, check_real
 from .gradients import (
     activations,
     input_gradient,

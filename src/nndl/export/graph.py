@@ -28,6 +28,7 @@ from ..nn import (
     BatchNorm1d,
     BatchNorm2d,
     Conv2d,
+    ConvBlock,
     ConvBNAct,
     ConvBNReLU,
     ConvBNReLUPool,
@@ -38,6 +39,8 @@ from ..nn import (
     Flatten,
     GlobalAvgPool,
     GlobalMaxPool,
+    GroupNorm,
+    LayerNorm,
     Linear,
     MaxPool2d,
     Module,
@@ -47,9 +50,18 @@ from ..nn import (
 )
 from .trees import LayerTree
 
-__all__ = ["OnnxGraph", "EMITTERS", "Emitter", "GELU_OPSET", "INPUT_NAME", "OUTPUT_NAME"]
+__all__ = [
+    "OnnxGraph",
+    "EMITTERS",
+    "Emitter",
+    "GELU_OPSET",
+    "LAYER_NORM_OPSET",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+]
 
 GELU_OPSET = 20  # the first opset with a Gelu operator
+LAYER_NORM_OPSET = 17  # the first opset with LayerNormalization
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 _FN = "to_onnx"
@@ -146,6 +158,30 @@ def emit_batchnorm(g: OnnxGraph, m: BatchNorm2d | BatchNorm1d, x: str) -> str:
     return g.node("BatchNormalization", [x, gamma, beta, *stats], m.path, epsilon=m.eps)
 
 
+def emit_group_norm(g: OnnxGraph, m: LayerNorm | GroupNorm, x: str) -> str:
+    """Layer and group norm: x as (N, G, L) (layer norm: G = 1), each row normalised
+    (LayerNormalization over axis 2 from opset 17; below it InstanceNormalization, whose
+    per-channel statistics are exactly these), back to x's shape, then scaled and
+    shifted per channel."""
+    p, G = m.path, m.groups
+    shape = g.node("Shape", [x], p)
+    name = g.fresh(f"{p}/grouped_shape")
+    g.initializers[name] = g.onnx.numpy_helper.from_array(np.array([0, G, -1], np.int64), name)
+    grouped = g.node("Reshape", [x, name], p)
+    if g.opset >= LAYER_NORM_OPSET:
+        L = math.prod(m.in_shape) // G
+        ones, zeros = g.constant(f"{p}/ones", np.ones(L)), g.constant(f"{p}/zeros", np.zeros(L))
+        normed = g.node("LayerNormalization", [grouped, ones, zeros], p, axis=2, epsilon=m.eps)
+    else:
+        ones, zeros = g.constant(f"{p}/ones", np.ones(G)), g.constant(f"{p}/zeros", np.zeros(G))
+        normed = g.node("InstanceNormalization", [grouped, ones, zeros], p, epsilon=m.eps)
+    y = g.node("Reshape", [normed, shape], p)
+    per_channel = (m.in_shape[0],) + (1,) * (len(m.in_shape) - 1)
+    gamma = g.constant(m.key("gamma"), g.tree.params[m.key("gamma")].reshape(per_channel))
+    beta = g.constant(m.key("beta"), g.tree.params[m.key("beta")].reshape(per_channel))
+    return g.node("Add", [g.node("Mul", [y, gamma], p), beta], p)
+
+
 def emit_relu(g: OnnxGraph, m: ReLU, x: str) -> str:
     return g.node("Relu", [x], m.path)
 
@@ -231,6 +267,7 @@ Emitter = Callable[[OnnxGraph, Any, str], str]
 
 EMITTERS: dict[type, Emitter] = {
     Sequential: emit_children,
+    ConvBlock: emit_children,
     ConvBNReLU: emit_children,
     ConvBNReLUPool: emit_children,
     ConvReLU: emit_children,
@@ -241,6 +278,8 @@ EMITTERS: dict[type, Emitter] = {
     Conv2d: emit_conv,
     BatchNorm2d: emit_batchnorm,
     BatchNorm1d: emit_batchnorm,
+    LayerNorm: emit_group_norm,
+    GroupNorm: emit_group_norm,
     ReLU: emit_relu,
     GELU: emit_gelu,
     MaxPool2d: emit_max_pool,

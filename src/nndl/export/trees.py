@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..cnn import ConvNet, ThreeLayerConvNet
-from ..fc_net import FullyConnectedNet, TwoLayerNet
-from ..network import Network
+from ..models.cnn import ConvNet, ThreeLayerConvNet
+from ..models.fc_net import FullyConnectedNet, TwoLayerNet
+from ..models.network import Network
 from ..nn import (
     BatchNorm1d,
     BatchNorm2d,

@@ -21,7 +21,7 @@ the stored ones, so a crafted config cannot make it allocate more than the file 
 
 Version history: 1 (nndl 0.1.0): models and checkpoints in a flat layout
 (``params/``, ``state/``, ``optim/``, ... beside a ``meta`` with ``name``, ``config``,
-``model_rng``, ``solver``); read back through :mod:`nndl.legacy`. 2: any tree.
+``model_rng``, ``solver``); read back through :mod:`nndl.models.legacy`. 2: any tree.
 """
 
 from __future__ import annotations
@@ -314,7 +314,7 @@ def read_tree(
 
     ``check(outline)``, if given, sees the tree with a :class:`StoredArray` in place of
     each array before any array is read, and raises to refuse the file. The result holds
-    ``version`` (1 for files of nndl 0.1.0, see :mod:`nndl.legacy`). Errors name ``fn``
+    ``version`` (1 for files of nndl 0.1.0, see :mod:`nndl.models.legacy`). Errors name ``fn``
     and the file: :class:`CorruptFileError` for damage, ``ValueError`` otherwise.
     """
     with NpzReader(fn, path, max_bytes) as f:

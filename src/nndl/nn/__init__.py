@@ -2,7 +2,7 @@
 
 Every layer object calls the functional ``*_forward``/``*_backward`` pairs of
 :mod:`nndl.layers`, :mod:`nndl.conv_layers`, :mod:`nndl.fast_layers`,
-:mod:`nndl.fast_pooling` and :mod:`nndl.conv_layer_utils`; none holds arrays. Parameters
+:mod:`nndl.kernels.pool` and :mod:`nndl.conv_layer_utils`; none holds arrays. Parameters
 live in ONE dict the model owns, keyed by layer path (``block1.conv.W``,
 ``block1.bn.gamma``), batch-norm running statistics likewise in a ``buffers`` dict
 (``block1.bn.running_mean``), gradients in ``ctx.grads`` under the same keys. Layers
@@ -30,21 +30,24 @@ Layers without a name are named per type and position, unique per level (``conv1
 - ``batchnorm2d`` / ``batchnorm1d``: momentum (0.9), eps (1e-5), scale (true; false
   fixes gamma at 1). nndl's momentum is the weight of the OLD running value:
   PyTorch's momentum m is ``1 - m`` here
+- ``layernorm``: eps (1e-5); each example normalised over all its values, a scale and
+  shift per feature (channel); ``groupnorm``: groups (32), eps (1e-5); the channels in
+  groups, each normalised per example (no running statistics for either)
 - ``relu``, ``gelu`` (tanh form), ``flatten``, ``global_avgpool``, ``global_maxpool``
 - ``maxpool2d`` / ``avgpool2d``: pool_size (2), stride (pool_size), floor (false; true
   leaves out the rows and columns past the last whole window, PyTorch's default:
   31 -> 15 for 2x2)
 - ``linear``: units, bias (true), scale (none; a constant output factor), init, trainable
 - ``dropout``: p (0.5), the probability of KEEPING a unit
-- fused blocks (one fused pass after the conv, compiled with numba when installed):
-  ``conv_bn_act`` (conv - BN - act) and ``conv_pool_bn_act`` (conv - max pool - BN -
-  act, airbench's order) with conv2d's and batch norm's arguments and activation
-  ("relu" | "gelu"; "relu"), the latter also pool_size (2), pool_stride (pool_size) and
-  floor (false); ``conv_bn_relu`` / ``conv_bn_relu_pool`` (conv - BN - ReLU [- pool],
-  pool_size (2)). Their parameters are ``<block>.conv.W``, ``<block>.bn.beta``, ... as
-  if unfused
-- ``conv_relu`` / ``conv_relu_pool``: conv - ReLU [- 2x2 max pool] without batch norm
-  (conv2d's arguments but trainable, and pool_size (2))
+- ``conv_block``: the fused block (one fused pass after the conv, compiled with numba
+  when installed): conv2d's arguments (but trainable), batchnorm (true) with batch norm's
+  arguments, activation ("relu" | "gelu"; "relu"), pool (none | "after_conv" (conv - max
+  pool - BN - act, airbench's order) | "last"), pool_size (2), pool_stride (pool_size),
+  floor (false). Its parameters are ``<block>.conv.W``, ``<block>.bn.beta``, ... as if
+  unfused. The names of earlier releases stay as aliases with their own arguments:
+  ``conv_bn_act``, ``conv_pool_bn_act`` (with activation, pool_size, pool_stride, floor),
+  ``conv_bn_relu``, ``conv_bn_relu_pool`` (pool_size), ``conv_relu``, ``conv_relu_pool``
+  (pool_size; no batch norm)
 - ``sequential``: layers; ``residual``: body, shortcut ("identity")
 
 Initialisers (``init``): ``he_normal`` (``sqrt(2 / fan_in)``), ``lecun_normal``
@@ -76,17 +79,27 @@ with parameters ``block1.conv.W``, ``block1.conv.b``, ``block1.bn.gamma``,
 
 :class:`nndl.network.Network` builds a trainable model from such a spec.
 
-Adding a layer type: register its class in :data:`LAYERS` and give it an ONNX emitter,
-one small function in :data:`nndl.export.EMITTERS` (a test checks that every layer type
-has one; see :mod:`nndl.export.onnx`).
+Adding a layer type: decorate its class with :func:`register_layer` (which puts it in
+:data:`LAYERS` under its ``type_name``), declare its ``flops``, and give it an ONNX
+emitter, one small function in :data:`nndl.export.EMITTERS`; tests/test_layer_registry.py
+fails for a registered layer missing any of them (CONTRIBUTING.md has the checklist).
 """
 
 from .activations import GELU, ReLU
-from .containers import ConvBNAct, ConvBNReLU, ConvBNReLUPool, ConvPoolBNAct, Residual, Sequential
-from .conv_blocks import ConvReLU, ConvReLUPool
+from .containers import Residual, Sequential
+from .conv_blocks import (
+    ConvBlock,
+    ConvBNAct,
+    ConvBNReLU,
+    ConvBNReLUPool,
+    ConvPoolBNAct,
+    ConvReLU,
+    ConvReLUPool,
+)
 from .init import INITS, patch_whitening_weights
 from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear
-from .module import BufferSpec, Context, Module, ParamSpec
+from .module import BufferSpec, Context, Module, ParamSpec, register_layer
+from .norm import GroupNorm, LayerNorm
 from .pooling import AvgPool2d, Flatten, GlobalAvgPool, GlobalMaxPool, MaxPool2d
 from .spec import LAYERS, as_spec, build
 from .summary import format_summary, summarize
@@ -100,6 +113,8 @@ __all__ = [
     "Linear",
     "BatchNorm2d",
     "BatchNorm1d",
+    "LayerNorm",
+    "GroupNorm",
     "Dropout",
     "ReLU",
     "GELU",
@@ -110,6 +125,7 @@ __all__ = [
     "Flatten",
     "Sequential",
     "Residual",
+    "ConvBlock",
     "ConvBNReLU",
     "ConvBNReLUPool",
     "ConvBNAct",
@@ -117,6 +133,7 @@ __all__ = [
     "ConvReLU",
     "ConvReLUPool",
     "LAYERS",
+    "register_layer",
     "build",
     "as_spec",
     "INITS",

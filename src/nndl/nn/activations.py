@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from ..fused import gelu_backward_fast, gelu_forward_fast
-from ..layers import relu_backward, relu_forward
-from .module import Context, Module, Shape
+from ..functional.activation import relu_backward, relu_forward
+from ..kernels.fused import gelu_backward_fast, gelu_forward_fast
+from .module import Context, Module, Shape, register_layer
 
 
 class _Elementwise(Module):
@@ -25,6 +25,7 @@ class _Elementwise(Module):
         return self._backward(dout, cache) if ctx.need_input_grad else None
 
 
+@register_layer
 class ReLU(_Elementwise):
     """``max(x, 0)``; 1 FLOP (a comparison) per element."""
 
@@ -34,11 +35,12 @@ class ReLU(_Elementwise):
     _backward = staticmethod(relu_backward)
 
 
+@register_layer
 class GELU(_Elementwise):
     """GELU in its tanh approximation (PyTorch ``GELU(approximate='tanh')``, ONNX
     ``Gelu(approximate="tanh")``); counted as 9 FLOPs per element (the operations of the
     formula as :func:`nndl.layers.gelu_forward` computes it, tanh as one). Runs
-    :func:`nndl.fused.gelu_forward_fast` (one compiled pass with numba installed)."""
+    :func:`nndl.kernels.fused.gelu_forward_fast` (one compiled pass with numba installed)."""
 
     type_name = "gelu"
     prefix = "gelu"
@@ -47,7 +49,8 @@ class GELU(_Elementwise):
     _backward = staticmethod(gelu_backward_fast)
 
 
-ACTIVATION_LAYERS: dict[str, type[Module]] = {"relu": ReLU, "gelu": GELU}
-"""The activations fused blocks take (``activation``), by name."""
+ACTIVATION_LAYERS: dict[str, type[Module]] = {cls.type_name: cls for cls in (ReLU, GELU)}
+"""The layer of each activation in :data:`nndl.functional.activation.ACTIVATIONS` (the
+fused blocks' ``activation``), by name."""
 
 __all__ = ["ReLU", "GELU", "ACTIVATION_LAYERS"]

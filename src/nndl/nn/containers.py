@@ -1,11 +1,5 @@
-"""Containers: :class:`Sequential`, :class:`Residual`, and the fused conv blocks.
-
-The fused blocks (:class:`ConvBNAct`, :class:`ConvPoolBNAct`, :class:`ConvBNReLU`,
-:class:`ConvBNReLUPool`) hold the same children as their unfused form (``conv``,
-[``pool``,] ``bn``, ``relu`` or ``gelu`` [, ``pool``]), so their parameters are named
-``<block>.conv.W``, ``<block>.bn.gamma``, ... and a summary or an exporter sees conv +
-[pool +] batch norm + activation [+ pool]; only their forward/backward differ: one call
-to the fused sandwich of :mod:`nndl.conv_layer_utils`.
+"""Containers: :class:`Sequential` and :class:`Residual` (the fused conv block, a
+Sequential of its unfused layers, is :mod:`nndl.nn.conv_blocks`).
 
 A :class:`Sequential` skips the backward pass of its leading layers when none of them
 has a trainable parameter and nobody needs its input's gradient (a frozen patch-
@@ -18,15 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..checks import output_size
-from ..conv_layer_utils import conv_block_backward, conv_block_forward
-from ..layers import add_backward, add_forward
-from .activations import ACTIVATION_LAYERS
+from ..functional.linear import add_backward, add_forward
+from ..validation import output_size
 from .layers import BatchNorm2d, Conv2d
-from .module import Context, Module, Shape, assign_names, join
-from .pooling import MaxPool2d
+from .module import Context, Module, Shape, assign_names, join, register_layer
 
 
+@register_layer
 class Sequential(Module):
     """Layers applied in order. Unnamed layers get ``<prefix><k>`` names (conv1, bn1,
     conv2, ...), unique within this container; their paths are ``<path>.<name>``."""
@@ -67,6 +59,9 @@ class Sequential(Module):
         for layer in self.layers:
             in_shape = layer.out_shape(in_shape)
         return in_shape
+
+    def flops(self, in_shape: Shape) -> int:
+        return 0  # its own: none; its layers count theirs
 
     def _trainable(self) -> list[bool]:
         """Per layer: whether it has a trainable parameter (fixed once bound)."""
@@ -116,6 +111,7 @@ class Sequential(Module):
 SHORTCUTS = ("identity", "projection")
 
 
+@register_layer
 class Residual(Module):
     """``body(x) + shortcut(x)``; the gradients of both branches are summed.
 
@@ -234,188 +230,7 @@ def _as_sequential(layers: Module | list[Module], name: str) -> Sequential:
     return Sequential(layers, name=name)
 
 
-class _ConvBlock(Sequential):
-    """A fused conv block: children as if unfused, one call of
-    :func:`nndl.conv_layer_utils.conv_block_forward` per pass."""
-
-    prefix = "block"
-    _pool_first = False
-
-    def _build(self, conv: Conv2d, bn: BatchNorm2d, activation: str, pool, name) -> None:
-        if activation not in ACTIVATION_LAYERS:
-            raise ValueError(
-                f"activation: expected one of {sorted(ACTIVATION_LAYERS)}, got {activation!r}"
-            )
-        self.conv, self.bn, self.pool, self.activation = conv, bn, pool, activation
-        act = ACTIVATION_LAYERS[activation](name=activation)
-        if pool is None:
-            children = [conv, bn, act]
-        elif self._pool_first:
-            children = [conv, pool, bn, act]
-        else:
-            children = [conv, bn, act, pool]
-        Sequential.__init__(self, children, name)
-
-    def _conv_bn_config(self) -> dict[str, Any]:
-        conv = self.conv.config()
-        conv.pop("trainable")
-        return {**conv, **self.bn.config()}
-
-    def forward(self, x, ctx: Context):
-        conv, bn = self.conv, self.bn
-        W, b = conv.weights(ctx, x)
-        gamma, beta = bn.affine(ctx, x)
-        bn_param = bn.bn_param(ctx)
-        pool_param = None if self.pool is None else self.pool.pool_param
-        out, cache = conv_block_forward(x, W, b, conv.conv_param, gamma, beta, bn_param,
-                                        pool_param, self.activation, self._pool_first)  # fmt: skip
-        bn.update_buffers(ctx, bn_param)
-        return out, cache
-
-    def backward(self, dout, cache, ctx: Context):
-        dx, dw, db, dgamma, dbeta = conv_block_backward(dout, cache, ctx.need_input_grad)
-        self.conv.store_grads(ctx, dw, db)
-        self.bn.store_grads(ctx, dgamma, dbeta)
-        return dx
-
-
-class ConvBNAct(_ConvBlock):
-    """Fused conv - spatial batch norm - activation: (C, H, W) -> (filters, H', W').
-
-    Arguments as :class:`Conv2d` (``filters`` ... ``init``) and :class:`BatchNorm2d`
-    (``momentum``, ``eps``, ``scale``), and ``activation`` (``'relu'`` or ``'gelu'``).
-    Children ``conv``, ``bn`` and ``relu``/``gelu``, so the parameters are
-    ``<block>.conv.W``, ``<block>.bn.beta``, ... as if unfused.
-    """
-
-    type_name = "conv_bn_act"
-
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        pad: int | str = "same",
-        bias: bool = True,
-        init: str | float = "he_normal",
-        momentum: float = 0.9,
-        eps: float = 1e-5,
-        scale: bool = True,
-        activation: str = "relu",
-        name: str | None = None,
-    ) -> None:
-        conv = Conv2d(filters, kernel_size, stride, pad, bias, init, name="conv")
-        self._build(conv, BatchNorm2d(momentum, eps, scale, name="bn"), activation, None, name)
-
-    def config(self) -> dict[str, Any]:
-        return {**self._conv_bn_config(), "activation": self.activation}
-
-
-class ConvPoolBNAct(_ConvBlock):
-    """Fused conv - max pool - spatial batch norm - activation (airbench's order):
-    (C, H, W) -> (filters, H'', W'').
-
-    Arguments as :class:`ConvBNAct` plus the pool's ``pool_size`` (2), ``pool_stride``
-    (``pool_size``) and ``floor`` (false; true leaves out the rows and columns past the
-    last whole window, as PyTorch does: 31 -> 15). Children ``conv``, ``pool``, ``bn``,
-    ``relu``/``gelu``. Batch norm and the activation run on the pooled map (a quarter of
-    the conv's output for 2x2 windows).
-    """
-
-    type_name = "conv_pool_bn_act"
-    _pool_first = True
-
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        pad: int | str = "same",
-        bias: bool = True,
-        init: str | float = "he_normal",
-        momentum: float = 0.9,
-        eps: float = 1e-5,
-        scale: bool = True,
-        activation: str = "relu",
-        pool_size: int = 2,
-        pool_stride: int | None = None,
-        floor: bool = False,
-        name: str | None = None,
-    ) -> None:
-        conv = Conv2d(filters, kernel_size, stride, pad, bias, init, name="conv")
-        pool = MaxPool2d(pool_size, pool_stride, floor, name="pool")
-        self._build(conv, BatchNorm2d(momentum, eps, scale, name="bn"), activation, pool, name)
-
-    def config(self) -> dict[str, Any]:
-        return {**self._conv_bn_config(), "activation": self.activation,
-                "pool_size": self.pool.pool_size, "pool_stride": self.pool.stride,
-                "floor": self.pool.floor}  # fmt: skip
-
-
-class ConvBNReLU(_ConvBlock):
-    """Fused conv - spatial batch norm - ReLU: :class:`ConvBNAct` with ReLU (children
-    ``conv``, ``bn``, ``relu``); runs :func:`nndl.conv_layer_utils.conv_bn_relu_forward`'s
-    computation.
-    """
-
-    type_name = "conv_bn_relu"
-
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        pad: int | str = "same",
-        bias: bool = True,
-        init: str | float = "he_normal",
-        momentum: float = 0.9,
-        eps: float = 1e-5,
-        scale: bool = True,
-        name: str | None = None,
-    ) -> None:
-        conv = Conv2d(filters, kernel_size, stride, pad, bias, init, name="conv")
-        self._build(conv, BatchNorm2d(momentum, eps, scale, name="bn"), "relu", None, name)
-
-    def config(self) -> dict[str, Any]:
-        return self._conv_bn_config()
-
-
-class ConvBNReLUPool(_ConvBlock):
-    """Fused conv - spatial batch norm - ReLU - max pool (``pool_size`` windows, stride
-    ``pool_size``): arguments as :class:`ConvBNReLU` plus ``pool_size`` (default 2).
-    Children ``conv``, ``bn``, ``relu``, ``pool``; runs
-    :func:`nndl.conv_layer_utils.conv_bn_relu_pool_forward`'s computation.
-    """
-
-    type_name = "conv_bn_relu_pool"
-
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        pad: int | str = "same",
-        bias: bool = True,
-        init: str | float = "he_normal",
-        momentum: float = 0.9,
-        eps: float = 1e-5,
-        scale: bool = True,
-        pool_size: int = 2,
-        name: str | None = None,
-    ) -> None:
-        conv = Conv2d(filters, kernel_size, stride, pad, bias, init, name="conv")
-        pool = MaxPool2d(pool_size, name="pool")
-        self._build(conv, BatchNorm2d(momentum, eps, scale, name="bn"), "relu", pool, name)
-
-    def config(self) -> dict[str, Any]:
-        return {**self._conv_bn_config(), "pool_size": self.pool.pool_size}
-
-
 __all__ = [
     "Sequential",
     "Residual",
-    "ConvBNAct",
-    "ConvPoolBNAct",
-    "ConvBNReLU",
-    "ConvBNReLUPool",
 ]

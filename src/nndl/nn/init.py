@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_count, check_float, check_ndim
+from ..validation import check_count, check_float, check_ndim
 from .module import ParamSpec
 
 # name -> (kind, value from (fan_in, fan_out)); kind 'normal' (value = std), 'uniform' and

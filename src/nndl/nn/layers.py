@@ -10,17 +10,12 @@ import math
 from typing import Any
 
 from ..backend import get_array_module
-from ..checks import output_size
-from ..fast_layers import conv_backward_fast, conv_forward_fast
-from ..fused import spatial_batchnorm_backward_fast, spatial_batchnorm_forward_fast
-from ..layers import (
-    affine_backward,
-    affine_forward,
-    batchnorm_backward,
-    batchnorm_forward,
-    dropout_backward,
-    dropout_forward,
-)
+from ..functional.dropout import dropout_backward, dropout_forward
+from ..functional.linear import affine_backward, affine_forward
+from ..functional.norm import batchnorm_backward, batchnorm_forward
+from ..kernels.conv import conv_backward_fast, conv_forward_fast
+from ..kernels.fused import spatial_batchnorm_backward_fast, spatial_batchnorm_forward_fast
+from ..validation import bool_arg, float_arg, int_arg, output_size
 from .init import check_init
 from .module import (
     BufferSpec,
@@ -28,10 +23,8 @@ from .module import (
     Module,
     ParamSpec,
     Shape,
-    bool_arg,
-    float_arg,
-    int_arg,
     need_spatial,
+    register_layer,
 )
 
 
@@ -45,6 +38,7 @@ def _ones(x, n: int):
     return get_array_module(x).ones(n, dtype=x.dtype)
 
 
+@register_layer
 class Conv2d(Module):
     """2-d convolution (cross-correlation): (C, H, W) -> (filters, H', W').
 
@@ -155,6 +149,7 @@ class Conv2d(Module):
         return dx
 
 
+@register_layer
 class Linear(Module):
     """Affine layer on the flattened input: (d_1, ..., d_k) -> (units,).
 
@@ -253,8 +248,8 @@ class _BatchNorm(Module):
         C = in_shape[0]
         specs = {}
         if self.scale:
-            specs["gamma"] = ParamSpec((C,), "ones", False, "bn_scale")
-        specs["beta"] = ParamSpec((C,), "zeros", False, "bn_shift")
+            specs["gamma"] = ParamSpec((C,), "ones", False, "norm_scale")
+        specs["beta"] = ParamSpec((C,), "zeros", False, "norm_shift")
         return specs
 
     def buffer_specs(self, in_shape: Shape) -> dict[str, BufferSpec]:
@@ -304,6 +299,7 @@ class _BatchNorm(Module):
         return dx
 
 
+@register_layer
 class BatchNorm2d(_BatchNorm):
     """Spatial batch norm per channel: (C, H, W) -> (C, H, W).
 
@@ -311,7 +307,7 @@ class BatchNorm2d(_BatchNorm):
     as in airbench94) and ``beta`` (C,) zeros; buffers ``running_mean`` (zeros) and
     ``running_var`` (ones). ``momentum`` and ``eps`` as in the functional layer:
     ``running = momentum * running + (1 - momentum) * batch_stat`` (PyTorch's momentum
-    m is nndl's ``1 - m``). Runs :func:`nndl.fused.spatial_batchnorm_forward_fast`.
+    m is nndl's ``1 - m``). Runs :func:`nndl.kernels.fused.spatial_batchnorm_forward_fast`.
     """
 
     type_name = "batchnorm2d"
@@ -320,6 +316,7 @@ class BatchNorm2d(_BatchNorm):
     _backward = staticmethod(spatial_batchnorm_backward_fast)
 
 
+@register_layer
 class BatchNorm1d(_BatchNorm):
     """Batch norm per feature: (D,) -> (D,); otherwise as :class:`BatchNorm2d`."""
 
@@ -329,6 +326,7 @@ class BatchNorm1d(_BatchNorm):
     _backward = staticmethod(batchnorm_backward)
 
 
+@register_layer
 class Dropout(Module):
     """Inverted dropout, any shape; ``p`` is the probability of KEEPING a unit (cs231n).
 
@@ -347,6 +345,9 @@ class Dropout(Module):
 
     def out_shape(self, in_shape: Shape) -> Shape:
         return in_shape
+
+    def flops(self, in_shape: Shape) -> int:
+        return 0  # the identity at inference, which FLOPs count
 
     def forward(self, x, ctx: Context):
         param: dict[str, Any] = {"mode": ctx.mode, "p": self.p}

@@ -9,7 +9,6 @@ model's ``buffers`` dict the same way, and its gradients go into ``ctx.grads``.
 from __future__ import annotations
 
 import math
-import numbers
 import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -17,11 +16,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..checks import BN_MODES
+from ..validation import BN_MODES
 
 Shape = tuple[int, ...]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+ROLES = ("weight", "bias", "norm_scale", "norm_shift")
+"""What a parameter is: a layer's weights, its bias, a normalisation's scale or shift."""
+
+OLD_ROLES = {"bn_scale": "norm_scale", "bn_shift": "norm_shift"}
+"""Role names of earlier releases, read as today's."""
 
 
 @dataclass(frozen=True)
@@ -30,10 +36,13 @@ class ParamSpec:
 
     ``init`` is an initialiser name from :data:`nndl.nn.init.INITS` or a float (the
     standard deviation of a normal draw). ``decay``: L2 regularisation / weight decay
-    applies (weights yes; biases and batch-norm parameters no). ``role`` is one of
-    ``'weight'``, ``'bias'``, ``'bn_scale'``, ``'bn_shift'``, for optimisers that treat
-    groups differently. ``trainable=False`` marks a frozen parameter (its gradient is
-    reported as zero). ``fan_in``/``fan_out`` feed the initialisers.
+    applies (weights yes; biases and normalisation parameters no). ``role`` is one of
+    :data:`ROLES` (``'weight'``, ``'bias'``, ``'norm_scale'``, ``'norm_shift'``: what the
+    parameter is, for parameter groups and optimisers that treat them differently; the
+    old names ``'bn_scale'``/``'bn_shift'`` are read as the new ones). A role says nothing
+    about running statistics: those are a layer's declared buffers. ``trainable=False``
+    marks a frozen parameter (its gradient is reported as zero). ``fan_in``/``fan_out``
+    feed the initialisers.
     """
 
     shape: Shape
@@ -43,6 +52,12 @@ class ParamSpec:
     trainable: bool = True
     fan_in: int = 1
     fan_out: int = 1
+
+    def __post_init__(self) -> None:
+        role = OLD_ROLES.get(self.role, self.role)
+        if role not in ROLES:
+            raise ValueError(f"ParamSpec: expected role one of {ROLES}, got {self.role!r}")
+        object.__setattr__(self, "role", role)
 
     @property
     def size(self) -> int:
@@ -85,28 +100,6 @@ class Context:
 
 
 # --- argument checks for constructors (the spec builder prefixes the layer path) -----------
-
-
-def int_arg(key: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{key}: expected an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def float_arg(key: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        ok = (low < value if open_low else low <= value) and value <= high
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{key}: expected a number in {bracket}{low}, {high}], got {value!r}")
-    return float(value)
-
-
-def bool_arg(key: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{key}: expected true or false, got {value!r}")
-    return bool(value)
 
 
 def check_name(name: Any) -> str | None:
@@ -247,6 +240,32 @@ class Module:
         return f"{type(self).__name__}({args}{name})"
 
 
+LAYERS: dict[str, type[Module]] = {}
+"""Layer type name (as written in a spec) -> class, filled by :func:`register_layer`."""
+
+
+def register_layer(cls: type[Module]) -> type[Module]:
+    """Class decorator: make ``cls`` buildable from a spec under ``cls.type_name``.
+
+    A layer declares in its class what every part of nndl needs: ``type_name`` (the spec
+    name), ``prefix``, ``out_shape``, ``param_specs``/``buffer_specs``, ``flops`` (its own
+    forward cost, declared even when 0) and ``forward``/``backward``; the ONNX emitter
+    sits in :data:`nndl.export.EMITTERS`. tests/test_layer_registry.py fails for a
+    registered layer that lacks one of them.
+    """
+    name = cls.type_name
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_layer: {cls.__name__} has no type_name")
+    taken = LAYERS.get(name)
+    if taken is not None and taken is not cls:
+        raise ValueError(
+            f"register_layer: layer type {name!r} is already {taken.__module__}."
+            f"{taken.__qualname__}; expected a new name for {cls.__qualname__}"
+        )
+    LAYERS[name] = cls
+    return cls
+
+
 def need_spatial(module: Module, in_shape: Shape) -> Shape:
     """Raise unless the per-example input is (C, H, W)."""
     if len(in_shape) != 3:
@@ -257,4 +276,7 @@ def need_spatial(module: Module, in_shape: Shape) -> Shape:
     return in_shape
 
 
-__all__ = ["Module", "Context", "ParamSpec", "BufferSpec", "Shape"]
+__all__ = [
+    "Module", "Context", "ParamSpec", "BufferSpec", "Shape", "LAYERS", "register_layer",
+    "ROLES", "OLD_ROLES",
+]  # fmt: skip

@@ -1,6 +1,6 @@
 """Pooling and flattening: max and average pooling, global pooling, Flatten.
 
-The window pools use the fast layers (``nndl.fast_layers``, ``nndl.fast_pooling``); their
+The window pools use the fast layers (``nndl.fast_layers``, ``nndl.kernels.pool``); their
 windows have no padding and must tile the input exactly (a whole output size), unless
 ``floor`` is true: then rows and columns past the last whole window are left out (and get
 zero gradient), as PyTorch's pools do by default (31 -> 15 for a 2x2 window).
@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..checks import check_dout, pool_output_hw
-from ..fast_layers import max_pool_backward_fast, max_pool_forward_fast
-from ..fast_pooling import (
+from ..kernels.max_pool import max_pool_backward_fast, max_pool_forward_fast
+from ..kernels.pool import (
     avg_pool_backward_fast,
     avg_pool_forward_fast,
     global_avg_pool_backward_fast,
@@ -21,7 +20,8 @@ from ..fast_pooling import (
     global_max_pool_backward_fast,
     global_max_pool_forward_fast,
 )
-from .module import Context, Module, Shape, bool_arg, int_arg, need_spatial
+from ..validation import bool_arg, check_dout, int_arg, pool_output_hw
+from .module import Context, Module, Shape, need_spatial, register_layer
 
 
 class _Pool2d(Module):
@@ -67,6 +67,7 @@ class _Pool2d(Module):
         return self._backward(dout, cache) if ctx.need_input_grad else None
 
 
+@register_layer
 class MaxPool2d(_Pool2d):
     """Max pooling over ``pool_size`` x ``pool_size`` windows every ``stride`` (default
     ``pool_size``): (C, H, W) -> (C, H', W'); ``k*k - 1`` comparisons per output.
@@ -82,6 +83,7 @@ class MaxPool2d(_Pool2d):
         return (self.pool_size**2 - 1) * math.prod(self.out_shape(in_shape))
 
 
+@register_layer
 class AvgPool2d(_Pool2d):
     """Average pooling, windows (and ``floor``) as :class:`MaxPool2d`; ``k*k`` FLOPs per
     output."""
@@ -106,6 +108,7 @@ class _GlobalPool(Module):
         return self._backward(dout, cache) if ctx.need_input_grad else None
 
 
+@register_layer
 class GlobalAvgPool(_GlobalPool):
     """Mean of each channel: (C, H, W) -> (C,); ``H*W`` FLOPs per channel."""
 
@@ -118,6 +121,7 @@ class GlobalAvgPool(_GlobalPool):
         return math.prod(in_shape)
 
 
+@register_layer
 class GlobalMaxPool(_GlobalPool):
     """Maximum of each channel: (C, H, W) -> (C,); ``H*W - 1`` comparisons per channel.
     The gradient goes to the first maximum in row-major order."""
@@ -132,6 +136,7 @@ class GlobalMaxPool(_GlobalPool):
         return C * (H * W - 1)
 
 
+@register_layer
 class Flatten(Module):
     """(d_1, ..., d_k) -> (d_1 * ... * d_k,): a reshape (a view, no copy, no FLOPs)."""
 
@@ -141,6 +146,9 @@ class Flatten(Module):
 
     def out_shape(self, in_shape: Shape) -> Shape:
         return (math.prod(in_shape),)
+
+    def flops(self, in_shape: Shape) -> int:
+        return 0  # a reshape (a view)
 
     def forward(self, x, ctx: Context):
         return x.reshape(x.shape[0], -1), x.shape

@@ -23,22 +23,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..io.jsonfile import MAX_JSON_DEPTH, check_depth
-from .activations import GELU, ReLU
-from .containers import ConvBNAct, ConvBNReLU, ConvBNReLUPool, ConvPoolBNAct, Residual, Sequential
-from .conv_blocks import ConvReLU, ConvReLUPool
-from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear
-from .module import Module, assign_names, check_name, join
-from .pooling import AvgPool2d, Flatten, GlobalAvgPool, GlobalMaxPool, MaxPool2d
-
-LAYERS: dict[str, type[Module]] = {
-    cls.type_name: cls
-    for cls in (
-        Conv2d, BatchNorm2d, BatchNorm1d, ReLU, GELU, MaxPool2d, AvgPool2d, GlobalAvgPool,
-        GlobalMaxPool, Flatten, Linear, Dropout, Sequential, Residual, ConvBNReLU,
-        ConvBNReLUPool, ConvBNAct, ConvPoolBNAct, ConvReLU, ConvReLUPool,
-    )
-}  # fmt: skip
-"""Layer type name (as written in a spec) -> class."""
+from . import activations as _activations  # noqa: F401 - loaded for their layer types,
+from . import conv_blocks as _conv_blocks  # noqa: F401 - which register themselves in
+from . import layers as _layers  # noqa: F401 - LAYERS (nndl.nn.module.register_layer)
+from . import pooling as _pooling  # noqa: F401
+from .containers import Sequential
+from .module import LAYERS, Module, assign_names, check_name, join
 
 _SUBSPECS = {"sequential": ("layers",), "residual": ("body", "shortcut")}
 

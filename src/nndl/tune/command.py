@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..interrupts import Terminated, raising_on_sigterm
 from ..io.jsonfile import read_json
+from ..train.interrupts import Terminated, raising_on_sigterm
 from . import report, stopping, storage, train_cli
 from .errors import TuneError
 from .options import DEFAULT_N_TRIALS, PROG, build_parser, check_own_flags, split_argv

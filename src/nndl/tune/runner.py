@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..interrupts import Terminated  # the one SIGTERM exception, as nndl train's
 from ..io.jsonfile import loads_bounded, read_bounded, read_json
+from ..train.interrupts import Terminated  # the one SIGTERM exception, as nndl train's
 from ._child import PARENT_ENV
 from .space import SearchSpace
 
