@@ -259,3 +259,21 @@ def test_a_folder_run_resumes_on_its_cached_data(gray_run, tmp_path):
     assert code == 0, err
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("model", "flags"),
+    [("three_layer_convnet", ["--num-filters", "4", "--filter-size", "3", "--hidden-dims", "8"]),
+     ("fc_net", ["--hidden-dims", "8"]), ("two_layer_net", ["--hidden-dims", "8"])],
+)  # fmt: skip
+def test_every_model_kind_is_built_for_the_data(tmp_path, gray_folder, model, flags):
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--model", model, *flags, "--dataset", gray_folder,
+                           "--image-size", "6", "6", "--out", run, "--batch-size", "10",
+                           "--epochs", "1", "--quiet", "--no-plots")  # fmt: skip
+    assert code == 0, err
+    loaded, _, pre = RunFolder(run).load_model()
+    assert np.prod(loaded.config["input_dim"]) == 36 and loaded.config["num_classes"] == 2
+    assert pre["mean_image"].shape == (1, 6, 6)
+    code, out, err = run_cli("evaluate", run)
+    assert code == 0 and "accuracy" in out, err
