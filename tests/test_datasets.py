@@ -417,3 +417,14 @@ def test_an_archive_is_unpacked_whole_from_a_download_or_a_manual_copy(tmp_path,
     with pytest.raises(ChecksumError, match="c100.tar.gz has md5"):
         ensure_archive(args[0], tmp_path / "c", *args[1:], "0" * 32, ("unused",))
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["c100.tar.gz"]
+
+
+def test_dataset_shape_is_known_before_the_data_is_read(tmp_path):
+    from nndl.datasets import dataset_shape
+
+    assert dataset_shape("mnist") == ((1, 28, 28), 10)
+    assert dataset_shape("cifar100_coarse") == ((3, 32, 32), 20)
+    root = write_folder(tmp_path / "g", classes=("a", "b", "c"), size=(12, 10), gray=True)
+    assert dataset_shape(root) == ((1, 12, 10), 3)
+    assert dataset_shape(root, image_size=(6, 6), channels=3) == ((3, 6, 6), 3)
+    assert dataset_shape(tmp_path / "missing") is None

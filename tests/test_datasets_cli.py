@@ -277,3 +277,19 @@ def test_every_model_kind_is_built_for_the_data(tmp_path, gray_folder, model, fl
     assert pre["mean_image"].shape == (1, 6, 6)
     code, out, err = run_cli("evaluate", run)
     assert code == 0 and "accuracy" in out, err
+
+
+def test_a_spec_for_the_folders_own_classes_trains(tmp_path):
+    root = write_folder(tmp_path / "three", classes=("a", "b", "c"), per_class=8)
+    spec = [{"type": "conv_bn_relu_pool", "filters": 4}, {"type": "flatten"},
+            {"type": "linear", "units": 3}]  # fmt: skip
+    (tmp_path / "a.json").write_text(json.dumps(spec))
+    code, _, err = run_cli("train", "--arch", tmp_path / "a.json", "--dataset", root, "--out",
+                           tmp_path / "run", "--batch-size", "5", "--epochs", "1", "--quiet",
+                           "--no-plots")  # fmt: skip
+    assert code == 0, err
+    spec[-1]["units"] = 7  # neither the data's 3 nor CIFAR-10's 10: a mistake, refused
+    (tmp_path / "b.json").write_text(json.dumps(spec))
+    code, _, err = run_cli("train", "--arch", tmp_path / "b.json", "--dataset", root, "--out",
+                           tmp_path / "run2", "--quiet", "--no-plots")  # fmt: skip
+    assert code == 2 and "expected (3,) scores" in err

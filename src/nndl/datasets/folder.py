@@ -38,7 +38,8 @@ from ..io.checkpoint import CorruptFileError, NpzReader, atomic_savez
 from .images import IMAGE_SUFFIXES, decode, pillow, probe
 from .splits import make_splits
 
-__all__ = ["CACHE_VERSION", "FolderListing", "scan_folder", "load_folder", "folder_cache_dir"]
+__all__ = ["CACHE_VERSION", "FolderListing", "scan_folder", "load_folder", "folder_cache_dir",
+           "peek_folder"]  # fmt: skip
 
 CACHE_VERSION = 1
 TEST_FRACTION = 10  # without a test folder, 1 image in 10 is held out for testing
@@ -141,6 +142,27 @@ def scan_folder(root: str | os.PathLike[str]) -> FolderListing:
         if not listing.test:
             raise ValueError(f"{root / 'test'}: holds no images")
     return listing
+
+
+def peek_folder(root: str | os.PathLike[str]) -> tuple[int, tuple[int, int] | None, bool]:
+    """(number of classes, (H, W) of the first image or None, whether it is grayscale),
+    from the class folders and one image header: what a run can plan with before the
+    folder is read. Whatever it cannot tell it leaves to :func:`scan_folder` to report."""
+    root = Path(root).expanduser()
+    top = {d.name for d in _visible_dirs(root)}
+    train_root = root / "train" if "train" in top and top <= {"train", "test"} else root
+    dirs = _visible_dirs(train_root)
+    for d in dirs:
+        try:
+            with os.scandir(d) as entries:
+                first = next((e.path for e in entries if e.is_file()
+                              and e.name.lower().endswith(IMAGE_SUFFIXES)), None)  # fmt: skip
+            if first is not None:
+                hw, gray = probe(first)
+                return len(dirs), hw, gray
+        except (OSError, ValueError, ImportError):
+            break
+    return len(dirs), None, False
 
 
 def _cache_key(listing: FolderListing, channels: int | None, size: Any) -> str:
