@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,7 +220,8 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
     return out
 
 
-def _decoded(listing: FolderListing, channels: int | None, size: Any, cache_dir: Path | None):
+def _decoded(listing: FolderListing, channels: int | None, size: Any, cache_dir: Path | None,
+             progress: bool = False):  # fmt: skip
     """(x_train, y_train, x_test, y_test or None, from_cache, seconds)."""
     started = time.perf_counter()
     cache = None
@@ -231,6 +233,10 @@ def _decoded(listing: FolderListing, channels: int | None, size: Any, cache_dir:
             return (stored["x_train"], stored["y_train"], x_test, stored["y_test"], True,
                     time.perf_counter() - started)  # fmt: skip
     pillow()
+    if progress:
+        count = len(listing.train) + len(listing.test or [])
+        where = f"; cached in {cache_dir} for the next run" if cache is not None else ""
+        print(f"{listing.root}: decoding {count} images{where}", file=sys.stderr)
     c, hw = _shape(listing.train + (listing.test or []), channels, size)
     x_train, y_train = _decode_all(listing.train, c, hw)
     if listing.test is not None:
@@ -257,19 +263,20 @@ def load_folder(
     subtract_mean: bool = True,
     dtype: Any = np.float32,
     cache_dir: str | os.PathLike[str] | None | bool = True,
+    progress: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(splits, info) of an image folder (see the module docstring).
 
     ``cache_dir``: True for :func:`folder_cache_dir`, a folder, or False/None for no
-    cache. ``info`` holds the folder, layout, channels, image size, the number of
-    ignored files, whether the cache was used and the seconds decoding (or reading the
-    cache) took.
+    cache; ``progress``: a line on stderr before decoding. ``info`` holds the folder,
+    layout, channels, image size, the number of ignored files, whether the cache was used
+    and the seconds decoding (or reading the cache) took.
     """
     listing = scan_folder(root)
     if cache_dir is True:
         cache_dir = folder_cache_dir()
     x_train, y_train, x_test, y_test, cached, seconds = _decoded(
-        listing, channels, image_size, Path(cache_dir) if cache_dir else None
+        listing, channels, image_size, Path(cache_dir) if cache_dir else None, progress
     )
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x_train))

@@ -154,7 +154,8 @@ def load_dataset_info(
         if not Path(name_or_path).expanduser().is_dir():
             raise _unknown(name_or_path)
         data, info = load_folder(name_or_path, image_size=image_size, channels=channels,
-                                 seed=seed, cache_dir=cache_dir, **sizes)  # fmt: skip
+                                 seed=seed, cache_dir=cache_dir, progress=progress,
+                                 **sizes)  # fmt: skip
         info = {"dataset": info["path"], **info}
     shape = data["X_train"].shape[1:]
     info.update(input_dim=[int(s) for s in shape], channels=int(shape[0]),
