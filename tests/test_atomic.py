@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from nndl.io.atomic import atomic_open, atomic_write_bytes
+from nndl.io.atomic import UnsafeTargetError, atomic_open, atomic_write_bytes
 
 
 def test_a_finished_write_replaces_the_file_with_the_usual_mode(tmp_path):
@@ -19,14 +19,31 @@ def test_a_finished_write_replaces_the_file_with_the_usual_mode(tmp_path):
     assert os.listdir(tmp_path) == ["f.bin"]
 
 
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+def _fail_mid_write(path):
+    raise RuntimeError("disk on fire")
+
+
+def _turn_into_a_fifo(path):
+    path.unlink()
+    os.mkfifo(path)  # a FIFO is never swapped for a regular file
+
+
+@pytest.mark.parametrize(
+    ("during", "error", "match"),
+    [(_fail_mid_write, RuntimeError, "disk on fire"),
+     (_turn_into_a_fifo, UnsafeTargetError, "FIFO")],  # fmt: skip
+)
+def test_a_failed_write_keeps_the_target_and_leaves_no_temp(tmp_path, during, error, match):
     path = tmp_path / "f.bin"
     path.write_bytes(b"old")
-    with pytest.raises(RuntimeError, match="disk on fire"):
+    with pytest.raises(error, match=match):
         with atomic_open(path) as f:
             f.write(b"half of the new")
-            raise RuntimeError("disk on fire")
-    assert path.read_bytes() == b"old"
+            during(path)
+    if during is _fail_mid_write:
+        assert path.read_bytes() == b"old"
+    else:
+        assert stat.S_ISFIFO(os.lstat(path).st_mode)
     assert os.listdir(tmp_path) == ["f.bin"]
 
 

@@ -225,3 +225,17 @@ def test_evaluate_defaults_to_the_runs_test_size_and_tta(recipe_run):
     assert "40 images, test-time augmentation mirror_translate" in out
     code, _, err = run_cli("evaluate", run, "--split", "val")
     assert code == 2 and "without a validation split" in err
+
+
+def test_test_at_end_with_no_finished_epoch_is_a_note_not_an_error(cifar, tmp_path):
+    """A time limit that ends the run inside its first epoch leaves no best model: the
+    run succeeds, and the note says how to evaluate the updates it made."""
+    run = tmp_path / "run"
+    code, out, err = run_cli("train", "--data-dir", cifar, "--out", run, *SIZES,
+                             "--num-filters", "4", "--num-validation", "0", "--test-at-end",
+                             "--batch-size", "4", "--time-limit", "0.001", "--no-plots",
+                             "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert f"test at end: skipped, no epoch finished; nndl evaluate {run} --last" in out
+    assert not (run / "evaluation.json").exists() and (run / "last_model.npz").is_file()
+    assert run_cli("evaluate", run, "--last")[0] == 0

@@ -162,9 +162,9 @@ def _data(n: int = 20, d: int = 6, classes: int = 3) -> dict[str, np.ndarray]:
     }
 
 
-def _solver(data):
+def _solver(data, **kwargs):
     model = TwoLayerNet(input_dim=6, hidden_dim=4, num_classes=3, seed=0)
-    return Solver(model, data, num_epochs=1, batch_size=10, verbose=False)
+    return Solver(model, data, num_epochs=1, batch_size=10, verbose=False, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -219,3 +219,43 @@ def test_check_finite_scans_in_blocks_and_finds_the_first_bad_index(monkeypatch)
                        r"\(17, 1, 3\)"):  # fmt: skip
         check_finite("f", "a", x[:, :, :])
     check_finite("f", "a", x[:17])
+
+
+# --- resuming -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("part", ["params", "best_params", "optim_configs"])
+def test_a_solver_state_with_a_nan_weight_is_refused_by_name(part):
+    """Training on from NaN weights (or NaN best weights, or update-rule state) makes
+    every later step NaN: the state is refused, naming the array and the index."""
+    data = _data()
+    solver = _solver(data, update_rule="adam")
+    solver.train()
+    state = solver.state_dict()
+    arrays = {"params": state["model"]["params"], "best_params": state["best_params"],
+              "optim_configs": state["optim_configs"]["W1"]}[part]  # fmt: skip
+    name = "W1" if part != "optim_configs" else "m"
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[5] = np.nan
+    other = _solver(data, update_rule="adam")
+    before = {k: v.copy() for k, v in other.model.params.items()}
+    with pytest.raises(NonFiniteError, match=rf"'{name}' holds a non-finite value \(nan\)"):
+        other.load_state_dict(state)
+    for k, v in before.items():  # refused before anything changed
+        np.testing.assert_array_equal(other.model.params[k], v)
+
+
+def test_resume_refuses_a_checkpoint_with_a_nan_weight(trained, tmp_path):
+    from nndl.io.checkpoint import read_tree, save_tree
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run)
+    tree = read_tree("test", run / "checkpoint.npz")
+    tree.pop("version", None)
+    params = tree["model"]["params"]
+    name = sorted(params)[0]
+    params[name].flat[0] = np.inf
+    save_tree(run / "checkpoint.npz", tree)
+    code, _, err = run_cli("train", "--out", run, "--resume", "--epochs", 2, *QUIET)
+    assert code == 2, err
+    assert err.startswith("nndl train: error:") and f"'{name}' holds a non-finite" in err

@@ -40,6 +40,7 @@ TIERS = {
         "nndl.solver_setup", "nndl.solver",
     ],
     "export": ["nndl.export", "nndl.export.*"],
+    "explain": ["nndl.explain", "nndl.explain.*"],
     # nndl tune drives nndl train's flags, and the nndl command hands it 'nndl tune ...'.
     "cli": ["nndl.cli", "nndl.cli.*", "nndl.__main__", "nndl.tune", "nndl.tune.*"],
 }  # fmt: skip

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _cifar import CLASS_NAMES, write_pickle, write_synthetic_cifar10
+from _signals import resume_after_signal, signal_from_outside
 
 PIL_Image = pytest.importorskip("PIL.Image")
 
@@ -876,21 +877,8 @@ def test_a_real_sigint_from_outside(tmp_path, data):
     straight = tmp_path / "straight"
     assert nndl(*train_args(data, straight, *fast)).returncode == 0
     run = tmp_path / "run"
-    cmd = [sys.executable, "-u", "-m", "nndl", *map(str, train_args(data, run, *fast))]
-    proc = subprocess.Popen(
-        cmd, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=sigint_default,
-    )  # fmt: skip
-    for line in proc.stdout:
-        if line.startswith("epoch 1/"):
-            proc.send_signal(signal.SIGINT)
-            break
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, 130) and "Traceback" not in err, err
-    if proc.returncode == 130:
-        resumed = nndl("train", "--out", run, "--resume")
-        # (a signal that came after the last step leaves nothing to resume)
-        assert resumed.returncode == 0 or "already trained 3" in resumed.stderr, resumed.stderr
+    code, err = signal_from_outside(train_args(data, run, *fast), environment(), signal.SIGINT)
+    resume_after_signal(run, code, err, 130, nndl)
     assert_same_run(run, straight)
 
 

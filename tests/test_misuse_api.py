@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _cifar import CLASS_NAMES, REPO_ROOT, write_pickle
+from _signals import assert_same_solver_state, signal_between_updates
 
 from nndl.callbacks import Callback
 from nndl.cnn import ConvNet, ThreeLayerConvNet
@@ -26,7 +27,6 @@ from nndl.fc_net import FullyConnectedNet, TwoLayerNet
 from nndl.gradient_check import eval_numerical_gradient, rel_error
 from nndl.io.checkpoint import MAX_FILE_BYTES, CorruptFileError, NpzReader
 from nndl.models import MODELS, build_model, load_model, save_model
-from nndl.optim import adam
 from nndl.solver import Solver
 
 
@@ -428,16 +428,6 @@ def _interrupt():
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def _same_state(a: Solver, b: Solver) -> None:
-    assert a.loss_history == b.loss_history and a.val_acc_history == b.val_acc_history
-    assert (a.epoch, a.iteration) == (b.epoch, b.iteration)
-    for k in a.model.params:
-        assert np.array_equal(a.training_params()[k], b.training_params()[k]), k
-        assert np.array_equal(a.optim_configs[k]["m"], b.optim_configs[k]["m"]), k
-    for k, v in a.model.state_arrays().items():
-        assert np.array_equal(v, b.model.state_arrays()[k]), k
-
-
 class _At(Callback):
     def __init__(self, hook, when):
         self.hook, self.when = hook, when
@@ -465,27 +455,15 @@ def _interrupt_in_forward(solver, step):
     solver.model.loss = wrapped
 
 
-def _interrupt_between_updates(step, num_params=10):
-    calls = [0]
-
-    def rule(w, dw, config=None):
-        calls[0] += 1
-        if calls[0] == num_params * (step - 1) + 3:  # after the model's third parameter
-            _interrupt()
-        return adam(w, dw, config)
-
-    return rule
-
-
 @pytest.mark.parametrize(
     ("where", "stops_at"),
     [("forward", 5), ("update", 7), ("epoch", 8), ("begin", 0)],
 )
 def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(tmp_path, where, stops_at):
-    straight = _bn_solver(update_rule=_interrupt_between_updates(10**9))
+    straight = _bn_solver(update_rule=signal_between_updates(signal.SIGINT, 10**9))
     straight.train()
     if where == "update":
-        first = _bn_solver(update_rule=_interrupt_between_updates(7))
+        first = _bn_solver(update_rule=signal_between_updates(signal.SIGINT, 7))
     else:
         first = _bn_solver(callbacks=[_At(where, 2)])
     if where == "forward":
@@ -495,10 +473,10 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(tmp_path, where, st
     assert first.iteration == stops_at  # the interrupted step was completed
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     path = first.save_checkpoint(tmp_path / "c.npz")
-    resumed = _bn_solver(update_rule=_interrupt_between_updates(10**9))
+    resumed = _bn_solver(update_rule=signal_between_updates(signal.SIGINT, 10**9))
     resumed.load_checkpoint(path)
     resumed.train()
-    _same_state(straight, resumed)
+    assert_same_solver_state(straight, resumed)
 
 
 def test_training_in_another_thread_leaves_signals_alone():

@@ -25,11 +25,12 @@ NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 KERNEL = "nndl-notebook-test"
 
 
-def test_the_three_notebooks_are_there_without_outputs():
+def test_the_four_notebooks_are_there_without_outputs():
     assert [p.name for p in NOTEBOOKS] == [
         "01_layers_and_gradients.ipynb",
         "02_training_a_cnn.ipynb",
         "03_modern_recipe_and_export.ipynb",
+        "04_looking_inside_a_cnn.ipynb",
     ]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
@@ -106,3 +107,6 @@ def test_notebook_runs(path, kernel_env):
     if path.name.startswith("03"):
         assert "max |p_onnx - p_nndl|" in text
         assert len(outputs(nb, "image/png")) >= 2
+    if path.name.startswith("04"):
+        assert "analytic" in text and "numerical" in text and " steps; largest pixel" in text
+        assert len(outputs(nb, "image/png")) >= 7  # saliency, 2 Grad-CAM, fool, classvis, 2 maps

@@ -2,7 +2,8 @@
 ``nndl predict --pretrained``.
 
 Its stated accuracy is recomputed on the real test set where it is available; the
-README must state the same figure and the command that produced the weights.
+README must state the same figure, and the documentation's Results page the figure and
+the commands that produced the weights.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from nndl.models import PRETRAINED, pretrained
 
 PIL_Image = pytest.importorskip("PIL.Image")
 README = Path(__file__).resolve().parent.parent / "README.md"
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +51,11 @@ def test_pretrained_is_a_model_with_its_preprocessing_accuracy_and_command(shipp
     assert model.loss(X).shape == (2, 10)
 
 
-def test_readme_states_the_accuracy_and_the_commands(shipped):
+def test_readme_and_results_state_the_accuracy_and_the_commands(shipped):
     _, info = shipped
-    text = README.read_text()
-    assert f"{100 * info['test_accuracy']:.1f}%" in text
+    assert f"{100 * info['test_accuracy']:.1f}%" in README.read_text()
+    text = RESULTS.read_text()
+    assert f"{100 * info['test_accuracy']:.1f}%" in text and f"{info['test_accuracy']:.4f}" in text
     for command in info["command"]:
         assert command in text, command
 

@@ -19,6 +19,12 @@ from signal import SIGINT, SIGTERM
 import numpy as np
 import pytest
 from _cifar import write_synthetic_cifar10
+from _signals import (
+    assert_same_solver_state,
+    resume_after_signal,
+    signal_between_updates,
+    signal_from_outside,
+)
 from test_misuse import (  # the run folders and helpers of the Ctrl-C tests
     assert_same_run,
     driver,
@@ -76,6 +82,7 @@ def test_sigterm_mid_step_then_resume_equals_an_uninterrupted_run(tmp_path, data
     assert proc.returncode == 143, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"terminated; continue with: nndl train --out {run} --resume" in proc.stderr
+    assert "stopped early: terminated (SIGTERM)" in proc.stdout
     assert saved_iteration(run / "checkpoint.npz") == at  # the step SIGTERM came in, done
     assert_nothing_left(run)
     resumed = nndl("train", "--out", run, "--resume")
@@ -89,22 +96,9 @@ def test_a_real_sigterm_from_outside(tmp_path, data):
     reference = tmp_path / "straight"
     assert nndl(*train_args(data, reference, *fast)).returncode == 0
     run = tmp_path / "run"
-    cmd = [sys.executable, "-u", "-m", "nndl", *map(str, train_args(data, run, *fast))]
-    proc = subprocess.Popen(
-        cmd, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=sigterm_default,
-    )  # fmt: skip
-    for line in proc.stdout:
-        if line.startswith("epoch 1/"):
-            proc.send_signal(signal.SIGTERM)
-            break
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, 143) and "Traceback" not in err, err
-    if proc.returncode == 143:
-        assert "terminated" in err, err
-        resumed = nndl("train", "--out", run, "--resume")
-        # (a signal that came after the last step leaves nothing to resume)
-        assert resumed.returncode == 0 or "already trained 3" in resumed.stderr, resumed.stderr
+    code, err = signal_from_outside(train_args(data, run, *fast), environment(), SIGTERM)
+    resume_after_signal(run, code, err, 143, nndl)
+    assert code == 0 or "terminated" in err, err
     assert_same_run(run, reference)
 
 
@@ -149,19 +143,6 @@ def _solver(update_rule=adam) -> Solver:
                   batch_size=6, num_epochs=3, verbose=False, seed=0)  # fmt: skip
 
 
-def _sigterm_between_updates(step: int, num_params: int = 10):
-    """Adam, sending this process SIGTERM after the third parameter update of ``step``."""
-    calls = [0]
-
-    def rule(w, dw, config=None):
-        calls[0] += 1
-        if calls[0] == num_params * (step - 1) + 3:
-            signal.raise_signal(signal.SIGTERM)
-        return adam(w, dw, config)
-
-    return rule
-
-
 @pytest.fixture
 def sigterm_raises():
     """SIGTERM raises Terminated in this process for the test (as under ``nndl``): a
@@ -171,20 +152,10 @@ def sigterm_raises():
     signal.signal(signal.SIGTERM, previous)
 
 
-def _same_state(a: Solver, b: Solver) -> None:
-    assert a.loss_history == b.loss_history and a.val_acc_history == b.val_acc_history
-    assert (a.epoch, a.iteration) == (b.epoch, b.iteration)
-    for k in a.model.params:
-        assert np.array_equal(a.training_params()[k], b.training_params()[k]), k
-        assert np.array_equal(a.optim_configs[k]["m"], b.optim_configs[k]["m"]), k
-    for k, v in a.model.state_arrays().items():
-        assert np.array_equal(v, b.model.state_arrays()[k]), k
-
-
 def test_the_solver_holds_sigterm_to_the_step_boundary(tmp_path, sigterm_raises):
     reference = _solver()
     reference.train()
-    first = _solver(_sigterm_between_updates(7))
+    first = _solver(signal_between_updates(SIGTERM, 7))
     with pytest.raises(Terminated) as caught:
         first.train()
     assert isinstance(caught.value, KeyboardInterrupt)  # Ctrl-C handling applies too
@@ -194,7 +165,7 @@ def test_the_solver_holds_sigterm_to_the_step_boundary(tmp_path, sigterm_raises)
     resumed = _solver()
     resumed.load_checkpoint(path)
     resumed.train()
-    _same_state(reference, resumed)
+    assert_same_solver_state(reference, resumed)
 
 
 def test_a_sigterm_handler_of_the_program_is_kept():
@@ -205,7 +176,7 @@ def test_a_sigterm_handler_of_the_program_is_kept():
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        solver = _solver(_sigterm_between_updates(7))
+        solver = _solver(signal_between_updates(SIGTERM, 7))
         solver.train()  # not stopped: the program decides what SIGTERM means
         assert signal.getsignal(signal.SIGTERM) is handler
     finally:
@@ -234,9 +205,10 @@ def test_sigterm_in_a_script_with_the_default_disposition(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import signal, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_sigterm import _solver, _sigterm_between_updates
+        from _signals import signal_between_updates
+        from test_sigterm import _solver
         from nndl.interrupts import Terminated
-        solver = _solver(_sigterm_between_updates(4))
+        solver = _solver(signal_between_updates(signal.SIGTERM, 4))
         try:
             solver.train()
         except Terminated:

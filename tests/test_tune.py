@@ -215,7 +215,7 @@ def test_pruning_stops_a_bad_trial_cleanly(tmp_path, data):
     assert "trial 1 pruned after epoch 1" in proc.stdout
 
 
-def _lock_is_free(run: Path) -> bool:
+def lock_is_free(run: Path) -> bool:
     with open(run / ".lock", "a") as f:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -252,7 +252,7 @@ def test_a_killed_workers_trial_is_retried_and_the_rerun_completes_the_study(tmp
     killed_at = time.monotonic()
     worker.communicate()
     # Its nndl train dies with it (PR_SET_PDEATHSIG), releasing the run folder.
-    wait_for(lambda: _lock_is_free(run1), timeout=10, what="the trial's run to die")
+    wait_for(lambda: lock_is_free(run1), timeout=10, what="the trial's run to die")
     killed = load(out).get_trials()[1]
     assert killed.state == TrialState.RUNNING
     time.sleep(max(0.0, killed_at + 3.5 - time.monotonic()))  # three heartbeats missed
@@ -278,7 +278,15 @@ def test_a_killed_workers_trial_is_retried_and_the_rerun_completes_the_study(tmp
     assert sorted(retry.intermediate_values) == list(range(1, 7))
 
 
-def test_ctrl_c_stops_the_trial_cleanly_and_queues_it_again(tmp_path, data):
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"),
+     (signal.SIGTERM, 143, "terminated (SIGTERM)")],  # a scheduler's stop
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stopped_worker_stops_its_trial_cleanly_and_queues_it_again(
+    tmp_path, data, signum, code, said
+):
     out, space = tmp_path / "tune", space_file(tmp_path, LR_SPACE)
     args = [
         "--out",
@@ -300,15 +308,16 @@ def test_ctrl_c_stops_the_trial_cleanly_and_queues_it_again(tmp_path, data):
     worker = start(*args)
     run0 = out / "trial-0000"
     wait_for(lambda: (run0 / "checkpoint.npz").is_file(), what="an epoch's checkpoint")
-    worker.send_signal(signal.SIGINT)
-    code, _, err = finish(worker)
-    assert code == 130, err
+    worker.send_signal(signum)
+    status, _, err = finish(worker)
+    assert status == code, err
     assert "Traceback" not in err
-    assert "trial 0 is queued again" in err
+    assert "trial 0 is queued again" in err and f"nndl tune: {said}" in err
     assert (run0 / "checkpoint.npz").is_file()
     interrupted, queued = load(out).get_trials()
     assert interrupted.state == TrialState.FAIL and queued.state == TrialState.WAITING
     assert queued.params == interrupted.params
+    assert said in interrupted.user_attrs["error"]
 
     ok(tune("--out", out, "--n-trials", 1, "--no-plots"))  # flags and space: the study's
     _, retry = load(out).get_trials()

@@ -28,19 +28,30 @@ def raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def _raise_terminated_once(signum: int, frame: Any) -> None:
+    # Further SIGTERMs are ignored while the stop that this one starts runs.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
+
+
 @contextmanager
-def raising_on_sigterm() -> Iterator[None]:
+def raising_on_sigterm(*, ignore_repeats: bool = False) -> Iterator[None]:
     """For the ``with`` block, SIGTERM raises :class:`Terminated` instead of ending the
     process at once, so that ``finally`` blocks run: atomic writes remove their temporary
     file, locks are released. Only in the main thread and when SIGTERM has its default
-    disposition: a program that installed its own handler, or ignores SIGTERM, keeps it."""
+    disposition: a program that installed its own handler, or ignores SIGTERM, keeps it.
+
+    ``ignore_repeats``: after the first SIGTERM, later ones are ignored until the block
+    ends (``nndl tune`` passes SIGTERM on to its trial and waits, bounded, for it to save;
+    a second signal must not cut that wait short)."""
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
     ):
         yield
         return
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    handler = _raise_terminated_once if ignore_repeats else raise_terminated
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:

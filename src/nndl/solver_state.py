@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_finite
 from .io.checkpoint import StoredArray, check_shapes, read_tree
 from .legacy import upgrade
 from .rng import set_rng_state
@@ -208,6 +209,7 @@ def check_state(where: str, state: Any, solver: Any) -> dict[str, Any]:
         rng = set_rng_state(None, state["rng"])
     except ValueError as exc:
         raise ValueError(f"{where} holds a bad solver rng: {exc}") from None
+    _check_finite_weights(where, state)
     stored_components = state["components"]
     if not isinstance(stored_components, Mapping) or set(stored_components) != set(components):
         got = sorted(stored_components) if isinstance(stored_components, Mapping) else None
@@ -224,6 +226,26 @@ def check_state(where: str, state: Any, solver: Any) -> dict[str, Any]:
         "perm": check_perm(where, state["perm"], len(solver.X_train)),
         "rng": rng,
     }
+
+
+def _check_finite_weights(where: str, state: Mapping[str, Any]) -> None:
+    """A run whose weights (or their best copy, or the update rule's state) hold NaN or inf
+    cannot continue: every later step would be NaN too. ``NonFiniteError`` names the array
+    and the first bad index (``nndl.models.load_model(..., allow_nonfinite=True)`` reads
+    such a model for inspection)."""
+    model = state.get("model")
+    groups = {
+        "parameter": model.get("params") if isinstance(model, Mapping) else None,
+        "best parameter": state.get("best_params"),
+    }
+    configs = state.get("optim_configs")
+    for key, config in (configs.items() if isinstance(configs, Mapping) else ()):
+        if isinstance(config, Mapping):
+            groups[f"update-rule state of {key!r}:"] = config
+    for what, arrays in groups.items():
+        for name, value in (arrays.items() if isinstance(arrays, Mapping) else ()):
+            if isinstance(value, np.ndarray):
+                check_finite(where, f"{what} {name!r}", value)
 
 
 def load_objects(

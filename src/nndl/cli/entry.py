@@ -16,13 +16,13 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..interrupts import Terminated, raising_on_sigterm
-from . import evaluate, export, predict, summary, train
+from . import evaluate, explain, export, predict, summary, train
 from .errors import USER_ERRORS
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "summary": summary,
-            "export": export}  # fmt: skip
+            "export": export, "explain": explain}  # fmt: skip
 """Command name -> its module (``add_parser(subparsers)``, ``run(args) -> exit status``)."""
 
 

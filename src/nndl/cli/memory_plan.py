@@ -36,9 +36,9 @@ from .errors import CLIError
 __all__ = ["ACTIVATION_FACTOR", "RUNTIME_BYTES", "available_memory", "check_memory", "plan_memory"]
 
 # Peak resident memory of training over the layer outputs summary() counts, measured
-# (/usr/bin/time -v nndl train ...): the default run (convnet 16-32-64, batch 64) holds
-# about 2x its outputs, the 94 preset (airbench94's fused blocks, batch 1024) about 1.1x;
-# 2 keeps the plan an upper bound for the unfused layers without refusing fused nets.
+# (benchmarks/bench_memory.py): the default run (convnet 16-32-64, batch 64) holds about
+# 2x its outputs, the ladder's fused nets (batch 1024) less; 2 keeps the plan an upper
+# bound for the unfused layers without refusing fused nets.
 ACTIVATION_FACTOR = 2
 # The interpreter with NumPy, numba and nndl imported (peak resident memory, measured).
 RUNTIME_BYTES = 128 << 20

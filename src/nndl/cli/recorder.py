@@ -219,8 +219,9 @@ class RunRecorder(Callback):
         if w.ndim == 4:
             plots.plot_filters(w, path=self.run.path / "filters.png")
 
-    def finish(self, solver: Any, interrupted: bool = False) -> None:
+    def finish(self, solver: Any, interrupted: str | None = None) -> None:
         """Close the bar, write the plots, print the best accuracy, wall time and folder.
+        ``interrupted``: what stopped the run from outside ("interrupted (Ctrl-C)", ...).
 
         A stop in the middle of an epoch (time limit, Ctrl-C) has no metrics line, but
         its updates are kept in last_model.npz and checkpoint.npz for ``--resume``.
@@ -241,7 +242,7 @@ class RunRecorder(Callback):
             self.write_plots(solver)
         reason = self.stop_reason or getattr(solver, "stop_reason", None)
         if interrupted:
-            reason = "interrupted"
+            reason = interrupted
         if reason:
             print(f"stopped early: {reason}")
         if self.records and not math.isnan(self.best_val_acc):

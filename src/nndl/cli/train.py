@@ -283,8 +283,9 @@ def _train(run: RunFolder, solver: Solver, recorder: RunRecorder, started: float
         solver.train()
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         # Raised between steps (see Solver.train), so what is saved now resumes exactly.
-        recorder.finish(solver, interrupted=True)
-        word, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        terminated = isinstance(exc, Terminated)
+        recorder.finish(solver, "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)")
+        word, code = ("terminated", 143) if terminated else ("interrupted", 130)
         print(f"{word}; continue with: nndl train --out {run.path} --resume", file=sys.stderr)
         return code
     recorder.finish(solver)
@@ -296,6 +297,9 @@ def _test_at_end(run: RunFolder, settings: dict, data: dict, info: dict, started
     run's test-time augmentation: printed, into evaluation.json and config.json."""
     if not len(data["y_test"]):
         raise CLIError("--test-at-end needs test images (--num-test is 0)")
+    if not run.best.is_file():  # stopped (time limit) before its first epoch ended
+        print(f"test at end: skipped, no epoch finished; nndl evaluate {run.path} --last")
+        return
     model, extra, _ = run.load_model()
     result = {"model_file": run.best.name, "epoch": extra.get("epoch"), "split": "test"}
     result.update(evaluate_model(model, data["X_test"], data["y_test"], info["class_names"],

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..interrupts import Terminated
+from ..interrupts import Terminated, raising_on_sigterm
 from ..io.jsonfile import read_json
 from . import report, stopping, storage, train_cli
 from .errors import TuneError
@@ -271,7 +271,7 @@ def _optimize(optuna, study, args, url: str, setup: TrialSetup, fixed_args) -> i
         )
     try:
         study.optimize(
-            lambda trial: run_trial(trial, setup),
+            lambda trial: _objective(optuna, trial, setup),
             n_trials=n_trials,
             timeout=args.timeout,
             catch=(TrainRunError,),
@@ -293,6 +293,17 @@ def _optimize(optuna, study, args, url: str, setup: TrialSetup, fixed_args) -> i
         _say("every trial of this worker failed; see the train.log in their run folders")
         return 1
     return 0
+
+
+def _objective(optuna, trial: Any, setup: TrialSetup) -> float:
+    """One trial's run; a failure other than pruning is recorded on the trial first."""
+    try:
+        return run_trial(trial, setup)
+    except optuna.TrialPruned:
+        raise
+    except Exception as exc:
+        stopping.note_error(trial, exc)
+        raise
 
 
 class _Progress:
@@ -344,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     args.train_flags = train
     try:
-        with stopping.SigtermStops():
+        with raising_on_sigterm(ignore_repeats=True):
             return run(args)
     except TuneError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -1,18 +1,15 @@
 """How a tune worker stops: failures of the machine told from bugs, the running trial
-marked failed with its reason, an interrupted trial queued again, SIGTERM stopped like
-Ctrl-C."""
+marked failed with its reason, an interrupted trial (Ctrl-C or SIGTERM) queued again."""
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Any
 
-from ..interrupts import Terminated
 from . import storage
 from .runner import FatalTrialError, TrialSetup
 
-__all__ = ["SigtermStops", "expected_failure", "fail_running", "requeue"]
+__all__ = ["expected_failure", "fail_running", "note_error", "requeue"]
 
 
 def expected_failure(exc: BaseException) -> str | None:
@@ -43,7 +40,8 @@ def expected_failure(exc: BaseException) -> str | None:
 
 
 def fail_running(study: Any, setup: TrialSetup, reason: str) -> str:
-    """Record why this worker's running trial stopped and mark it failed; a note for the
+    """Mark this worker's running trial failed with ``reason`` (Optuna may have marked it
+    already: the error attribute was then recorded by :func:`note_error`); a note for the
     error line when the storage takes neither."""
     import optuna
 
@@ -52,14 +50,26 @@ def fail_running(study: Any, setup: TrialSetup, reason: str) -> str:
         return ""
     try:
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
-        if frozen.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL):
+        if frozen.state == optuna.trial.TrialState.RUNNING:
             if not frozen.user_attrs.get("error"):
                 trial.set_user_attr("error", reason)
-        if frozen.state == optuna.trial.TrialState.RUNNING:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
     except Exception:  # the storage itself failed: the heartbeat retries the trial later
         return f" (trial {trial.number} stays RUNNING: the storage could not mark it failed)"
     return f" (trial {trial.number} is marked failed)"
+
+
+def note_error(trial: Any, exc: BaseException) -> None:
+    """Record why ``trial`` failed while it is still RUNNING (Optuna marks a trial whose
+    objective raised as failed before the worker sees the error, and a finished trial's
+    attributes can no longer change). Best effort: the storage may be what failed."""
+    if trial.user_attrs.get("error"):
+        return
+    reason = expected_failure(exc) or f"{type(exc).__name__}: {exc}"
+    try:
+        trial.set_user_attr("error", reason)
+    except Exception:
+        pass
 
 
 def requeue(study: Any, setup: TrialSetup) -> None:
@@ -77,27 +87,3 @@ def requeue(study: Any, setup: TrialSetup) -> None:
                 "when the study goes on",
                 file=sys.stderr,
             )
-
-
-class SigtermStops:
-    """While a command runs, SIGTERM raises :class:`Terminated` (stopped like Ctrl-C: the
-    running trial's nndl train gets SIGTERM, saves and stops). A second SIGTERM is ignored
-    while that stop runs; it is bounded by the runner's STOP_SECONDS."""
-
-    def __enter__(self):
-        self.previous = None
-        try:
-            self.previous = signal.signal(signal.SIGTERM, self._raise)
-        except ValueError:  # not the main thread: signals cannot be handled here
-            pass
-        return self
-
-    @staticmethod
-    def _raise(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated()
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-        return False
