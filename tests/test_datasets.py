@@ -211,7 +211,8 @@ def test_all_grayscale_folder_is_one_channel_and_channels_converts(tmp_path):
     luma = np.asarray(Image.open(path).convert("L"), np.float32)
     assert one["X_train"].shape[1] == 1
     assert any(np.array_equal(x[0], luma) for x in one["X_train"]) or any(
-        np.array_equal(x[0], luma) for x in np.concatenate([one["X_val"], one["X_test"]]))
+        np.array_equal(x[0], luma) for x in np.concatenate([one["X_val"], one["X_test"]])
+    )
 
 
 def test_mixed_sizes_need_image_size_and_it_resizes(tmp_path):
@@ -333,7 +334,8 @@ def test_cifar10_image_folder_round_trip(tmp_path):
 
     for split in ("train", "test"):
         assert pairs(ours[f"X_{split}"], ours[f"y_{split}"], ours_name) == pairs(
-            ref[f"X_{split}"], ref[f"y_{split}"], name)
+            ref[f"X_{split}"], ref[f"y_{split}"], name
+        )
 
 
 # --- downloads (a loopback server; nothing leaves the machine) -------------------------

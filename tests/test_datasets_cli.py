@@ -152,9 +152,26 @@ def test_arch_spec_head_gets_the_datas_class_count(tmp_path, gray_folder):
             {"type": "linear", "units": 10}]  # fmt: skip
     (tmp_path / "a.json").write_text(json.dumps(spec))
     run = tmp_path / "run"
-    code, _, err = run_cli("train", "--arch", tmp_path / "a.json", "--dataset", gray_folder,
-                           "--out", run, "--channels", "3", "--image-size", "6", "6",
-                           "--batch-size", "10", "--epochs", "1", "--quiet", "--no-plots")
+    code, _, err = run_cli(
+        "train",
+        "--arch",
+        tmp_path / "a.json",
+        "--dataset",
+        gray_folder,
+        "--out",
+        run,
+        "--channels",
+        "3",
+        "--image-size",
+        "6",
+        "6",
+        "--batch-size",
+        "10",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--no-plots",
+    )
     assert code == 0, err
     model, _, _ = RunFolder(run).load_model()
     assert model.config["layers"][-1]["units"] == 2 and model.config["input_dim"] == [3, 6, 6]
