@@ -13,7 +13,7 @@ import pytest
 from _cli import run_cli
 from _datasets import IDX_NAMES, save_image, write_folder, write_idx, write_mnist
 
-from nndl.cli.predict import to_gray
+from nndl.cli.inputs import to_gray
 from nndl.cli.run_folder import RunFolder
 from nndl.data import apply_preprocess
 from nndl.datasets import load_dataset
@@ -310,3 +310,19 @@ def test_a_spec_for_the_folders_own_classes_trains(tmp_path):
     code, _, err = run_cli("train", "--arch", tmp_path / "b.json", "--dataset", root, "--out",
                            tmp_path / "run2", "--quiet", "--no-plots")  # fmt: skip
     assert code == 2 and "expected (3,) scores" in err
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradcam", "classvis"])
+def test_explain_follows_a_grayscale_run(gray_run, tmp_path, method):
+    rgb = np.random.default_rng(2).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    image = save_image(tmp_path / "colour.png", rgb)
+    images = [] if method == "classvis" else [image]
+    steps = ["--steps", "3"] if method == "classvis" else []
+    code, out, err = run_cli("explain", gray_run, *images, "--method", method,
+                             "--out", tmp_path / "x", *steps)  # fmt: skip
+    assert code == 0, err
+    pngs = list((tmp_path / "x").glob("*.png"))
+    assert pngs and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    if images:
+        assert "converted to grayscale" in err and "resized to 8x8" in err
+        assert out.startswith(f"{image}: predicted ")
