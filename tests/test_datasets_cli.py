@@ -326,3 +326,12 @@ def test_explain_follows_a_grayscale_run(gray_run, tmp_path, method):
     if images:
         assert "converted to grayscale" in err and "resized to 8x8" in err
         assert out.startswith(f"{image}: predicted ")
+
+
+def test_image_size_and_channels_of_a_named_set_are_refused_before_anything(tmp_path):
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--dataset", "mnist", "--channels", "3", "--out", run)
+    assert code == 2 and "mnist images are 1 x 28 x 28" in err and not run.exists()
+    code, _, err = run_cli("train", "--dataset", "cifar10", "--image-size", "64", "64",
+                           "--out", run)  # fmt: skip
+    assert code == 2 and "apply to image folders" in err and not run.exists()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import dataset_shape
+from ..datasets import dataset_shape, is_named
 from ..io.checkpoint import MAX_FILE_BYTES
 from ..models import MODELS
 from .errors import CLIError
@@ -42,6 +42,15 @@ def planned_input(settings: Mapping[str, Any]) -> tuple[tuple[int, ...], int]:
     before it is read (:func:`nndl.datasets.dataset_shape`; checked again once it is)."""
     name = settings.get("dataset", "cifar10")
     found = dataset_shape(name, settings.get("image_size"), settings.get("channels"))
+    if is_named(name):
+        shape = found[0]
+        size, channels = settings.get("image_size"), settings.get("channels")
+        resized = size is not None and list(size) != list(shape[1:])
+        if resized or channels not in (None, shape[0]):
+            raise CLIError(
+                f"--image-size and --channels apply to image folders; {name} images are "
+                f"{shape[0]} x {shape[1]} x {shape[2]}"
+            )
     if found is None:
         return (3, 32, 32), 10
     return found
