@@ -65,8 +65,24 @@ def load_step(name: str, root: str | None, env: dict[str, str]) -> dict:
 
 
 def train_step(dataset_args: list[str], run: Path, extra: list[str], env) -> dict:
-    cmd = [sys.executable, "-m", "nndl", "train", "--preset", "65", "--seed", "0", *SPLITS,
-           "--test-at-end", "--no-plots", "--quiet", "--out", str(run), *dataset_args, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nndl",
+        "train",
+        "--preset",
+        "65",
+        "--seed",
+        "0",
+        *SPLITS,
+        "--test-at-end",
+        "--no-plots",
+        "--quiet",
+        "--out",
+        str(run),
+        *dataset_args,
+        *extra,
+    ]
     _, wall, peak = _child(cmd, env)  # fmt: skip
     config = json.loads((run / "config.json").read_text())
     return {"test_accuracy": config["test"]["accuracy"], "wall_seconds": round(wall, 1),
@@ -93,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         "train_args": ["--preset", "65", "--seed", "0", *SPLITS, "--test-at-end", *extra],
     }
     if not args.skip_train:
-        results["train_cifar10"] = train_step(["--dataset", "cifar10", "--data-dir",
-                                               args.data_dir], work / "run-cifar10", extra, env)
+        results["train_cifar10"] = train_step(
+            ["--dataset", "cifar10", "--data-dir", args.data_dir], work / "run-cifar10", extra, env
+        )
         results["train_folder"] = train_step(["--dataset", args.folder], work / "run-folder",
                                              extra, env)  # fmt: skip
     for key, value in results.items():

@@ -211,7 +211,8 @@ def test_all_grayscale_folder_is_one_channel_and_channels_converts(tmp_path):
     luma = np.asarray(Image.open(path).convert("L"), np.float32)
     assert one["X_train"].shape[1] == 1
     assert any(np.array_equal(x[0], luma) for x in one["X_train"]) or any(
-        np.array_equal(x[0], luma) for x in np.concatenate([one["X_val"], one["X_test"]]))
+        np.array_equal(x[0], luma) for x in np.concatenate([one["X_val"], one["X_test"]])
+    )
 
 
 def test_mixed_sizes_need_image_size_and_it_resizes(tmp_path):
@@ -333,4 +334,99 @@ def test_cifar10_image_folder_round_trip(tmp_path):
 
     for split in ("train", "test"):
         assert pairs(ours[f"X_{split}"], ours[f"y_{split}"], ours_name) == pairs(
-            ref[f"X_{split}"], ref[f"y_{split}"], name)
+            ref[f"X_{split}"], ref[f"y_{split}"], name
+        )
+
+
+# --- downloads (a loopback server; nothing leaves the machine) -------------------------
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A folder served over HTTP on 127.0.0.1; yields (folder, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    root = tmp_path / "www"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))  # fmt: skip
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_files_are_fetched_md5_checked_from_the_first_base_that_answers(
+    tmp_path, served, monkeypatch
+):
+    from nndl.datasets.fetch import ensure_files
+    from nndl.io.download import ChecksumError, md5sum
+
+    monkeypatch.delenv("NNDL_DATASETS_URL", raising=False)
+    www, base = served
+    write_mnist(www)
+    md5 = {name: md5sum(www / name) for name in IDX_NAMES}
+    bases = ("http://127.0.0.1:9", base)  # the first refuses: the second is used
+    folder = ensure_files("MNIST", tmp_path / "data", "mnist", md5, bases)
+    assert folder == tmp_path / "data" / "mnist"
+    for name in IDX_NAMES:
+        assert (folder / name).read_bytes() == (www / name).read_bytes()
+    # a wrong md5: the download is removed, nothing half-written stays
+    bad = {**md5, IDX_NAMES[0]: "0" * 32}
+    with pytest.raises(ChecksumError):
+        ensure_files("MNIST", tmp_path / "other", "mnist", bad, (base,))
+    assert not list((tmp_path / "other").rglob("*.gz"))
+
+
+def test_an_archive_is_unpacked_whole_from_a_download_or_a_manual_copy(tmp_path, served,
+                                                                       monkeypatch):  # fmt: skip
+    import shutil
+    import tarfile
+
+    from nndl.datasets.cifar import CIFAR100_FILES
+    from nndl.datasets.fetch import ensure_archive
+    from nndl.io.download import ChecksumError, md5sum
+
+    www, base = served
+    monkeypatch.setenv("NNDL_DATASETS_URL", base)
+    source = write_cifar100(tmp_path / "src" / "cifar-100-python")
+    with tarfile.open(www / "c100.tar.gz", "w:gz") as tar:
+        tar.add(source, arcname="cifar-100-python")
+    md5 = md5sum(www / "c100.tar.gz")
+    args = ("CIFAR-100", "cifar-100-python", CIFAR100_FILES, "c100.tar.gz")
+    got = ensure_archive(args[0], tmp_path / "a", *args[1:], md5, ("unused",))
+    assert sorted(p.name for p in got.iterdir()) == sorted(CIFAR100_FILES)
+    assert (got / "train").read_bytes() == (source / "train").read_bytes()
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["cifar-100-python"]  # no temp files
+    # offline, a copy of the archive beside the folder is checked and unpacked
+    monkeypatch.setenv("NNDL_DATASETS_URL", "http://127.0.0.1:9")
+    (tmp_path / "b").mkdir()
+    shutil.copy(www / "c100.tar.gz", tmp_path / "b" / "c100.tar.gz")
+    got = ensure_archive(args[0], tmp_path / "b", *args[1:], md5, ("unused",))
+    assert (got / "meta").is_file()
+    (tmp_path / "c").mkdir()
+    shutil.copy(www / "c100.tar.gz", tmp_path / "c" / "c100.tar.gz")
+    with pytest.raises(ChecksumError, match="c100.tar.gz has md5"):
+        ensure_archive(args[0], tmp_path / "c", *args[1:], "0" * 32, ("unused",))
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["c100.tar.gz"]
+
+
+def test_dataset_shape_is_known_before_the_data_is_read(tmp_path):
+    from nndl.datasets import dataset_shape
+
+    assert dataset_shape("mnist") == ((1, 28, 28), 10)
+    assert dataset_shape("cifar100_coarse") == ((3, 32, 32), 20)
+    root = write_folder(tmp_path / "g", classes=("a", "b", "c"), size=(12, 10), gray=True)
+    assert dataset_shape(root) == ((1, 12, 10), 3)
+    assert dataset_shape(root, image_size=(6, 6), channels=3) == ((3, 6, 6), 3)
+    assert dataset_shape(tmp_path / "missing") is None

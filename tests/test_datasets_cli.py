@@ -13,7 +13,7 @@ import pytest
 from _cli import run_cli
 from _datasets import IDX_NAMES, save_image, write_folder, write_idx, write_mnist
 
-from nndl.cli.predict import to_gray
+from nndl.cli.inputs import to_gray
 from nndl.cli.run_folder import RunFolder
 from nndl.data import apply_preprocess
 from nndl.datasets import load_dataset
@@ -152,9 +152,26 @@ def test_arch_spec_head_gets_the_datas_class_count(tmp_path, gray_folder):
             {"type": "linear", "units": 10}]  # fmt: skip
     (tmp_path / "a.json").write_text(json.dumps(spec))
     run = tmp_path / "run"
-    code, _, err = run_cli("train", "--arch", tmp_path / "a.json", "--dataset", gray_folder,
-                           "--out", run, "--channels", "3", "--image-size", "6", "6",
-                           "--batch-size", "10", "--epochs", "1", "--quiet", "--no-plots")
+    code, _, err = run_cli(
+        "train",
+        "--arch",
+        tmp_path / "a.json",
+        "--dataset",
+        gray_folder,
+        "--out",
+        run,
+        "--channels",
+        "3",
+        "--image-size",
+        "6",
+        "6",
+        "--batch-size",
+        "10",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--no-plots",
+    )
     assert code == 0, err
     model, _, _ = RunFolder(run).load_model()
     assert model.config["layers"][-1]["units"] == 2 and model.config["input_dim"] == [3, 6, 6]
@@ -259,3 +276,62 @@ def test_a_folder_run_resumes_on_its_cached_data(gray_run, tmp_path):
     assert code == 0, err
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("model", "flags"),
+    [("three_layer_convnet", ["--num-filters", "4", "--filter-size", "3", "--hidden-dims", "8"]),
+     ("fc_net", ["--hidden-dims", "8"]), ("two_layer_net", ["--hidden-dims", "8"])],
+)  # fmt: skip
+def test_every_model_kind_is_built_for_the_data(tmp_path, gray_folder, model, flags):
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--model", model, *flags, "--dataset", gray_folder,
+                           "--image-size", "6", "6", "--out", run, "--batch-size", "10",
+                           "--epochs", "1", "--quiet", "--no-plots")  # fmt: skip
+    assert code == 0, err
+    loaded, _, pre = RunFolder(run).load_model()
+    assert np.prod(loaded.config["input_dim"]) == 36 and loaded.config["num_classes"] == 2
+    assert pre["mean_image"].shape == (1, 6, 6)
+    code, out, err = run_cli("evaluate", run)
+    assert code == 0 and "accuracy" in out, err
+
+
+def test_a_spec_for_the_folders_own_classes_trains(tmp_path):
+    root = write_folder(tmp_path / "three", classes=("a", "b", "c"), per_class=8)
+    spec = [{"type": "conv_bn_relu_pool", "filters": 4}, {"type": "flatten"},
+            {"type": "linear", "units": 3}]  # fmt: skip
+    (tmp_path / "a.json").write_text(json.dumps(spec))
+    code, _, err = run_cli("train", "--arch", tmp_path / "a.json", "--dataset", root, "--out",
+                           tmp_path / "run", "--batch-size", "5", "--epochs", "1", "--quiet",
+                           "--no-plots")  # fmt: skip
+    assert code == 0, err
+    spec[-1]["units"] = 7  # neither the data's 3 nor CIFAR-10's 10: a mistake, refused
+    (tmp_path / "b.json").write_text(json.dumps(spec))
+    code, _, err = run_cli("train", "--arch", tmp_path / "b.json", "--dataset", root, "--out",
+                           tmp_path / "run2", "--quiet", "--no-plots")  # fmt: skip
+    assert code == 2 and "expected (3,) scores" in err
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradcam", "classvis"])
+def test_explain_follows_a_grayscale_run(gray_run, tmp_path, method):
+    rgb = np.random.default_rng(2).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    image = save_image(tmp_path / "colour.png", rgb)
+    images = [] if method == "classvis" else [image]
+    steps = ["--steps", "3"] if method == "classvis" else []
+    code, out, err = run_cli("explain", gray_run, *images, "--method", method,
+                             "--out", tmp_path / "x", *steps)  # fmt: skip
+    assert code == 0, err
+    pngs = list((tmp_path / "x").glob("*.png"))
+    assert pngs and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    if images:
+        assert "converted to grayscale" in err and "resized to 8x8" in err
+        assert out.startswith(f"{image}: predicted ")
+
+
+def test_image_size_and_channels_of_a_named_set_are_refused_before_anything(tmp_path):
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--dataset", "mnist", "--channels", "3", "--out", run)
+    assert code == 2 and "mnist images are 1 x 28 x 28" in err and not run.exists()
+    code, _, err = run_cli("train", "--dataset", "cifar10", "--image-size", "64", "64",
+                           "--out", run)  # fmt: skip
+    assert code == 2 and "apply to image folders" in err and not run.exists()

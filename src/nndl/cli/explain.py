@@ -25,7 +25,7 @@ from ..explain.pixels import class_index
 from ..explain.plots import plot_feature_maps, plot_fooling, plot_images, plot_map
 from ..models import pretrained
 from .errors import CLIError, cli_path
-from .inputs import load_images
+from .inputs import load_run_images
 from .report import require_matplotlib, softmax
 from .run_folder import ALLOW_NONFINITE_HELP, RunFolder
 
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "classvis":
         _classvis(args, model, pre, target, out)
         return 0
-    X = load_images(images, pre["mean_image"].shape[1:])
+    X = load_run_images(images, pre, "nndl explain")  # the run's channels and size
     probs = softmax(scores(model, apply_preprocess(X, pre)))
     for i, (path, stem) in enumerate(zip(images, _stems(images), strict=True)):
         x, p = X[i : i + 1], probs[i]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,8 @@ from ..io.jsonfile import JSONLimitError, loads_bounded
 from ..nn.spec import check_spec
 from .errors import CLIError, read_text
 
-__all__ = ["MAX_IMAGE_PIXELS", "DATA_SIZES", "load_data", "load_cifar", "load_images", "read_arch"]
+__all__ = ["MAX_IMAGE_PIXELS", "DATA_SIZES", "load_data", "load_cifar", "load_images",
+           "load_run_images", "read_arch", "to_gray"]  # fmt: skip
 
 DATA_SIZES = ("num_training", "num_validation", "num_test")
 
@@ -224,3 +226,44 @@ def load_images(paths: Sequence[str], size: tuple[int, int]) -> np.ndarray:
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise CLIError(f"cannot read image {p}: {exc}") from None
     return np.stack(out)
+
+
+def to_gray(X: np.ndarray) -> np.ndarray:
+    """RGB images ``(N, 3, H, W)`` (integer values 0-255) as ``(N, 1, H, W)``, by the
+    formula of Pillow's ``convert('L')`` (ITU-R 601 luma in 16-bit fixed point, rounded),
+    so that a colour image given to a grayscale run is what the folder loader makes of it."""
+    rgb = np.rint(X).astype(np.int64)
+    luma = (rgb[:, 0] * 19595 + rgb[:, 1] * 38470 + rgb[:, 2] * 7471 + 0x8000) >> 16
+    return luma[:, None].astype(np.float32)
+
+
+def _say_conversions(paths: Sequence[str], channels: int, size: Sequence[int], dataset: str,
+                     prog: str) -> None:  # fmt: skip
+    """One note on stderr naming how many images were converted or resized, and to what."""
+    from PIL import Image
+
+    gray_modes = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+    resized = converted = 0
+    for p in paths:
+        with Image.open(p) as im:  # the header only; load_images has checked every file
+            resized += im.size != (size[1], size[0])
+            converted += (im.mode not in gray_modes) if channels == 1 else (im.mode != "RGB")
+    parts = []
+    if converted:
+        parts.append(f"{converted} converted to {'grayscale' if channels == 1 else 'RGB'}")
+    if resized:
+        parts.append(f"{resized} resized to {size[0]}x{size[1]} (LANCZOS)")
+    if parts:
+        print(f"{prog}: note: of {len(paths)} image(s), {' and '.join(parts)}, as the "
+              f"run's data ({dataset}) is {channels} x {size[0]} x {size[1]}",
+              file=sys.stderr)  # fmt: skip
+
+
+def load_run_images(paths: Sequence[str], pre: dict[str, Any], prog: str) -> np.ndarray:
+    """Image files as raw float32 ``(N, C, H, W)`` of a run's data (``pre``: its
+    preprocess.npz): resized to its size, converted to grayscale for a 1-channel run, with
+    a note on stderr (``prog: note: ...``) when any image was converted or resized."""
+    channels, size = pre["mean_image"].shape[0], pre["mean_image"].shape[1:]
+    X = load_images(paths, size)
+    _say_conversions(paths, channels, size, pre.get("dataset", "cifar10"), prog)
+    return to_gray(X) if channels == 1 else X

@@ -78,7 +78,8 @@ def plan_memory(
     ``kwargs`` are the model's constructor keywords (:func:`nndl.cli.model_plan.preflight`).
     """
     dtype = np.dtype(settings["dtype"])
-    root = _layer_root(settings["model"], {**kwargs, "input_dim": list(input_dim)})
+    # kwargs' own input_dim first: the fully connected nets take it as one int.
+    root = _layer_root(settings["model"], {"input_dim": list(input_dim), **kwargs})
     step = summarize(root, dtype, settings["batch_size"])
     evaluation = summarize(root, dtype, _EVAL_BATCH)["activation_bytes"]
     copies = 3 + _state_copies(settings["update_rule"], None) + bool(settings.get("ema"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import DATASETS, dataset_shape
+from ..datasets import dataset_shape, is_named
 from ..io.checkpoint import MAX_FILE_BYTES
 from ..models import MODELS
 from .errors import CLIError
@@ -39,14 +39,21 @@ def _refuse(flag: str, name: str) -> CLIError:
 
 def planned_input(settings: Mapping[str, Any]) -> tuple[tuple[int, ...], int]:
     """(input shape, number of classes) of ``settings['dataset']`` as far as they are known
-    before it is read: a named set's own, a folder's from --channels and --image-size
-    (else 3 x 32 x 32 and 10 classes, checked again once the images are read)."""
+    before it is read (:func:`nndl.datasets.dataset_shape`; checked again once it is)."""
     name = settings.get("dataset", "cifar10")
-    shape = dataset_shape(name, settings.get("image_size"), settings.get("channels"))
-    if shape is not None:
-        return shape, DATASETS[name].num_classes if name in DATASETS else 10
-    size = settings.get("image_size") or (32, 32)
-    return (settings.get("channels") or 3, *size), 10
+    found = dataset_shape(name, settings.get("image_size"), settings.get("channels"))
+    if is_named(name):
+        shape = found[0]
+        size, channels = settings.get("image_size"), settings.get("channels")
+        resized = size is not None and list(size) != list(shape[1:])
+        if resized or channels not in (None, shape[0]):
+            raise CLIError(
+                f"--image-size and --channels apply to image folders; {name} images are "
+                f"{shape[0]} x {shape[1]} x {shape[2]}"
+            )
+    if found is None:
+        return (3, 32, 32), 10
+    return found
 
 
 CIFAR10_CLASSES = 10

@@ -4,8 +4,6 @@ probable classes of image files."""
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,11 +11,11 @@ import numpy as np
 from ..data import apply_preprocess
 from ..models import pretrained
 from .errors import CLIError, cli_path
-from .inputs import load_images
+from .inputs import load_run_images
 from .report import batched_scores, softmax
 from .run_folder import ALLOW_NONFINITE_HELP, RunFolder
 
-__all__ = ["add_parser", "run", "to_gray"]
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: Any) -> None:
@@ -63,12 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CLIError(f"--top-k must be at least 1, got {args.top_k}")
     model, pre, images = _model_and_images(args)
-    channels, size = pre["mean_image"].shape[0], pre["mean_image"].shape[1:]
-    X = load_images(images, size)
-    _say_conversions(images, channels, size, pre.get("dataset", "cifar10"))
-    if channels == 1:
-        X = to_gray(X)
-    X = apply_preprocess(X, pre)
+    X = apply_preprocess(load_run_images(images, pre, "nndl predict"), pre)
     probs = softmax(batched_scores(model, X))
     names = pre["class_names"]
     k = min(args.top_k, len(names))
@@ -76,36 +69,6 @@ def run(args: argparse.Namespace) -> int:
         top = np.argsort(-p, kind="stable")[:k]
         print(f"{path}: " + ", ".join(f"{names[i]} {p[i]:.4f}" for i in top))
     return 0
-
-
-def to_gray(X: np.ndarray) -> np.ndarray:
-    """RGB images ``(N, 3, H, W)`` (integer values 0-255) as ``(N, 1, H, W)``, by the
-    formula of Pillow's ``convert('L')`` (ITU-R 601 luma in 16-bit fixed point, rounded),
-    so that a colour image given to a grayscale run is what the folder loader makes of it."""
-    rgb = np.rint(X).astype(np.int64)
-    luma = (rgb[:, 0] * 19595 + rgb[:, 1] * 38470 + rgb[:, 2] * 7471 + 0x8000) >> 16
-    return luma[:, None].astype(np.float32)
-
-
-def _say_conversions(paths: Sequence[str], channels: int, size: Sequence[int], dataset: str):
-    """One note on stderr naming how many images were converted or resized, and to what."""
-    from PIL import Image
-
-    gray_modes = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
-    resized = converted = 0
-    for p in paths:
-        with Image.open(p) as im:  # the header only; load_images has checked every file
-            resized += im.size != (size[1], size[0])
-            converted += (im.mode not in gray_modes) if channels == 1 else (im.mode != "RGB")
-    parts = []
-    if converted:
-        parts.append(f"{converted} converted to {'grayscale' if channels == 1 else 'RGB'}")
-    if resized:
-        parts.append(f"{resized} resized to {size[0]}x{size[1]} (LANCZOS)")
-    if parts:
-        print(f"nndl predict: note: of {len(paths)} image(s), {' and '.join(parts)}, as the "
-              f"run's data ({dataset}) is {channels} x {size[0]} x {size[1]}",
-              file=sys.stderr)  # fmt: skip
 
 
 def _model_and_images(args: argparse.Namespace) -> tuple[Any, dict[str, Any], list[str]]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,8 @@ from ..io.checkpoint import CorruptFileError, NpzReader, atomic_savez
 from .images import IMAGE_SUFFIXES, decode, pillow, probe
 from .splits import make_splits
 
-__all__ = ["CACHE_VERSION", "FolderListing", "scan_folder", "load_folder", "folder_cache_dir"]
+__all__ = ["CACHE_VERSION", "FolderListing", "scan_folder", "load_folder", "folder_cache_dir",
+           "peek_folder"]  # fmt: skip
 
 CACHE_VERSION = 1
 TEST_FRACTION = 10  # without a test folder, 1 image in 10 is held out for testing
@@ -143,6 +145,27 @@ def scan_folder(root: str | os.PathLike[str]) -> FolderListing:
     return listing
 
 
+def peek_folder(root: str | os.PathLike[str]) -> tuple[int, tuple[int, int] | None, bool]:
+    """(number of classes, (H, W) of the first image or None, whether it is grayscale),
+    from the class folders and one image header: what a run can plan with before the
+    folder is read. Whatever it cannot tell it leaves to :func:`scan_folder` to report."""
+    root = Path(root).expanduser()
+    top = {d.name for d in _visible_dirs(root)}
+    train_root = root / "train" if "train" in top and top <= {"train", "test"} else root
+    dirs = _visible_dirs(train_root)
+    for d in dirs:
+        try:
+            with os.scandir(d) as entries:
+                first = next((e.path for e in entries if e.is_file()
+                              and e.name.lower().endswith(IMAGE_SUFFIXES)), None)  # fmt: skip
+            if first is not None:
+                hw, gray = probe(first)
+                return len(dirs), hw, gray
+        except (OSError, ValueError, ImportError):
+            break
+    return len(dirs), None, False
+
+
 def _cache_key(listing: FolderListing, channels: int | None, size: Any) -> str:
     # The paths all start with the root as given: cut it off (os.path.relpath is slow).
     cut = len(os.path.join(str(listing.root), ""))
@@ -197,7 +220,8 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
     return out
 
 
-def _decoded(listing: FolderListing, channels: int | None, size: Any, cache_dir: Path | None):
+def _decoded(listing: FolderListing, channels: int | None, size: Any, cache_dir: Path | None,
+             progress: bool = False):  # fmt: skip
     """(x_train, y_train, x_test, y_test or None, from_cache, seconds)."""
     started = time.perf_counter()
     cache = None
@@ -209,6 +233,10 @@ def _decoded(listing: FolderListing, channels: int | None, size: Any, cache_dir:
             return (stored["x_train"], stored["y_train"], x_test, stored["y_test"], True,
                     time.perf_counter() - started)  # fmt: skip
     pillow()
+    if progress:
+        count = len(listing.train) + len(listing.test or [])
+        where = f"; cached in {cache_dir} for the next run" if cache is not None else ""
+        print(f"{listing.root}: decoding {count} images{where}", file=sys.stderr)
     c, hw = _shape(listing.train + (listing.test or []), channels, size)
     x_train, y_train = _decode_all(listing.train, c, hw)
     if listing.test is not None:
@@ -235,19 +263,20 @@ def load_folder(
     subtract_mean: bool = True,
     dtype: Any = np.float32,
     cache_dir: str | os.PathLike[str] | None | bool = True,
+    progress: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(splits, info) of an image folder (see the module docstring).
 
     ``cache_dir``: True for :func:`folder_cache_dir`, a folder, or False/None for no
-    cache. ``info`` holds the folder, layout, channels, image size, the number of
-    ignored files, whether the cache was used and the seconds decoding (or reading the
-    cache) took.
+    cache; ``progress``: a line on stderr before decoding. ``info`` holds the folder,
+    layout, channels, image size, the number of ignored files, whether the cache was used
+    and the seconds decoding (or reading the cache) took.
     """
     listing = scan_folder(root)
     if cache_dir is True:
         cache_dir = folder_cache_dir()
     x_train, y_train, x_test, y_test, cached, seconds = _decoded(
-        listing, channels, image_size, Path(cache_dir) if cache_dir else None
+        listing, channels, image_size, Path(cache_dir) if cache_dir else None, progress
     )
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x_train))

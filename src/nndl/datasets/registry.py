@@ -14,7 +14,7 @@ import numpy as np
 
 from ..validation import check_count
 from .cifar import load_cifar10, load_cifar100
-from .folder import load_folder
+from .folder import load_folder, peek_folder
 from .idx import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_idx_dataset
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "load_dataset_info", "dataset_shape",
@@ -83,15 +83,24 @@ def _check_size(image_size: Any) -> tuple[int, int] | None:
     return tuple(check_count("load_dataset", "image_size", int(s), 1) for s in image_size)
 
 
-def dataset_shape(name_or_path: str | os.PathLike[str], image_size: Any = None,
-                  channels: int | None = None) -> tuple[int, int, int] | None:  # fmt: skip
-    """The per-example input shape known without reading any data (None for a folder
-    whose image size or channels are not given)."""
+def dataset_shape(
+    name_or_path: str | os.PathLike[str], image_size: Any = None, channels: int | None = None
+) -> tuple[tuple[int, int, int], int] | None:
+    """(per-example input shape, number of classes) as known before any data is read: a
+    named set's own; a folder's from ``image_size``, ``channels``, its class folders and
+    its first image's header (3 channels unless given or that image is grayscale; the
+    load checks every image). None for a path that is not a folder."""
     if is_named(name_or_path):
-        return DATASETS[name_or_path].input_shape
-    if image_size is None or channels is None:
+        ds = DATASETS[name_or_path]
+        return ds.input_shape, ds.num_classes
+    if not Path(name_or_path).expanduser().is_dir():
         return None
-    return (int(channels), *_check_size(image_size))
+    try:
+        count, hw, gray = peek_folder(name_or_path)
+    except ValueError:
+        count, hw, gray = 0, None, False
+    size = _check_size(image_size) or hw or (32, 32)
+    return (int(channels or (1 if gray else 3)), *size), max(count, 2)
 
 
 def _unknown(name_or_path: Any) -> ValueError:
@@ -145,7 +154,8 @@ def load_dataset_info(
         if not Path(name_or_path).expanduser().is_dir():
             raise _unknown(name_or_path)
         data, info = load_folder(name_or_path, image_size=image_size, channels=channels,
-                                 seed=seed, cache_dir=cache_dir, **sizes)  # fmt: skip
+                                 seed=seed, cache_dir=cache_dir, progress=progress,
+                                 **sizes)  # fmt: skip
         info = {"dataset": info["path"], **info}
     shape = data["X_train"].shape[1:]
     info.update(input_dim=[int(s) for s in shape], channels=int(shape[0]),
