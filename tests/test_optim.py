@@ -197,7 +197,7 @@ def test_update_rule_fills_default_config(rule):
 
 def test_registry_holds_the_spec_rules_and_the_decoupled_ones():
     spec_rules = {"sgd", "sgd_momentum", "nesterov_momentum", "rmsprop", "adam"}
-    assert set(UPDATE_RULES) == spec_rules | {"sgdw", "adamw"}
+    assert set(UPDATE_RULES) == spec_rules | {"sgdw", "adamw", "muon"}
     assert set(optim.RULE_DEFAULTS) == set(UPDATE_RULES)
     for name, rule in UPDATE_RULES.items():
         assert get_update_rule(name) is rule is getattr(optim, name)

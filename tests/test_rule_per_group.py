@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _resume import StopAt, assert_resume_is_the_same_run
 
-from nndl.callbacks import Callback
 from nndl.fc_net import FullyConnectedNet
 from nndl.optim import RULE_STATE, UPDATE_RULES, state_shapes
 from nndl.solver import Solver
@@ -53,29 +53,14 @@ def test_each_parameter_steps_with_its_groups_rule():
         assert {"m", "v", "t"} <= set(solver.optim_configs[k])
 
 
-class _StopAt(Callback):
-    def on_iteration_end(self, solver, iteration, loss):
-        solver.stop_training = iteration == 5
-
-
 def test_resume_with_a_rule_per_group_is_the_same_run(tmp_path):
-    full = _solver()
-    full.train()
-    first = _solver(callbacks=[_StopAt()])
-    first.train()
-    path = first.save_checkpoint(tmp_path / "run.npz")
+    first = assert_resume_is_the_same_run(_solver, tmp_path, at=5)
     assert first.state_dict()["update_rules"]["W1"] == "adam"
     assert first.state_dict()["update_rules"]["beta1"] == "sgd"
-    resumed = _solver(seed=3)
-    resumed.load_checkpoint(path)
-    resumed.train()
-    assert resumed.loss_history == full.loss_history
-    for k in full.model.params:
-        np.testing.assert_array_equal(resumed.training_params()[k], full.training_params()[k])
 
 
 def test_a_checkpoint_of_other_rules_is_refused(tmp_path):
-    first = _solver(callbacks=[_StopAt()])
+    first = _solver(callbacks=[StopAt(5)])
     first.train()
     path = first.save_checkpoint(tmp_path / "run.npz")
     other = _solver(groups=[{**BN, "update_rule": "sgd_momentum"}])
@@ -86,7 +71,7 @@ def test_a_checkpoint_of_other_rules_is_refused(tmp_path):
 
 def test_a_state_without_the_per_parameter_record_still_loads():
     # States (and files) written before the record hold the Solver's one rule.
-    solver = _solver(groups=(), callbacks=[_StopAt()])
+    solver = _solver(groups=(), callbacks=[StopAt(5)])
     solver.train()
     state = solver.state_dict()
     del state["update_rules"]
@@ -120,7 +105,7 @@ def test_a_rule_may_keep_state_not_shaped_like_its_parameter(tmp_path, monkeypat
     groups = [{"params": "W*", "update_rule": "row_scale"}]
     full = _solver(groups=groups)
     full.train()
-    first = _solver(groups=groups, callbacks=[_StopAt()])
+    first = _solver(groups=groups, callbacks=[StopAt(5)])
     first.train()
     assert first.optim_configs["W1"]["r"].shape == (6,)
     path = first.save_checkpoint(tmp_path / "run.npz")

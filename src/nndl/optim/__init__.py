@@ -1,7 +1,9 @@
-"""Update rules (:mod:`.rules`: ``UPDATE_RULES``, the classic ``sgd``/``adam``/...) and
-parameter groups (:mod:`.param_groups`), offered under the classic ``nndl.optim`` names.
+"""Update rules (:mod:`.rules`: ``UPDATE_RULES``, the classic ``sgd``/``adam``/..., and
+:mod:`.orthogonal`: Muon for weight matrices) and parameter groups (:mod:`.param_groups`), offered
+under the classic ``nndl.optim`` names.
 """
 
+from .orthogonal import muon, newton_schulz
 from .param_groups import PARAM_GROUP_KEYS, resolve_param_groups
 from .rules import (
     RULE_DEFAULTS,
@@ -27,6 +29,8 @@ __all__ = [
     "adam",
     "adamw",
     "get_update_rule",
+    "muon",
+    "newton_schulz",
     "nesterov_momentum",
     "resolve_param_groups",
     "rmsprop",

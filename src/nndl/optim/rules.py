@@ -21,14 +21,14 @@ rate multiplier, weight decay, frozen) from a list of glob-pattern groups.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from ..backend import get_array_module
-from ..validation import check_array, check_bool, check_same_shape
+from ..validation import check_bool
+from .config import Config, decay_of, is_coupled, prepare_config, state_buffer
+from .orthogonal import MUON_DEFAULTS, muon
 
 __all__ = [
     "sgd",
@@ -45,7 +45,6 @@ __all__ = [
     "state_shapes",
 ]
 
-Config = dict[str, Any]
 UpdateRule = Callable[[np.ndarray, np.ndarray, "Config | None"], tuple[np.ndarray, Config]]
 
 
@@ -65,28 +64,8 @@ RULE_DEFAULTS: dict[str, Config] = {
         "weight_decay": 1e-2,
         "t": 0,
     },
+    "muon": MUON_DEFAULTS,
 }
-
-
-def _prepare(fn: str, w, dw, config: Config | None, defaults: Config) -> Config:
-    check_array(fn, "w", w)
-    check_array(fn, "dw", dw)
-    check_same_shape(fn, "w", w, "dw", dw)
-    if config is None:
-        config = {}
-    elif not isinstance(config, dict):
-        raise TypeError(f"{fn}: expected config to be a dict or None, got {type(config).__name__}")
-    for key, value in defaults.items():
-        config.setdefault(key, value)
-    return config
-
-
-def _state(config: Config, key: str, w) -> np.ndarray:
-    buf = config.get(key)
-    if buf is None or buf.shape != w.shape:
-        buf = get_array_module(w).zeros_like(w)
-        config[key] = buf
-    return buf
 
 
 # Elementwise rules over a large matrix are memory-bound: each NumPy call streams the
@@ -113,27 +92,12 @@ def _blocks(*arrays):
         yield tmp[: block[0].size], block
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _weight_decay(fn: str, config: Config) -> float:
-    wd = config.get("weight_decay", 0.0)
-    if not _is_real(wd) or wd < 0:
-        raise ValueError(f"{fn}: expected config['weight_decay'] to be a number >= 0, got {wd!r}")
-    return wd
-
-
-def _coupled(fn: str, config: Config) -> bool:
-    return check_bool(fn, "config['coupled_decay']", config.get("coupled_decay", False))
-
-
 def _keep(fn: str, config: Config) -> float | None:
     """The decoupled weight decay's factor ``1 - learning_rate * weight_decay``, or None
     when there is no decoupled decay (the classic rules then run exactly their old
     arithmetic)."""
-    wd = _weight_decay(fn, config)
-    if wd == 0 or _coupled(fn, config):
+    wd = decay_of(fn, config)
+    if wd == 0 or is_coupled(fn, config):
         return None
     return 1.0 - config["learning_rate"] * wd
 
@@ -141,8 +105,8 @@ def _keep(fn: str, config: Config) -> float | None:
 def _gradient(fn: str, w, dw, config: Config):
     """The gradient the rule steps with: ``dw``, plus ``weight_decay * w`` (a new array;
     the caller's gradient is not changed) when the decay is coupled."""
-    wd = _weight_decay(fn, config)
-    if wd == 0 or not _coupled(fn, config):
+    wd = decay_of(fn, config)
+    if wd == 0 or not is_coupled(fn, config):
         return dw
     return dw + wd * w
 
@@ -182,7 +146,7 @@ def sgd(w, dw, config: Config | None = None):
 
     config: ``learning_rate`` (default 1e-2).
     """
-    config = _prepare("sgd", w, dw, config, RULE_DEFAULTS["sgd"])
+    config = prepare_config("sgd", w, dw, config, RULE_DEFAULTS["sgd"])
     dw = _gradient("sgd", w, dw, config)
     return _apply("sgd", w, -config["learning_rate"] * dw, config), config
 
@@ -192,9 +156,9 @@ def sgd_momentum(w, dw, config: Config | None = None):
 
     config: ``learning_rate`` (1e-2), ``momentum`` (0.9), state ``velocity`` (like w).
     """
-    config = _prepare("sgd_momentum", w, dw, config, RULE_DEFAULTS["sgd_momentum"])
+    config = prepare_config("sgd_momentum", w, dw, config, RULE_DEFAULTS["sgd_momentum"])
     dw = _gradient("sgd_momentum", w, dw, config)
-    v = _state(config, "velocity", w)
+    v = state_buffer(config, "velocity", w)
     v *= config["momentum"]
     v -= config["learning_rate"] * dw
     return _apply("sgd_momentum", w, v, config), config
@@ -207,10 +171,10 @@ def nesterov_momentum(w, dw, config: Config | None = None):
     ``w += -momentum * v + (1 + momentum) * v_new``.
     config: ``learning_rate`` (1e-2), ``momentum`` (0.9), state ``velocity`` (like w).
     """
-    config = _prepare("nesterov_momentum", w, dw, config, RULE_DEFAULTS["nesterov_momentum"])
+    config = prepare_config("nesterov_momentum", w, dw, config, RULE_DEFAULTS["nesterov_momentum"])
     dw = _gradient("nesterov_momentum", w, dw, config)
     mu = config["momentum"]
-    v = _state(config, "velocity", w)
+    v = state_buffer(config, "velocity", w)
     step = v * -mu
     v *= mu
     v -= config["learning_rate"] * dw
@@ -224,13 +188,13 @@ def rmsprop(w, dw, config: Config | None = None):
     config: ``learning_rate`` (1e-2), ``decay_rate`` (0.99), ``epsilon`` (1e-8), state
     ``cache`` (like w).
     """
-    config = _prepare("rmsprop", w, dw, config, RULE_DEFAULTS["rmsprop"])
+    config = prepare_config("rmsprop", w, dw, config, RULE_DEFAULTS["rmsprop"])
     dw = _gradient("rmsprop", w, dw, config)
     xp = get_array_module(w)
     keep = _keep("rmsprop", config)
     d = config["decay_rate"]
     lr, eps = config["learning_rate"], config["epsilon"]
-    cache = _state(config, "cache", w)
+    cache = state_buffer(config, "cache", w)
     out = _target(w, config)
     for s, (wb, gb, cb, ob) in _blocks(w, dw, cache, out):
         # cache += (1 - d) * (dw**2 - cache) is d * cache + (1 - d) * dw**2.
@@ -243,15 +207,15 @@ def rmsprop(w, dw, config: Config | None = None):
 
 
 def _adam(fn: str, w, dw, config: Config | None):
-    config = _prepare(fn, w, dw, config, RULE_DEFAULTS[fn])
+    config = prepare_config(fn, w, dw, config, RULE_DEFAULTS[fn])
     dw = _gradient(fn, w, dw, config)
     xp = get_array_module(w)
     keep = _keep(fn, config)
     b1, b2 = config["beta1"], config["beta2"]
     config["t"] += 1
     t = config["t"]
-    m = _state(config, "m", w)
-    v = _state(config, "v", w)
+    m = state_buffer(config, "m", w)
+    v = state_buffer(config, "v", w)
     # Folding both bias corrections into a scalar step size and epsilon is the same
     # update exactly, and saves two full-size passes over m and v.
     c2 = (1 - b2**t) ** 0.5
@@ -304,13 +268,13 @@ def sgdw(w, dw, config: Config | None = None):
     buffer): exactly PyTorch's ``SGD(momentum, nesterov, weight_decay)``.
     """
     fn = "sgdw"
-    config = _prepare(fn, w, dw, config, RULE_DEFAULTS[fn])
+    config = prepare_config(fn, w, dw, config, RULE_DEFAULTS[fn])
     dw = _gradient(fn, w, dw, config)
     nesterov = check_bool(fn, "config['nesterov']", config["nesterov"])
     xp = get_array_module(w)
     keep = _keep(fn, config)
     lr, mu = config["learning_rate"], config["momentum"]
-    buf = _state(config, "momentum_buffer", w)
+    buf = state_buffer(config, "momentum_buffer", w)
     out = _target(w, config)
     for s, (wb, gb, bb, ob) in _blocks(w, dw, buf, out):
         bb *= mu
@@ -333,6 +297,7 @@ UPDATE_RULES: dict[str, UpdateRule] = {
     "adam": adam,
     "sgdw": sgdw,
     "adamw": adamw,
+    "muon": muon,
 }
 
 
@@ -351,6 +316,7 @@ RULE_STATE: dict[str, Callable[[tuple[int, ...]], dict[str, tuple[int, ...]]]] =
     "adam": _like_param("m", "v"),
     "sgdw": _like_param("momentum_buffer"),
     "adamw": _like_param("m", "v"),
+    "muon": _like_param("momentum_buffer"),
 }
 """Each rule's state arrays: ``RULE_STATE[name](param_shape) -> {key: shape}``. The
 checkpoint checks use it, so a rule whose state is not shaped like its parameter (a
