@@ -3,8 +3,8 @@
 Writes nothing into the repository. Needs the official CIFAR-10 (``--data-dir``) and the
 PNG folder that ``tools/cifar10_to_folder.py`` writes from it::
 
-    python tools/cifar10_to_folder.py ../shared/cifar10 /tmp/cifar10-png
-    python benchmarks/bench_datasets.py --data-dir ../shared/cifar10 --folder /tmp/cifar10-png
+    python tools/cifar10_to_folder.py ../shared/cifar10 runs/cifar10-png
+    python benchmarks/bench_datasets.py --data-dir ../shared/cifar10 --folder runs/cifar10-png
 
 Each step runs in its own process (its peak resident memory is that process's):
 

@@ -1,6 +1,6 @@
 """Write CIFAR-10 out as an image folder of PNGs, for ``nndl train --dataset FOLDER``.
 
-    python tools/cifar10_to_folder.py ../shared/cifar10 /tmp/cifar10-png
+    python tools/cifar10_to_folder.py ../shared/cifar10 runs/cifar10-png
 
 writes ``OUT/train/<class>/<index>.png`` (the 50,000 training images) and
 ``OUT/test/<class>/<index>.png`` (the 10,000 test images), lossless, the pixels exactly
