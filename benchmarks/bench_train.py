@@ -10,6 +10,7 @@ it appears. Peak memory is the child's maximum resident set size. Everything aft
 
     python benchmarks/bench_train.py --runs 3                       # the default model
     python benchmarks/bench_train.py --preset 94                    # a rung of the ladder
+    python benchmarks/bench_train.py --preset 94 --seeds 5          # seeds 0-4: mean and min
     python benchmarks/bench_train.py -- --model three_layer_convnet --num-filters 64 \\
         --filter-size 3 --hidden-dim 500 --reg 0.005 --weight-scale 0.001 --lr 1e-3 \\
         --lr-decay 0.99 --batch-size 50 --epochs 15     # SPEC's reference configuration
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         argv, train_args = argv[:cut], argv[cut + 1 :]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=1, help="repetitions (median reported)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="run seeds 0..N-1 one after another (--seed added to nndl train); "
+                        "prints each run's time and accuracy, their mean and minimum")  # fmt: skip
     p.add_argument("--preset", help="run 'nndl train --preset NAME' (target: NAME / 100)")
     p.add_argument(
         "--target",
@@ -121,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="nndl-bench-"))
     results = []
-    for i in range(args.runs):
-        res = run_once(train_args, args.target, root / f"run{i}")
-        results.append(res)
-        print(json.dumps(res))
+    seeds = range(args.seeds) if args.seeds is not None else [None] * args.runs
+    for i, seed in enumerate(seeds):
+        extra = [] if seed is None else ["--seed", str(seed)]
+        res = run_once([*train_args, *extra], args.target, root / f"run{i}")
+        results.append({"seed": seed, **res})
+        print(json.dumps(results[-1]), flush=True)
     reached = [r["reached_s"] for r in results if r["reached_s"] is not None]
     print(f"\ncommand: nndl train {' '.join(train_args)}")
     print(f"runs: {len(results)}; reached {args.target:.2f} in {len(reached)} of them")
@@ -140,7 +146,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"median test acc: {statistics.median(tests):.4f} ({results[0]['test_images']} "
               f"images, tta {results[0]['test_tta']})")  # fmt: skip
     print(f"max peak RSS: {max(r['peak_rss_mb'] for r in results):.0f} MB")
+    if args.seeds is not None:
+        _seed_table(results, args.target)
     return 0
+
+
+def _seed_table(results: list[dict], target: float) -> None:
+    """Per seed: time to the target (or the whole run), the final accuracy; then the
+    mean and the minimum accuracy, and how many seeds reached the target."""
+    key = "test_acc" if all(r["test_acc"] is not None for r in results) else "best_val"
+    print(f"\n| seed | time to {target:.2f} (s) | wall (s) | {key} |\n|---:|---:|---:|---:|")
+    for r in results:
+        reached = "-" if r["reached_s"] is None else f"{r['reached_s']:.0f}"
+        print(f"| {r['seed']} | {reached} | {r['wall_s']:.0f} | {r[key]:.4f} |")
+    accs = [r[key] for r in results]
+    hit = sum(a >= target for a in accs)
+    print(f"\n{key}: mean {statistics.mean(accs):.4f}, min {min(accs):.4f}; "
+          f"{hit} of {len(accs)} seeds reached {target:.2f}")
 
 
 if __name__ == "__main__":
