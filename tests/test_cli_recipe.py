@@ -239,3 +239,48 @@ def test_test_at_end_with_no_finished_epoch_is_a_note_not_an_error(cifar, tmp_pa
     assert f"test at end: skipped, no epoch finished; nndl evaluate {run} --last" in out
     assert not (run / "evaluation.json").exists() and (run / "last_model.npz").is_file()
     assert run_cli("evaluate", run, "--last")[0] == 0
+
+
+# --- --param-groups: a rule per group from the command line ------------------------------
+
+MUON_FILTERS = json.dumps([{"params": "*conv.W", "update_rule": "muon",
+                            "optim_config": {"learning_rate": 0.05, "momentum": 0.6,
+                                             "ns_steps": 3, "renormalize": True}}])  # fmt: skip
+SMALL = [*SIZES, "--num-filters", "4", "8", "--batch-size", "20", "--no-plots", "--quiet"]
+
+
+def test_param_groups_train_the_filters_with_muon_and_resume_exactly(cifar, tmp_path):
+    from nndl.io.checkpoint import read_tree
+
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for run, epochs in ((straight, 2), (stopped, 1)):
+        code, _, err = run_cli("train", "--data-dir", cifar, "--out", run, *SMALL, "--epochs",
+                               epochs, "--param-groups", MUON_FILTERS)  # fmt: skip
+        assert code == 0, err
+    config = json.loads((straight / "config.json").read_text())
+    assert config["settings"]["param_groups"] == json.loads(MUON_FILTERS)
+    rules = read_tree("test", straight / "checkpoint.npz")["solver"]["update_rules"]
+    assert {k for k, r in rules.items() if r == "muon"} == {"block1.conv.W", "block2.conv.W"}
+    assert set(rules.values()) == {"muon", "adam"}
+    code, _, err = run_cli("train", "--out", stopped, "--resume", "--epochs", 2)
+    assert code == 0, err
+    a, _ = load_model(straight / "last_model.npz")
+    b, _ = load_model(stopped / "last_model.npz")
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+
+
+@pytest.mark.parametrize(
+    ("groups", "says"),
+    [("[{\"params\": \"*.W\"", "not valid JSON"),
+     ("[]", "expected a JSON list of parameter groups"),
+     ('[{"params": "*.W", "update_rule": "bogus"}]', "group 0: unknown update_rule 'bogus'"),
+     ('[{"params": "*.W", "colour": 1}]', "unknown key(s) ['colour']"),
+     ('[{"params": "*.W", "lr_mult": -1}]', "'lr_mult'] to be a number >= 0")],  # fmt: skip
+)
+def test_bad_param_groups_are_refused_before_the_run_folder(cifar, tmp_path, groups, says):
+    run = tmp_path / "run"
+    code, _, err = run_cli("train", "--data-dir", cifar, "--out", run, *SMALL,
+                           "--param-groups", groups)  # fmt: skip
+    assert code == 2 and "--param-groups" in err and says in err, err
+    assert not run.exists()

@@ -24,7 +24,14 @@ from ..train.augment import PAD_MODES, TTA_MODES
 from .errors import CLIError
 from .inputs import read_arch
 from .presets import DEFAULT_PRESET, PRESETS
-from .recipe import check_combination, is_schedule, parse_schedule, with_warmup
+from .recipe import (
+    check_combination,
+    is_param_groups,
+    is_schedule,
+    parse_param_groups,
+    parse_schedule,
+    with_warmup,
+)
 
 __all__ = [
     "Flag",
@@ -203,6 +210,12 @@ FLAGS: tuple[Flag, ...] = (
     Flag("bn_bias_lr", OPT, "learning-rate multiplier of the batch-norm biases (their weight "
          "decay is divided by it)", None, _real(0, above=True, optional=True),
          options={"type": finite_float, "metavar": "M"}, new=True),
+    Flag("param_groups", OPT, "parameter groups as a JSON list in the Solver's form, after "
+         "the groups the flags above make, e.g. Muon for the conv filters: "
+         "'[{\"params\": \"*conv.W\", \"update_rule\": \"muon\", \"optim_config\": "
+         "{\"learning_rate\": 0.24, \"momentum\": 0.6}}]'", None,
+         ("a list of parameter groups", is_param_groups),
+         options={"type": parse_param_groups, "metavar": "JSON"}, new=True),
     Flag("batch_size", OPT, "minibatch size", 64, _int(1), options={"type": int}),
     Flag("epochs", OPT, "total epochs (with --resume: the new total)", 3, _int(1),
          run_control=True, options={"type": int}),

@@ -16,13 +16,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..io.jsonfile import JSONLimitError, loads_bounded
-from ..optim import RULE_DEFAULTS
+from ..optim import RULE_DEFAULTS, UPDATE_RULES, resolve_param_groups
 from ..train.schedules import make_schedule
 from .errors import CLIError
 
 __all__ = [
     "WARMUP_KEYS",
     "parse_schedule",
+    "parse_param_groups",
+    "is_param_groups",
     "is_schedule",
     "with_warmup",
     "check_combination",
@@ -51,6 +53,47 @@ def parse_schedule(text: str) -> dict[str, Any]:
         return make_schedule(spec).spec
     except (TypeError, ValueError) as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("make_schedule: ")) from None
+
+
+def parse_param_groups(text: str) -> list[dict[str, Any]]:
+    """argparse type of ``--param-groups``: a JSON list of parameter groups in the
+    Solver's form (:func:`nndl.optim.resolve_param_groups`), each group checked."""
+    try:
+        groups = loads_bounded(text, "the parameter groups")
+    except JSONLimitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not is_param_groups(groups, explain=True):
+        raise argparse.ArgumentTypeError("expected a JSON list of parameter groups")
+    return groups
+
+
+def is_param_groups(value: Any, explain: bool = False) -> bool:
+    """A setting's check: None or a non-empty list of valid parameter groups (each
+    group's keys and values checked as if its patterns matched a parameter). With
+    ``explain`` a bad group raises ``ArgumentTypeError`` saying what is wrong."""
+    if value is None:
+        return True
+    if not isinstance(value, list) or not value:
+        return False
+    for i, group in enumerate(value):
+        try:
+            if not isinstance(group, dict):
+                raise TypeError(f"group {i} is a {type(group).__name__}, not a dict")
+            rule = group.get("update_rule")
+            if rule is not None and rule not in UPDATE_RULES:
+                raise ValueError(
+                    f"unknown update_rule {rule!r}; expected one of {sorted(UPDATE_RULES)}"
+                )
+            resolve_param_groups(["p"], [{**group, "params": "p"}])
+            resolve_param_groups([], [group], strict=False)  # its "params" too
+        except (TypeError, ValueError) as exc:
+            if explain:
+                message = str(exc).removeprefix("resolve_param_groups: ")
+                raise argparse.ArgumentTypeError(f"group {i}: {message}") from None
+            return False
+    return True
 
 
 def is_schedule(value: Any) -> bool:
@@ -120,7 +163,8 @@ def param_groups(settings: Mapping[str, Any], specs: Mapping[str, Any]) -> list 
     """Parameter groups from the model's parameter specs (``role`` and ``decay``):
     without ``--bias-decay`` no weight decay on biases and batch-norm parameters;
     ``--bn-bias-lr M`` multiplies the batch-norm shifts' learning rate by M and divides
-    their weight decay by M (airbench94's bias scaler: the same decay per step)."""
+    their weight decay by M (airbench94's bias scaler: the same decay per step);
+    ``--param-groups`` come after these, so where they name a setting they win."""
     groups = []
     wd = _weight_decay(settings)
     no_decay = [k for k, s in specs.items() if not s.decay]
@@ -133,6 +177,7 @@ def param_groups(settings: Mapping[str, Any], specs: Mapping[str, Any]) -> list 
         if settings.get("bias_decay"):
             group["weight_decay"] = wd / mult
         groups.append(group)
+    groups += settings.get("param_groups") or []  # --param-groups last: they win
     return groups or None
 
 
