@@ -23,9 +23,9 @@ from ..explain import (
 )
 from ..explain.pixels import class_index
 from ..explain.plots import plot_feature_maps, plot_fooling, plot_images, plot_map
-from ..models import pretrained
 from .errors import CLIError, cli_path
 from .inputs import load_run_images
+from .predict import shipped_model
 from .report import require_matplotlib, softmax
 from .run_folder import ALLOW_NONFINITE_HELP, RunFolder
 
@@ -106,12 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _model_and_images(args: argparse.Namespace) -> tuple[Any, dict[str, Any], list[str]]:
     if args.pretrained:
-        if args.last:
-            raise CLIError("--last takes a run folder; the --pretrained model has one model")
-        model, info = pretrained("default")
-        pre = dict(info["preprocess"])
-        pre["class_names"] = [str(n) for n in pre["class_names"]]
-        return model, pre, list(args.paths)
+        return (*shipped_model(args.last), list(args.paths))
     if not args.paths:
         raise CLIError("expected RUN_DIR (or --pretrained), then the images")
     folder = RunFolder(cli_path(args.paths[0], "RUN_DIR"))

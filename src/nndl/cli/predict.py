@@ -15,7 +15,7 @@ from .inputs import load_run_images
 from .report import batched_scores, softmax
 from .run_folder import ALLOW_NONFINITE_HELP, RunFolder
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "shipped_model"]
 
 
 def add_parser(sub: Any) -> None:
@@ -71,16 +71,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def shipped_model(last: bool = False) -> tuple[Any, dict[str, Any]]:
+    """(model, preprocess) of ``--pretrained``: the model shipped in the package, its class
+    names as strings; ``--last`` (``last``) is refused, there being one model."""
+    if last:
+        raise CLIError("--last takes a run folder; the --pretrained model has one model")
+    model, info = pretrained("default")
+    pre = dict(info["preprocess"])
+    pre["class_names"] = [str(n) for n in pre["class_names"]]
+    return model, pre
+
+
 def _model_and_images(args: argparse.Namespace) -> tuple[Any, dict[str, Any], list[str]]:
     """(model, preprocess, image paths): the shipped model, or a run folder's model; a
     run folder is checked before any image is read."""
     if args.pretrained:
-        if args.last:
-            raise CLIError("--last takes a run folder; the --pretrained model has one model")
-        model, info = pretrained("default")
-        pre = dict(info["preprocess"])
-        pre["class_names"] = [str(n) for n in pre["class_names"]]
-        return model, pre, list(args.paths)
+        return (*shipped_model(args.last), list(args.paths))
     if len(args.paths) < 2:
         raise CLIError(
             "expected RUN_DIR and at least one IMAGE (or --pretrained IMAGE...), got "
