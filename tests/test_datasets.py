@@ -341,31 +341,6 @@ def test_cifar10_image_folder_round_trip(tmp_path):
 # --- downloads (a loopback server; nothing leaves the machine) -------------------------
 
 
-@pytest.fixture
-def served(tmp_path):
-    """A folder served over HTTP on 127.0.0.1; yields (folder, base URL)."""
-    import functools
-    import http.server
-    import threading
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    root = tmp_path / "www"
-    root.mkdir()
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))  # fmt: skip
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_files_are_fetched_md5_checked_from_the_first_base_that_answers(
     tmp_path, served, monkeypatch
 ):

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..data import channel_mean_std, data_fingerprint
 from ..datasets import is_named, load_dataset_info
+from ..datasets.images import MAX_PIXELS, ImageTooLargeError, open_image
 from ..io.jsonfile import JSONLimitError, loads_bounded
 from ..nn.spec import check_spec
 from .errors import CLIError, read_text
@@ -121,9 +122,9 @@ load_cifar = load_data  # the name before other data sets
 # convert('RGB') would clip 16-bit values at 255 and float values in [0, 1] to 0 or 1).
 _UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
-MAX_IMAGE_PIXELS = 64_000_000
-"""The largest image ``nndl predict`` decodes (64 megapixels); a larger one is refused
-from its header, before it is decoded."""
+MAX_IMAGE_PIXELS = MAX_PIXELS
+"""The largest image ``nndl predict`` decodes (64 megapixels, as the image-folder
+loader); a larger one is refused from its header, before it is decoded."""
 
 _STRIP_PIXELS = 1 << 22  # the float range check reads this many pixels at a time
 
@@ -171,14 +172,12 @@ def _high_depth_rgb(im: Any, path: Any, width: int, height: int) -> np.ndarray |
     return np.repeat(a[None], 3, axis=0)
 
 
-def _open(Image: Any, p: Any) -> Any:
-    """``Image.open(p)``, refused above :data:`MAX_IMAGE_PIXELS` from the header alone."""
-    im = Image.open(p)
-    w, h = im.size
-    if w * h > MAX_IMAGE_PIXELS:
-        im.close()
-        raise CLIError(_too_large(p, f"{w} x {h} pixels"))
-    return im
+def _open(p: Any) -> Any:
+    """The image ``p`` opened, refused above :data:`MAX_IMAGE_PIXELS` from its header."""
+    try:
+        return open_image(p, MAX_IMAGE_PIXELS)
+    except ImageTooLargeError as exc:
+        raise CLIError(_too_large(p, exc.size)) from None
 
 
 def _too_large(p: Any, size: str) -> str:
@@ -187,7 +186,7 @@ def _too_large(p: Any, size: str) -> str:
 
 
 def _load_one(Image: Any, p: Any, width: int, height: int) -> np.ndarray:
-    with _open(Image, p) as im:
+    with _open(p) as im:
         a = _high_depth_rgb(im, p, width, height)
         if a is not None:
             return a

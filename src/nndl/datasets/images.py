@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GRAY_MODES", "IMAGE_SUFFIXES", "MAX_PIXELS", "RESIZE_FILTER", "decode", "pillow",
-           "probe"]  # fmt: skip
+__all__ = ["GRAY_MODES", "IMAGE_SUFFIXES", "MAX_PIXELS", "RESIZE_FILTER", "ImageTooLargeError",
+           "decode", "open_image", "pillow", "probe"]  # fmt: skip
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm", ".pbm", ".pnm")  # fmt: skip
@@ -39,34 +39,48 @@ def pillow() -> Any:
     return Image
 
 
-def _open(Image: Any, path: str | os.PathLike[str]) -> Any:
-    """The image, opened (header read only) and refused above :data:`MAX_PIXELS`."""
-    with warnings.catch_warnings():  # Pillow's own bomb warning becomes our error
+class ImageTooLargeError(ValueError):
+    """An image over the pixel limit, or over Pillow's own decompression-bomb limit;
+    ``size`` says how large ("4000 x 3000 pixels")."""
+
+    def __init__(self, path: Any, size: str, limit: int) -> None:
+        self.path, self.size, self.limit = path, size, limit
+        super().__init__(f"{path}: the image is {size}; at most {limit // 1_000_000} "
+                         "megapixels are decoded (a decompression bomb?)")  # fmt: skip
+
+
+def open_image(path: Any, max_pixels: int = MAX_PIXELS) -> Any:
+    """``Image.open(path)`` (only the header is read), refused with :class:`ImageTooLargeError`
+    above ``max_pixels`` pixels, and Pillow's decompression-bomb warning raised as that
+    error instead of printed. Other errors (a missing file, not an image) propagate."""
+    Image = pillow()
+    with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             im = Image.open(path)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ValueError(_too_large(path, "a decompression bomb (too many pixels)")) from None
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is OSError
-            raise ValueError(f"{path}: not an image Pillow can read ({exc})") from None
+            raise ImageTooLargeError(path, "a decompression bomb (too many pixels)",
+                                max_pixels) from None  # fmt: skip
     w, h = im.size
-    if w * h > MAX_PIXELS:
+    if w * h > max_pixels:
         im.close()
-        raise ValueError(_too_large(path, f"{w} x {h} pixels"))
+        raise ImageTooLargeError(path, f"{w} x {h} pixels", max_pixels)
     return im
 
 
-def _too_large(path: Any, what: str) -> str:
-    return (f"{path}: the image is {what}; at most {MAX_PIXELS // 1_000_000} megapixels are "
-            "decoded (a decompression bomb?)")  # fmt: skip
+def _open(path: str | os.PathLike[str]) -> Any:
+    """:func:`open_image`, a file Pillow cannot read refused as a ValueError naming it."""
+    try:
+        return open_image(path)
+    except (FileNotFoundError, ImageTooLargeError):
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is OSError
+        raise ValueError(f"{path}: not an image Pillow can read ({exc})") from None
 
 
 def probe(path: str | os.PathLike[str]) -> tuple[tuple[int, int], bool]:
     """((height, width), grayscale?) from the file's header, without decoding it."""
-    Image = pillow()
-    with _open(Image, path) as im:
+    with _open(path) as im:
         return (im.size[1], im.size[0]), im.mode in GRAY_MODES
 
 
@@ -92,7 +106,7 @@ def decode(path: str | os.PathLike[str], channels: int, size: tuple[int, int] | 
     """The image ``path`` as uint8 ``(channels, H, W)``, resized to ``size`` (H, W) with
     LANCZOS when it differs (None: as stored)."""
     Image = pillow()
-    with _open(Image, path) as im:
+    with _open(path) as im:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -103,7 +117,8 @@ def decode(path: str | os.PathLike[str], channels: int, size: tuple[int, int] | 
                     out = out.resize((size[1], size[0]), Image.Resampling.LANCZOS)
                 a = np.asarray(out, dtype=np.uint8)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ValueError(_too_large(path, "a decompression bomb (too many pixels)")) from None
+            raise ImageTooLargeError(path, "a decompression bomb (too many pixels)",
+                                     MAX_PIXELS) from None  # fmt: skip
         except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated, damaged
             if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
                 raise
