@@ -11,13 +11,17 @@ it appears. Peak memory is the child's maximum resident set size. Everything aft
     python benchmarks/bench_train.py --runs 3                       # the default model
     python benchmarks/bench_train.py --preset 94                    # a rung of the ladder
     python benchmarks/bench_train.py --preset 94 --seeds 5          # seeds 0-4: mean and min
+    python benchmarks/bench_train.py --preset 94 --seeds 4 --first-seed 1     # seeds 1-4
     python benchmarks/bench_train.py -- --model three_layer_convnet --num-filters 64 \\
         --filter-size 3 --hidden-dim 500 --reg 0.005 --weight-scale 0.001 --lr 1e-3 \\
         --lr-decay 0.99 --batch-size 50 --epochs 15     # SPEC's reference configuration
 
 ``--preset NAME`` runs ``nndl train --preset NAME`` with the preset's target (its name:
-94 -> 0.94). Needs the data set: ``--data-dir`` (or ``NNDL_DATA_DIR``) as for ``nndl
-train``.
+94 -> 0.94). With ``--seeds``, the machine's float32 GEMM rate is measured before the
+first run and after each (``bench_step.gemm_gflops``), and each run's time is compared
+with the time ``--pflop`` (default: 0.29 for the ``94`` preset, airbench94_muon's count)
+takes at the median of those rates. Needs the data set: ``--data-dir`` (or
+``NNDL_DATA_DIR``) as for ``nndl train``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_step import gemm_gflops  # noqa: E402
+
+PFLOP_BUDGET = {"94": 0.29}  # airbench94_muon's count for the whole run (8 epochs + TTA)
 
 
 def _read_metrics(path: Path) -> list[dict]:
@@ -109,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=None, metavar="N",
                    help="run seeds 0..N-1 one after another (--seed added to nndl train); "
                         "prints each run's time and accuracy, their mean and minimum")  # fmt: skip
+    p.add_argument("--first-seed", type=int, default=0, metavar="K",
+                   help="with --seeds N: run seeds K..K+N-1")
+    p.add_argument("--pflop", type=float, default=None,
+                   help="a run's FLOP budget in PFLOP: its time limit is this at the "
+                        "measured GEMM rate (default: 0.29 for --preset 94)")  # fmt: skip
     p.add_argument("--preset", help="run 'nndl train --preset NAME' (target: NAME / 100)")
     p.add_argument(
         "--target",
@@ -125,10 +139,19 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="nndl-bench-"))
     results = []
-    seeds = range(args.seeds) if args.seeds is not None else [None] * args.runs
+    if args.seeds is not None:
+        seeds: list = list(range(args.first_seed, args.first_seed + args.seeds))
+    else:
+        seeds = [None] * args.runs
+    if args.pflop is None:
+        args.pflop = PFLOP_BUDGET.get(args.preset)
+    rates = [gemm_gflops(2048, 9)] if args.seeds is not None else []
     for i, seed in enumerate(seeds):
         extra = [] if seed is None else ["--seed", str(seed)]
         res = run_once([*train_args, *extra], args.target, root / f"run{i}")
+        if args.seeds is not None:
+            rates.append(gemm_gflops(2048, 9))
+            res["gemm_gflops_after"] = round(rates[-1], 1)
         results.append({"seed": seed, **res})
         print(json.dumps(results[-1]), flush=True)
     reached = [r["reached_s"] for r in results if r["reached_s"] is not None]
@@ -148,7 +171,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"max peak RSS: {max(r['peak_rss_mb'] for r in results):.0f} MB")
     if args.seeds is not None:
         _seed_table(results, args.target)
+        _budget(results, rates, args.pflop)
     return 0
+
+
+def _budget(results: list[dict], rates: list[float], pflop: float | None) -> None:
+    """The GEMM rates measured around the runs and, with a FLOP budget, each run's time
+    against the time the budget takes at their median rate."""
+    rate = statistics.median(rates)
+    print(f"float32 GEMM (NumPy, 2048^3): median {rate:.1f} GFLOP/s of "
+          f"{', '.join(f'{r:.0f}' for r in rates)}")  # fmt: skip
+    if pflop is None:
+        return
+    limit = pflop * 1e15 / (rate * 1e9)
+    within = sum(r["wall_s"] <= limit for r in results)
+    worst = max(r["wall_s"] for r in results)
+    print(f"budget: {pflop} PFLOP at {rate:.1f} GFLOP/s = {limit:.0f} s ({limit / 60:.1f} min); "
+          f"{within} of {len(results)} runs within it, the longest {worst:.0f} s "
+          f"({worst / limit:.2f} of the limit; stretch target 0.67)")
 
 
 def _seed_table(results: list[dict], target: float) -> None:

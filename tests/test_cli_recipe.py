@@ -19,13 +19,16 @@ from _cli import run_cli  # noqa: E402
 
 from nndl.augment import tta_predict  # noqa: E402
 from nndl.cli.flags import DEFAULTS, add_train_flags, settings_from_args  # noqa: E402
-from nndl.cli.presets import AIRBENCH94, PRESETS, airbench_spec  # noqa: E402
+from nndl.cli.presets import AIRBENCH94, AIRBENCH94_MUON, PRESETS, airbench_spec  # noqa: E402
 from nndl.cli.recipe import solver_kwargs  # noqa: E402
 from nndl.cli.report import softmax  # noqa: E402
 from nndl.cli.run_folder import RunFolder  # noqa: E402
 from nndl.data import apply_preprocess, channel_mean_std, get_CIFAR10_data  # noqa: E402
 from nndl.models import load_model  # noqa: E402
 from nndl.network import Network  # noqa: E402
+from nndl.optim import UPDATE_RULES  # noqa: E402
+from nndl.train.schedules import make_schedule  # noqa: E402
+from nndl.train.setup import ParamPlan  # noqa: E402
 
 SIZES = ["--num-training", "100", "--num-validation", "20", "--num-test", "40"]
 ARCH = [
@@ -85,7 +88,7 @@ def test_plain_nndl_train_is_the_65_preset_and_the_default_run():
     assert all(kwargs[k] is None for k in ("schedule", "param_groups", "ema", "augment"))
 
 
-@pytest.mark.parametrize("name", ["80", "90", "94"])
+@pytest.mark.parametrize("name", ["80", "90"])
 def test_the_ladder_presets_resolve_to_the_airbench_recipe(name):
     s = settings("--preset", name)
     assert s["preset"] == name and s["model"] == "network"
@@ -98,8 +101,47 @@ def test_the_ladder_presets_resolve_to_the_airbench_recipe(name):
     assert s["arch"] == PRESETS[name].settings["arch"]
 
 
+def test_the_94_preset_resolves_to_airbench94_muon_in_mean_loss_terms():
+    s = settings("--preset", "94")
+    assert s["preset"] == "94" and s["arch"] == AIRBENCH94_MUON["arch"]
+    assert (s["batch_size"], s["epochs"]) == (2000, 8)
+    assert (s["num_training"], s["num_test"]) == (50000, 10000)
+    assert s["schedule"] == {"name": "linear", "warmup": 0.0, "start": 0.0, "end": 0.0}
+    assert s["label_smoothing"] == 0.2 and s["tta"] == "mirror_translate"
+    net = Network(s["arch"], seed=0)
+    assert net.param_specs["whiten.W"].trainable and net.param_specs["whiten.b"].trainable
+    kwargs = solver_kwargs(s, net.param_specs)
+    solver_like = ParamPlan(net, kwargs["optim_config"], "sgdw", kwargs["param_groups"],
+                            make_schedule(s["schedule"]), UPDATE_RULES["sgdw"])  # fmt: skip
+    # PyTorch's summed-loss SGD (lr_sum, weight_decay = 2e-6 * B / lr_sum) at batch B is
+    # nndl's mean-loss SGD with lr = lr_sum * B and coupled decay 2e-6 / lr_sum.
+    B = 2000
+    configs = solver_like.initial_configs(kwargs["optim_config"])
+    filters = [k for k in net.params if k.endswith("conv.W")]
+    assert len(filters) == 6
+    for k, config in configs.items():
+        if k == "whiten.W":
+            assert k in solver_like.frozen
+        elif k in filters:
+            assert solver_like.rule_name[k] == "muon"
+            assert {x: config[x] for x in ("learning_rate", "momentum", "nesterov",
+                    "ns_steps", "renormalize")} == {"learning_rate": 0.24, "momentum": 0.6,
+                    "nesterov": True, "ns_steps": 3, "renormalize": True}  # fmt: skip
+            assert config.get("weight_decay", 0.0) == 0.0
+        else:
+            lr_sum = 0.67 if k == "head.W" else 0.053
+            assert solver_like.rule_name[k] == "sgdw", k
+            assert config["learning_rate"] == pytest.approx(lr_sum * B, rel=1e-12), k
+            assert config["weight_decay"] == pytest.approx(2e-6 / lr_sum, rel=1e-12), k
+            assert config["momentum"] == 0.85 and config["coupled_decay"] is True
+    assert solver_like.train_epochs["whiten.b"] == 3
+    assert all(e is None for k, e in solver_like.train_epochs.items() if k != "whiten.b")
+    head = [layer for layer in s["arch"] if layer.get("name") == "head"][0]
+    assert head["scale"] == 1 / 256
+
+
 def test_flags_override_a_preset_and_the_model_plans():
-    s = settings("--preset", "94", "--epochs", "3", "--tta", "none", "--no-lookahead")
+    s = settings("--preset", "90", "--epochs", "3", "--tta", "none", "--no-lookahead")
     assert (s["epochs"], s["tta"], s["lookahead"]) == (3, "none", False)
     assert s["batch_size"] == 1024  # the rest is the preset's
     net = Network(s["arch"], seed=0)

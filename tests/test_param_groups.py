@@ -10,9 +10,9 @@ from nndl.optim import PARAM_GROUP_KEYS, resolve_param_groups
 NAMES = ["W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2", "W3", "b3"]
 DEFAULT = {
     "lr_mult": 1.0, "weight_decay": None, "frozen": False, "update_rule": None,
-    "optim_config": None,
+    "optim_config": None, "train_epochs": None,
 }  # fmt: skip
-RULE = {"update_rule": None, "optim_config": None}  # the Solver's rule and settings
+RULE = {"update_rule": None, "optim_config": None, "train_epochs": None}  # the Solver's rule and settings
 
 
 def test_no_groups_gives_defaults_for_every_name_in_order():

@@ -129,3 +129,51 @@ def test_every_named_rule_declares_its_state():
         _, config = rule(w.copy(), np.full_like(w, 0.1), {})
         arrays = {k: v.shape for k, v in config.items() if isinstance(v, np.ndarray)}
         assert arrays == state_shapes(name, w.shape), name
+
+
+# --- train_epochs: a group that trains for the first epochs only ---------------------------
+
+
+def _rates(solver):
+    """Every parameter's learning rate at each update, and which parameters moved."""
+    seen, moved = [], []
+    for _ in range(solver.num_iterations):
+        before = {k: v.copy() for k, v in solver.model.params.items()}
+        solver._step(solver.X_train[:8], solver.y_train[:8])
+        solver.iteration += 1
+        seen.append({k: c.get("learning_rate") for k, c in solver.optim_configs.items()})
+        now = solver.model.params
+        moved.append({k for k, v in now.items() if not np.array_equal(v, before[k])})
+    return seen, moved
+
+
+def test_a_group_with_train_epochs_runs_its_schedule_over_them_then_stops():
+    groups = [{"params": ["gamma*", "beta*"], "train_epochs": 1.5}]
+    solver = _solver(groups, rule="sgd", num_epochs=4, schedule="linear")  # 4 updates/epoch
+    assert solver.iterations_per_epoch == 4 and solver.num_iterations == 16
+    rates, moved = _rates(solver)
+    for t in range(16):  # the others: 1 - t/16; the group: 1 - t/6 for its 6 updates
+        assert rates[t]["W1"] == pytest.approx(1e-2 * (1 - t / 16), rel=1e-12)
+        if t < 6:
+            assert rates[t]["beta1"] == pytest.approx(1e-2 * (1 - t / 6), rel=1e-12)
+            assert {"gamma1", "beta1"} <= moved[t]
+        else:  # unchanged by gradient, momentum or decay from update 6 on
+            assert not {"gamma1", "beta1"} & moved[t], t
+            assert rates[t]["beta1"] == rates[5]["beta1"]
+        assert {"W1", "b1", "W2", "b2"} <= moved[t]
+
+
+def test_resume_with_train_epochs_is_the_same_run(tmp_path):
+    groups = [{"params": "beta*", "train_epochs": 1}]
+
+    def make(**kw):
+        return _solver(groups, schedule="linear", **kw)
+
+    assert_resume_is_the_same_run(make, tmp_path, at=3)  # resumed inside its epochs
+    assert_resume_is_the_same_run(make, tmp_path / "late", at=6)  # and after them
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), "3", True])
+def test_train_epochs_must_be_a_positive_number(bad):
+    with pytest.raises(ValueError, match=r"groups\[0\]\['train_epochs'\] to be a number > 0"):
+        _solver([{"params": "beta*", "train_epochs": bad}])

@@ -2,7 +2,8 @@
 :func:`resolve_param_groups` (imported from :mod:`nndl.optim`, its public home).
 
 A group names parameters by glob patterns and sets some of a learning-rate multiplier,
-a weight decay, a frozen flag, its own update rule and that rule's settings; the Solver
+a weight decay, a frozen flag, its own update rule and that rule's settings, and how many
+epochs they train for; the Solver
 applies the result to each parameter (its rule and its update-rule config).
 """
 
@@ -31,10 +32,12 @@ PARAM_GROUP_KEYS: dict[str, str] = {
     "frozen": "True to leave the parameters unchanged by training",
     "update_rule": "the name of the update rule for these parameters (instead of the Solver's)",
     "optim_config": "that rule's settings for these parameters (a dict, over the Solver's)",
+    "train_epochs": "train these parameters for the first N epochs only (N > 0; a schedule "
+    "runs over those epochs for them), then leave them unchanged",
 }
 _SETTING_DEFAULTS: dict[str, Any] = {
     "lr_mult": 1.0, "weight_decay": None, "frozen": False, "update_rule": None,
-    "optim_config": None,
+    "optim_config": None, "train_epochs": None,
 }  # fmt: skip
 _SETTING_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_mult": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
@@ -43,6 +46,7 @@ _SETTING_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "name": (lambda v: isinstance(v, str), "a string"),
     "update_rule": (lambda v: isinstance(v, str) and bool(v), "a rule name (a string)"),
     "optim_config": (lambda v: isinstance(v, Mapping), "a dict of the rule's settings"),
+    "train_epochs": (lambda v: _is_real(v) and v > 0 and v < float("inf"), "a number > 0"),
 }
 
 
@@ -99,8 +103,8 @@ def resolve_param_groups(
 
     Each group names its parameters by glob patterns (``fnmatch``, case-sensitive, over
     the full name: ``"beta*"``, ``"*.b"``, ``"whiten.*"``) in ``"params"`` and sets some
-    of ``lr_mult``, ``weight_decay``, ``frozen``, ``update_rule`` and ``optim_config`` (see
-    :data:`PARAM_GROUP_KEYS`).
+    of ``lr_mult``, ``weight_decay``, ``frozen``, ``update_rule``, ``optim_config`` and
+    ``train_epochs`` (see :data:`PARAM_GROUP_KEYS`).
 
     Precedence: groups apply in list order and each sets only the keys it names, so for
     every key the *last* group that matches a parameter and names that key wins. Write
@@ -111,9 +115,10 @@ def resolve_param_groups(
          {"params": "gamma*", "frozen": True}]
 
     Returns ``{name: {"lr_mult": float, "weight_decay": float | None, "frozen": bool,
-    "update_rule": str | None, "optim_config": dict | None}}`` for every name, in order;
-    unmatched keys keep the defaults 1.0, None (the update rule's own decay), False, None
-    (the Solver's rule) and None (the Solver's settings). An ``optim_config`` replaces an
+    "update_rule": str | None, "optim_config": dict | None, "train_epochs": float |
+    None}}`` for every name, in order; unmatched keys keep the defaults 1.0, None (the
+    update rule's own decay), False, None (the Solver's rule), None (the Solver's
+    settings) and None (all of training). An ``optim_config`` replaces an
     earlier group's as a whole (dicts are not merged across groups). With ``strict`` a
     pattern that matches no parameter is an error (it is almost always a typo). ``names``
     may be a dict such as ``model.params``. The result depends only on the arguments, so

@@ -19,7 +19,9 @@ by :func:`check_options`), four extras, all off by default:
   (``param_specs[k].trainable``) are frozen too. ``update_rule`` gives a group's
   parameters a rule of their own (a name in :data:`nndl.optim.UPDATE_RULES`), which
   starts from the group's ``optim_config`` alone; without it, a group's ``optim_config``
-  goes over the Solver's. Checkpoints record each parameter's rule and state.
+  goes over the Solver's. ``train_epochs: N`` trains a group for the first N epochs only
+  (round(N * iterations_per_epoch) updates, over which its schedule runs), then leaves
+  it unchanged. Checkpoints record each parameter's rule and state.
 - ``ema``: a dict of :data:`EMA_DEFAULTS`' keys; an :class:`nndl.ema.EMA` (component
   ``"ema"``) folds the weights in after every step, and every accuracy check (and so
   ``best_params``) runs with the averages swapped in (:func:`ema_applied`). With
@@ -41,7 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -187,6 +189,7 @@ class ParamPlan:
         self.frozen = {k for k, s in settings.items() if s["frozen"]} | model_frozen
         self.lr_mult = {k: s["lr_mult"] for k, s in settings.items()}
         self.weight_decay = {k: s["weight_decay"] for k, s in settings.items()}
+        self.train_epochs = {k: s["train_epochs"] for k, s in settings.items()}
         self.schedule = schedule
         self.rule_name: dict[str, str | None] = {}
         self.rule: dict[str, Any] = {}
@@ -248,6 +251,23 @@ class ParamPlan:
     def learning_rate(self, name: str, multiplier: float) -> float:
         """Parameter ``name``'s learning rate for a step with the schedule's ``multiplier``."""
         return self.base_lr[name] * multiplier
+
+    def updates(
+        self, iteration: int, total: int, iterations_per_epoch: int
+    ) -> Iterator[tuple[str, float]]:
+        """``(name, multiplier)`` for each parameter that update ``iteration`` changes:
+        not frozen, and within its group's ``train_epochs`` (over which its schedule then
+        runs, as airbench94_muon decays its whitening bias to 0 over 3 epochs)."""
+        factor = self.multiplier(iteration, total, iterations_per_epoch)
+        for name, epochs in self.train_epochs.items():
+            if name in self.frozen:
+                continue
+            if epochs is None:
+                yield name, factor
+                continue
+            horizon = max(round(epochs * iterations_per_epoch), 1)
+            if iteration < horizon:
+                yield name, self.multiplier(iteration, horizon, iterations_per_epoch)
 
 
 # --- the EMA of the weights -------------------------------------------------------------

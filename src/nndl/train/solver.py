@@ -205,13 +205,12 @@ class Solver:
         factor = plan.multiplier(self.iteration, self.num_iterations, self.iterations_per_epoch)
         if plan.schedule is not None:
             self.learning_rate = self.optim_config.get("learning_rate", 1.0) * factor
-        for p, w in params.items():
-            if p in plan.frozen:
-                continue
+        ipe = self.iterations_per_epoch
+        for p, mult in plan.updates(self.iteration, self.num_iterations, ipe):
             config = self.optim_configs[p]
             if plan.schedule is not None:
-                config["learning_rate"] = plan.learning_rate(p, factor)
-            params[p], self.optim_configs[p] = plan.rule[p](w, grads[p], config)
+                config["learning_rate"] = plan.learning_rate(p, mult)
+            params[p], self.optim_configs[p] = plan.rule[p](params[p], grads[p], config)
         if self.ema is not None:
             ema_step(self.ema, self.ema_spec, self.model, self.iteration + 1, self.num_iterations)
         return loss
