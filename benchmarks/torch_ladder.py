@@ -6,8 +6,12 @@ preset's network in PyTorch 2.13 CPU, translated from the same bound nndl spec a
 batch-norm settings, linear scale), and times, on the same machine and thread count:
 
 - a training step at the preset's batch size (Nesterov SGD with coupled weight decay and
-  label smoothing, as airbench94 runs it; forward, backward, update), the median of
-  ``--steps`` steps after one warm-up;
+  label smoothing, as airbench94 runs it; for a preset with a Muon group, the ``94``,
+  airbench94_muon's split: Muon from ``torch_muon.py`` on the conv filters, SGD on the
+  biases and the head, the whitening filters frozen; forward, backward, update), the
+  median of ``--steps`` steps after one warm-up; where a group trains for its first
+  epochs only (the whitening bias), the later steps, without its gradient, are timed
+  separately;
 - a forward pass in eval mode without gradients over the same batch size.
 
 It then reports the run's PyTorch time as an **extrapolation**, stated as such: steps x
@@ -40,6 +44,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_step import _torch_module  # noqa: E402 - a sibling script
 
 try:
+    from torch_muon import airbench_muon_optimizers
+except ImportError:  # PyTorch missing: main() says so
+    airbench_muon_optimizers = None
+
+try:
     import torch
     from torch import nn
 except ImportError:  # PyTorch is an optional peer, never a dependency.
@@ -64,43 +73,76 @@ def _timed(f, reps: int) -> float:
     return statistics.median(times)
 
 
+def _group(settings: dict, key: str, value=None) -> dict | None:
+    """The preset's first parameter group that has ``key`` (equal to ``value`` if given)."""
+    for group in settings.get("param_groups") or []:
+        if key in group and (value is None or group[key] == value):
+            return group
+    return None
+
+
+def _optimizers(settings: dict, model) -> tuple[list, object]:
+    """The preset's optimisers for the translated model, and the whitening conv when a
+    group trains its bias for the first epochs only (else None)."""
+    muon = _group(settings, "update_rule", "muon")
+    if muon is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        return [torch.optim.SGD(params, lr=0.01, momentum=settings["momentum"], nesterov=True,
+                                weight_decay=settings["weight_decay"])], None  # fmt: skip
+    cfg = muon["optim_config"]
+    opts = airbench_muon_optimizers(
+        model,
+        {k: cfg[k] for k in ("momentum", "nesterov", "ns_steps", "renormalize")} | {"lr": 0.24},
+        {"lr": 0.01, "weight_decay": settings["weight_decay"]},
+    )
+    return list(opts[:2]), (opts[2] if _group(settings, "train_epochs") else None)
+
+
 def measure(settings: dict, steps: int) -> dict:
-    """Seconds per training step and per eval forward image of the preset's net."""
+    """Seconds per training step (and per later step, without the whitening bias's
+    gradient, where it trains for the first epochs only) and per eval forward image."""
     torch.manual_seed(0)
     model = _model(settings)
     batch = settings["batch_size"]
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=0.01, momentum=settings["momentum"], nesterov=True,
-                          weight_decay=settings["weight_decay"])  # fmt: skip
+    opts, whiten = _optimizers(settings, model)
     X = torch.randn(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
     smoothing = settings.get("label_smoothing") or 0.0
 
     def step():
         model.train()
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss = nn.functional.cross_entropy(model(X), y, label_smoothing=smoothing)
         loss.backward()
-        opt.step()
+        for opt in opts:
+            opt.step()
 
     def forward():
         model.eval()
         with torch.no_grad():
             model(X)
 
-    step_s = _timed(step, steps)
-    forward_s = _timed(forward, steps)
-    return {"step_s": step_s, "forward_per_image_s": forward_s / batch}
+    out = {"step_s": _timed(step, steps)}
+    if whiten is not None:
+        whiten.bias.requires_grad_(False)  # airbench94_muon: no gradient after its epochs
+        out["late_step_s"] = _timed(step, steps)
+    out["forward_per_image_s"] = _timed(forward, steps) / batch
+    return out
 
 
 def extrapolate(settings: dict, m: dict) -> dict:
     n = settings["num_training"]
     steps_per_epoch = max(n // settings["batch_size"], 1)
     steps = steps_per_epoch * settings["epochs"]
+    early = steps
+    if "late_step_s" in m:
+        early = min(round(_group(settings, "train_epochs")["train_epochs"] * steps_per_epoch),
+                    steps)  # fmt: skip
     images = settings["epochs"] * TRAIN_ACC_SAMPLES
     if settings.get("test_at_end"):
         images += settings["num_test"] * TTA_VIEWS[settings.get("tta", "none")]
-    train_s = steps * m["step_s"]
+    train_s = early * m["step_s"] + (steps - early) * m.get("late_step_s", 0.0)
     eval_s = images * m["forward_per_image_s"]
     return {"steps": steps, "train_s": train_s, "eval_s": eval_s, "total_s": train_s + eval_s}
 
@@ -123,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"preset {args.preset}: batch {settings['batch_size']}, {e['steps']} steps "
           f"({settings['epochs']} epochs of {settings['num_training']} images)")  # fmt: skip
     print(f"  training step: {m['step_s']:.2f} s (median of {args.steps})")
+    if "late_step_s" in m:
+        print(f"  training step without the whitening bias: {m['late_step_s']:.2f} s")
     print(f"  eval forward: {m['forward_per_image_s'] * 1e3:.2f} ms per image")
     print(
         f"  extrapolated: training {e['train_s'] / 60:.1f} min + evaluation "

@@ -88,7 +88,7 @@ def test_plain_nndl_train_is_the_65_preset_and_the_default_run():
     assert all(kwargs[k] is None for k in ("schedule", "param_groups", "ema", "augment"))
 
 
-@pytest.mark.parametrize("name", ["80", "90"])
+@pytest.mark.parametrize("name", ["80", "90", "94"])
 def test_the_ladder_presets_resolve_to_the_airbench_recipe(name):
     s = settings("--preset", name)
     assert s["preset"] == name and s["model"] == "network"
@@ -101,9 +101,9 @@ def test_the_ladder_presets_resolve_to_the_airbench_recipe(name):
     assert s["arch"] == PRESETS[name].settings["arch"]
 
 
-def test_the_94_preset_resolves_to_airbench94_muon_in_mean_loss_terms():
-    s = settings("--preset", "94")
-    assert s["preset"] == "94" and s["arch"] == AIRBENCH94_MUON["arch"]
+def test_the_94_muon_preset_resolves_to_airbench94_muon_in_mean_loss_terms():
+    s = settings("--preset", "94-muon")
+    assert s["preset"] == "94-muon" and s["arch"] == AIRBENCH94_MUON["arch"]
     assert (s["batch_size"], s["epochs"]) == (2000, 8)
     assert (s["num_training"], s["num_test"]) == (50000, 10000)
     assert s["schedule"] == {"name": "linear", "warmup": 0.0, "start": 0.0, "end": 0.0}

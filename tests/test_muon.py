@@ -150,3 +150,32 @@ def test_muon_trains_the_filters_and_the_loss_falls():
 
 def test_resume_with_muon_is_the_same_run(tmp_path):
     assert_resume_is_the_same_run(_solver, tmp_path, at=7)
+
+
+@pytest.mark.parametrize("renormalize", [True, False])
+def test_muon_matches_the_pytorch_peer_of_the_benchmarks(renormalize):
+    """nndl's rule against ``benchmarks/torch_muon.py`` (written from Muon's public
+    description, in PyTorch): three steps on a filter bank under a changing rate."""
+    torch = pytest.importorskip("torch")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        from torch_muon import Muon
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(7)
+    w0 = rng.standard_normal((8, 3, 3, 3))
+    grads = [rng.standard_normal(w0.shape) for _ in range(3)]
+    p = torch.nn.Parameter(torch.tensor(w0))
+    opt = Muon([p], lr=0.24, momentum=0.6, ns_steps=3, renormalize=renormalize)
+    w = w0.copy()
+    config = {"momentum": 0.6, "ns_steps": 3, "renormalize": renormalize}
+    for lr, g in zip([0.24, 0.16, 0.08], grads, strict=True):
+        opt.param_groups[0]["lr"] = lr
+        p.grad = torch.tensor(g)
+        opt.step()
+        config["learning_rate"] = lr
+        w, config = muon(w, g, config)
+    np.testing.assert_allclose(w, p.detach().numpy(), rtol=1e-10, atol=1e-12)

@@ -12,7 +12,7 @@ DEFAULT = {
     "lr_mult": 1.0, "weight_decay": None, "frozen": False, "update_rule": None,
     "optim_config": None, "train_epochs": None,
 }  # fmt: skip
-RULE = {"update_rule": None, "optim_config": None, "train_epochs": None}  # the Solver's rule and settings
+RULE = {"update_rule": None, "optim_config": None, "train_epochs": None}  # the Solver's
 
 
 def test_no_groups_gives_defaults_for_every_name_in_order():

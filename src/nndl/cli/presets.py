@@ -8,17 +8,24 @@ resolved setting. Each preset is named after the full-test accuracy (10,000 imag
 reaches; ``65`` is the default run (``nndl train`` with no flags), named after its
 validation accuracy.
 
-The ``94`` preset follows airbench94_muon (K. Jordan, 2024: airbench94's net and data
-recipe, trained for 8 epochs at batch 2000 with Muon on the conv filters); ``90`` and
-``80`` are airbench94 (K. Jordan, 2024, "94% on CIFAR-10 in 3.29 seconds on a single
-GPU") shortened (and narrowed, for ``80``). Where nndl differs from the two:
+The ``94`` preset follows airbench94 (K. Jordan, 2024, "94% on CIFAR-10 in 3.29
+seconds on a single GPU") as closely as nndl allows; ``90`` and ``80`` are the same
+recipe shortened (and narrowed, for ``80``). Where nndl differs from airbench94:
 
+- 12 epochs (576 steps) instead of 9.9 (476): airbench94's 94.01% is a mean over runs
+  (they spread by about 0.14 points), so one run of the preset needs a margin, and nndl's
+  epochs are whole;
 - GELU in its tanh form (PyTorch's ``nn.GELU()`` is the erf form), float32 throughout
-  (airbench: float16 or bfloat16 on a GPU);
-- ``90`` and ``80``: the whitening conv's bias stays at zero (airbench94 trains it for 3
-  epochs; ``94`` does, as airbench94_muon does);
-- the running statistics are averaged by the lookahead along with the weights, as in
-  airbench94 (its state_dict holds them); ``94`` keeps airbench94's lookahead too.
+  (airbench94: float16 on a GPU);
+- the whitening conv's bias stays at zero (airbench94 trains it for 3 epochs), and
+  the running statistics are averaged by the lookahead along with the weights, as in
+  airbench94 (its state_dict holds them).
+
+``94-muon`` follows airbench94_muon (K. Jordan, 2024: the same net and data recipe,
+trained for 8 epochs at batch 2000 with Muon on the conv filters and the whitening bias
+trained for its first 3 epochs), keeping airbench94's lookahead; its derivation is
+beside :data:`AIRBENCH94_MUON`. It is faster than ``94`` and, measured so far, a little
+short of 94% on average; it becomes ``94`` once it keeps that promise on every seed.
 """
 
 from __future__ import annotations
@@ -142,7 +149,9 @@ AIRBENCH94: dict[str, Any] = {
 #     nndl lr            = lr_sum * B:   0.053 * 2000 = 106,  0.67 * 2000 = 1340
 #     nndl weight decay  = 2e-6 / lr_sum (coupled): 3.774e-5 and 2.985e-6
 # The head's output is divided by its width (256) as in airbench94_muon, which is what
-# makes 1340 a sane rate; the whitening filters stay frozen (a parameter group).
+# makes 1340 a sane rate; the whitening filters stay frozen (a parameter group). Where
+# nndl differs from airbench94_muon: GELU's tanh form, float32, airbench94's lookahead
+# kept, and the whitening conv's backward pass still runs after its bias stops training.
 MUON_BATCH = 2000
 MUON_BIAS_LR = 0.053  # per summed-loss step, as airbench94_muon gives it
 MUON_HEAD_LR = 0.67
@@ -197,10 +206,16 @@ PRESETS: dict[str, Preset] = {
         "airbench94 net, widths 64 256 256",
     ),
     "94": Preset(
-        "airbench94_muon (K. Jordan 2024): Muon on the conv filters, batch 2000, 8 epochs "
-        "on all 50,000 images, 6-view TTA; >= 94% test accuracy in under 30 minutes",
-        dict(AIRBENCH94_MUON),
+        "airbench94 (K. Jordan 2024) for 12 epochs on all 50,000 images, 6-view TTA; >= 94% "
+        "test accuracy in under an hour",
+        dict(AIRBENCH94),
         "airbench94 net, widths 64 256 256",
+    ),
+    "94-muon": Preset(
+        "airbench94_muon (K. Jordan 2024): Muon on the conv filters, batch 2000, 8 epochs "
+        "on all 50,000 images, 6-view TTA; about 94% test accuracy in under 30 minutes",
+        dict(AIRBENCH94_MUON),
+        "airbench94 net, widths 64 256 256, head / 256",
     ),
 }
 """The presets by name (a registry: add a rung by adding an entry)."""
