@@ -236,6 +236,7 @@ class _NndlNet:
             for k in self.rules:
                 if k.endswith("conv.W"):
                     self.rules[k], self.configs[k] = "muon", dict(MUON_FILTERS)
+        self.rules = {k: (n, optim.get_update_rule(n)) for k, n in self.rules.items()}
         self.timings: dict[str, list[float]] | None = None
         for layer in self.model.root.layers:
             for kind in ("forward", "backward"):
@@ -263,10 +264,9 @@ class _NndlNet:
         loss, grads = self.model.loss(self.X, self.y)
         params = self.model.params
         spent: dict[str, float] = {}
-        for k, name in self.rules.items():
+        for k, (name, rule) in self.rules.items():
             t = time.perf_counter()
-            params[k], self.configs[k] = optim.get_update_rule(name)(params[k], grads[k],
-                                                                     self.configs[k])  # fmt: skip
+            params[k], self.configs[k] = rule(params[k], grads[k], self.configs[k])
             spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
         if self.timings is not None:
             for name, t in spent.items():
@@ -336,8 +336,7 @@ def _torch_step(net: Net, batch: int, seed: int = 0):
     if net.muon:
         from torch_muon import airbench_muon_optimizers
 
-        muon = {k: v for k, v in MUON_FILTERS.items() if k != "learning_rate"}
-        opts = airbench_muon_optimizers(model, muon, {"lr": net.lr})[:2]
+        opts = airbench_muon_optimizers(model, MUON_FILTERS, {"lr": net.lr})[:2]
     elif net.update == "adam":
         opts = (torch.optim.Adam(params, lr=net.lr),)
     else:

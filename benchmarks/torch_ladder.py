@@ -89,12 +89,8 @@ def _optimizers(settings: dict, model) -> tuple[list, object]:
         params = [p for p in model.parameters() if p.requires_grad]
         return [torch.optim.SGD(params, lr=0.01, momentum=settings["momentum"], nesterov=True,
                                 weight_decay=settings["weight_decay"])], None  # fmt: skip
-    cfg = muon["optim_config"]
-    opts = airbench_muon_optimizers(
-        model,
-        {k: cfg[k] for k in ("momentum", "nesterov", "ns_steps", "renormalize")} | {"lr": 0.24},
-        {"lr": 0.01, "weight_decay": settings["weight_decay"]},
-    )
+    opts = airbench_muon_optimizers(model, muon["optim_config"],
+                                    {"lr": 0.01, "weight_decay": settings["weight_decay"]})
     return list(opts[:2]), (opts[2] if _group(settings, "train_epochs") else None)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Muon", "newton_schulz", "airbench_muon_optimizers"]
+__all__ = ["Muon", "newton_schulz", "muon_kwargs", "airbench_muon_optimizers"]
 
 COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
@@ -64,16 +64,24 @@ class Muon(torch.optim.Optimizer):
                 p.add_(update.view_as(p), alpha=-group["lr"])
 
 
+def muon_kwargs(config: dict) -> dict:
+    """:class:`Muon`'s keywords for the settings of nndl's ``muon`` rule (an
+    ``optim_config``, such as :data:`nndl.cli.presets.MUON_FILTERS`)."""
+    names = {"learning_rate": "lr", "momentum": "momentum", "nesterov": "nesterov",
+             "ns_steps": "ns_steps", "renormalize": "renormalize"}  # fmt: skip
+    return {names[k]: v for k, v in config.items() if k in names}
+
+
 def airbench_muon_optimizers(model: nn.Module, muon: dict, sgd: dict) -> tuple:
-    """``(Muon, SGD, whitening conv)`` for a translated airbench94 net: Muon (settings
-    ``muon``) on every trainable 4-d weight but the first conv's, whose weight is frozen
-    and whose bias joins the SGD (settings ``sgd``) with the batch-norm biases and the
-    head."""
+    """``(Muon, SGD, whitening conv)`` for a translated airbench94 net: Muon (``muon``:
+    the settings of nndl's ``muon`` rule) on every trainable 4-d weight but the first
+    conv's, whose weight is frozen and whose bias joins the SGD (keywords ``sgd``) with
+    the batch-norm biases and the head."""
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     whiten = convs[0]
     whiten.weight.requires_grad_(False)
     filters = [c.weight for c in convs[1:] if c.weight.requires_grad]
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 4]
-    opt_muon = Muon(filters, **muon)
+    opt_muon = Muon(filters, **muon_kwargs(muon))
     opt_sgd = torch.optim.SGD(rest, momentum=0.85, nesterov=True, **sgd)
     return opt_muon, opt_sgd, whiten

@@ -253,12 +253,12 @@ class ParamPlan:
         return self.base_lr[name] * multiplier
 
     def updates(
-        self, iteration: int, total: int, iterations_per_epoch: int
+        self, iteration: int, factor: float, iterations_per_epoch: int
     ) -> Iterator[tuple[str, float]]:
         """``(name, multiplier)`` for each parameter that update ``iteration`` changes:
         not frozen, and within its group's ``train_epochs`` (over which its schedule then
-        runs, as airbench94_muon decays its whitening bias to 0 over 3 epochs)."""
-        factor = self.multiplier(iteration, total, iterations_per_epoch)
+        runs, as airbench94_muon decays its whitening bias to 0 over 3 epochs); the others
+        take ``factor``, the run's multiplier for this update (:meth:`multiplier`)."""
         for name, epochs in self.train_epochs.items():
             if name in self.frozen:
                 continue

@@ -205,8 +205,7 @@ class Solver:
         factor = plan.multiplier(self.iteration, self.num_iterations, self.iterations_per_epoch)
         if plan.schedule is not None:
             self.learning_rate = self.optim_config.get("learning_rate", 1.0) * factor
-        ipe = self.iterations_per_epoch
-        for p, mult in plan.updates(self.iteration, self.num_iterations, ipe):
+        for p, mult in plan.updates(self.iteration, factor, self.iterations_per_epoch):
             config = self.optim_configs[p]
             if plan.schedule is not None:
                 config["learning_rate"] = plan.learning_rate(p, mult)
