@@ -108,6 +108,7 @@ def test_the_94_muon_preset_resolves_to_airbench94_muon_in_mean_loss_terms():
     assert (s["num_training"], s["num_test"]) == (50000, 10000)
     assert s["schedule"] == {"name": "linear", "warmup": 0.0, "start": 0.0, "end": 0.0}
     assert s["label_smoothing"] == 0.2 and s["tta"] == "mirror_translate"
+    assert s["ema"] is None and not s["lookahead"]  # no weight average, as airbench94_muon
     net = Network(s["arch"], seed=0)
     assert net.param_specs["whiten.W"].trainable and net.param_specs["whiten.b"].trainable
     kwargs = solver_kwargs(s, net.param_specs)
