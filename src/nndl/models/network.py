@@ -8,7 +8,7 @@ statistics through :meth:`Network.state_arrays`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,10 +39,11 @@ class Network(Model):
     ``(num_classes,)`` scores. The loss is softmax cross-entropy with optional
     ``label_smoothing``, plus ``0.5 * reg * sum(W**2)`` over the parameters whose spec
     says ``decay`` (weights; not biases or batch-norm parameters). Frozen parameters
-    (``trainable=False``) get zero gradients. Parameters are drawn in tree order by the
-    model's :meth:`_add_weight` (float64, then cast), so float32 and float64 networks
-    from one seed agree. ``layers`` may also be :mod:`nndl.nn` modules; ``config`` holds
-    the resolved spec (every name and argument explicit).
+    (``trainable=False``) get zero gradients, and so do the parameters named by
+    :meth:`skip_grads` (whose gradients the caller will not read). Parameters are drawn
+    in tree order by the model's :meth:`_add_weight` (float64, then cast), so float32
+    and float64 networks from one seed agree. ``layers`` may also be :mod:`nndl.nn`
+    modules; ``config`` holds the resolved spec (every name and argument explicit).
 
     Parameters with a data initialiser (``init: "patch_whitening"``, the first layer
     only) start as zeros and are listed in ``data_init_params`` until
@@ -88,6 +89,7 @@ class Network(Model):
                                  if resolve_init(s)[0] == "data"]  # fmt: skip
         self._decay = [k for k, s in self.param_specs.items() if s.decay and s.trainable]
         self._frozen = [k for k, s in self.param_specs.items() if not s.trainable]
+        self._skip: frozenset[str] = frozenset()
         self._dropout = any(isinstance(m, Dropout) for m in root.modules())
 
     @staticmethod
@@ -171,16 +173,35 @@ class Network(Model):
         train = y is not None
         ctx = Context(self.params, self.buffers, {} if train else None,
                       "train" if train else "test", self._rng(train),
-                      need_input_grad=False)  # fmt: skip
+                      need_input_grad=False, frozen=self._skip)  # fmt: skip
         scores, cache = self.root.forward(X, ctx)
         if not train:
             return scores
         loss, dscores = softmax_loss(scores, y, label_smoothing=self.label_smoothing)
         self.root.backward(dscores, cache, ctx)
         grads = ctx.grads
-        for key in self._frozen:
+        for key in self._skip:  # maybe not computed; the loss still counts its penalty
+            grads.setdefault(key, np.zeros_like(self.params[key]))
+        loss = self._regularize(loss, grads, self._decay)
+        for key in (*self._frozen, *self._skip):
             grads[key] = np.zeros_like(self.params[key])
-        return self._regularize(loss, grads, self._decay), grads
+        return loss, grads
+
+    def skip_grads(self, names: Iterable[str]) -> None:
+        """Leave out the gradients of the parameters ``names`` in the training passes
+        from now on (:meth:`loss` returns zeros for them; the loss is unchanged), until the
+        next call; ``skip_grads(())`` computes them all again. The Solver passes the
+        parameters each step leaves unchanged, so a layer that nothing upstream of it
+        learns runs no backward pass (airbench94_muon's whitening conv once its bias
+        stops training)."""
+        names = frozenset(names)
+        unknown = sorted(names - self.params.keys())
+        if unknown:
+            raise ValueError(
+                f"Network.skip_grads: expected parameter names of this network "
+                f"({sorted(self.params)}), got unknown {unknown}"
+            )
+        self._skip = names
 
     # --- state ------------------------------------------------------------------------
     def state_arrays(self) -> dict[str, np.ndarray]:

@@ -2,8 +2,9 @@
 Sequential of its unfused layers, is :mod:`nndl.nn.conv_blocks`).
 
 A :class:`Sequential` skips the backward pass of its leading layers when none of them
-has a trainable parameter and nobody needs its input's gradient (a frozen patch-
-whitening conv and its activation), and tells the first layer after them that its dx
+has a trainable parameter outside ``ctx.frozen`` and nobody needs its input's gradient
+(a frozen patch-whitening conv and its activation, or airbench94_muon's whitening conv
+once its bias has stopped training), and tells the first layer after them that its dx
 is not needed.
 """
 
@@ -39,6 +40,7 @@ class Sequential(Module):
         for layer, name in zip(layers, names, strict=True):
             layer.name = name
         self.layers = layers
+        self._trainable_flags: dict[frozenset[str], list[bool]] = {}
 
     def children(self) -> list[Module]:
         return self.layers
@@ -52,7 +54,7 @@ class Sequential(Module):
         for layer in self.layers:
             shape = layer.bind(shape, join(path, layer.name))
         self.output_shape = shape
-        self._trainable_flags = None  # recomputed for the bound tree
+        self._trainable_flags = {}  # recomputed for the bound tree
         return shape
 
     def out_shape(self, in_shape: Shape) -> Shape:
@@ -63,11 +65,14 @@ class Sequential(Module):
     def flops(self, in_shape: Shape) -> int:
         return 0  # its own: none; its layers count theirs
 
-    def _trainable(self) -> list[bool]:
-        """Per layer: whether it has a trainable parameter (fixed once bound)."""
-        if getattr(self, "_trainable_flags", None) is None:
-            self._trainable_flags = [layer.has_trainable_params() for layer in self.layers]
-        return self._trainable_flags
+    def _trainable(self, frozen: frozenset[str]) -> list[bool]:
+        """Per layer: whether it has a trainable parameter outside ``frozen`` (one list
+        per frozen set: a run sees a few)."""
+        flags = self._trainable_flags.get(frozen)
+        if flags is None:
+            flags = [layer.has_trainable_params(frozen) for layer in self.layers]
+            self._trainable_flags[frozen] = flags
+        return flags
 
     def forward(self, x, ctx: Context):
         if ctx.grads is None:  # inference: let each activation go as soon as it is used
@@ -76,7 +81,7 @@ class Sequential(Module):
             return x, None
         caches = []
         need = ctx.need_input_grad
-        trainable = self._trainable()
+        trainable = self._trainable(ctx.frozen)
         try:
             for i, layer in enumerate(self.layers):
                 below = any(trainable[:i])
@@ -92,7 +97,7 @@ class Sequential(Module):
         """The layers' backward passes in reverse order; each layer's cache is released
         (set to None in ``cache``) once used, so memory falls as the pass goes."""
         need = ctx.need_input_grad
-        trainable = self._trainable()
+        trainable = self._trainable(ctx.frozen)
         try:
             for i in range(len(self.layers) - 1, -1, -1):
                 below = any(trainable[:i])

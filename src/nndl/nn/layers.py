@@ -46,8 +46,9 @@ class Conv2d(Module):
     at stride 1), ``'valid'`` (0) or an int. Params ``W`` (F, C, k, k) with ``init``
     (He by default) and, with ``bias``, ``b`` (F,) zeros. ``trainable=False`` freezes
     the layer (for example a patch-whitening layer). Uses the fast conv; skips dx when
-    ``ctx.need_input_grad`` is False (the network's first trainable layer), and a frozen
-    layer whose dx nobody needs skips its backward pass.
+    ``ctx.need_input_grad`` is False (the network's first trainable layer), a frozen
+    layer whose dx nobody needs skips its backward pass, and one whose filters are in
+    ``ctx.frozen`` but whose bias learns computes only the bias gradient.
     """
 
     type_name = "conv2d"
@@ -142,8 +143,14 @@ class Conv2d(Module):
         return conv_forward_fast(x, W, b, self.conv_param)
 
     def backward(self, dout, cache, ctx: Context):
-        if not (self.trainable or ctx.need_input_grad):
+        learns_w = self.trainable and self.key("W") not in ctx.frozen
+        learns_b = self.bias and self.trainable and self.key("b") not in ctx.frozen
+        if not (learns_w or learns_b or ctx.need_input_grad):
             return None  # a frozen first layer (patch whitening): nothing to compute
+        if not (learns_w or ctx.need_input_grad):
+            # Only the bias learns (airbench94_muon's whitening conv): db is dout's sum.
+            ctx.grads[self.key("b")] = dout.sum(axis=(0, 2, 3))
+            return None
         dx, dw, db = conv_backward_fast(dout, cache, ctx.need_input_grad)
         self.store_grads(ctx, dw, db)
         return dx

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -85,6 +85,10 @@ class Context:
     the backward pass will set it, so a layer may leave out what only dx needs).
     Elementwise layers, pools, Residual, Conv2d and the fused conv blocks honour it;
     Linear and batch norm still compute dx (their functional backward always does).
+    ``frozen`` names the parameters (model-level keys) whose gradients nobody reads in
+    this pass, though they are trainable: a Solver's parameter groups that this step does
+    not update. Containers treat a layer whose parameters are all in it as frozen, and
+    Conv2d computes no filter gradient for a filter bank in it.
     """
 
     params: Mapping[str, Any]
@@ -93,6 +97,7 @@ class Context:
     mode: str = "train"
     rng: np.random.Generator | None = None
     need_input_grad: bool = True
+    frozen: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         if self.mode not in BN_MODES:
@@ -205,12 +210,13 @@ class Module:
     def flops(self, in_shape: Shape) -> int:
         return 0
 
-    def has_trainable_params(self) -> bool:
-        """Whether this module or one below it has a trainable parameter (bound trees)."""
+    def has_trainable_params(self, frozen: Collection[str] = ()) -> bool:
+        """Whether this module or one below it has a trainable parameter whose key is not
+        in ``frozen`` (bound trees)."""
         if self.in_shape is None:
             raise self.error("has_trainable_params needs a bound module (call bind first)")
-        return any(spec.trainable for m in self.modules()
-                   for spec in m.param_specs(m.in_shape).values())  # fmt: skip
+        return any(spec.trainable and m.key(local) not in frozen for m in self.modules()
+                   for local, spec in m.param_specs(m.in_shape).items())  # fmt: skip
 
     # --- passes -----------------------------------------------------------------------
     def forward(self, x, ctx: Context):

@@ -189,7 +189,10 @@ class Solver:
     # --- training ---------------------------------------------------------------------
     def _step(self, X: np.ndarray, y: np.ndarray) -> float | None:
         """One update on the minibatch; None (and no update) if the loss is not finite."""
-        loss, grads = self.model.loss(X, y)
+        params, plan = self.model.params, self.plan
+        factor = plan.multiplier(self.iteration, self.num_iterations, self.iterations_per_epoch)
+        updates = list(plan.updates(self.iteration, factor, self.iterations_per_epoch))
+        loss, grads = self._loss_for(X, y, {p for p, _ in updates})
         loss = float(loss)
         if not math.isfinite(loss):
             self.stop_reason = (
@@ -201,11 +204,9 @@ class Solver:
                 print(self.stop_reason)
             return None
         self.loss_history.append(loss)
-        params, plan = self.model.params, self.plan
-        factor = plan.multiplier(self.iteration, self.num_iterations, self.iterations_per_epoch)
         if plan.schedule is not None:
             self.learning_rate = self.optim_config.get("learning_rate", 1.0) * factor
-        for p, mult in plan.updates(self.iteration, factor, self.iterations_per_epoch):
+        for p, mult in updates:
             config = self.optim_configs[p]
             if plan.schedule is not None:
                 config["learning_rate"] = plan.learning_rate(p, mult)
@@ -213,6 +214,18 @@ class Solver:
         if self.ema is not None:
             ema_step(self.ema, self.ema_spec, self.model, self.iteration + 1, self.num_iterations)
         return loss
+
+    def _loss_for(self, X: np.ndarray, y: np.ndarray, updated: set[str]) -> tuple[Any, dict]:
+        """The model's ``(loss, grads)``, telling a model that can skip gradients
+        (``skip_grads``, :class:`nndl.network.Network`) which ones this step will not read."""
+        skip = getattr(self.model, "skip_grads", None)
+        if skip is None:
+            return self.model.loss(X, y)
+        skip(self.model.params.keys() - updated)
+        try:
+            return self.model.loss(X, y)
+        finally:
+            skip(())
 
     def averaged(self) -> Any:
         """A context in which the model holds the EMA's averages (a no-op without an EMA):
