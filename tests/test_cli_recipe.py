@@ -104,7 +104,7 @@ def test_the_ladder_presets_resolve_to_the_airbench_recipe(name):
 def test_the_94_muon_preset_resolves_to_airbench94_muon_in_mean_loss_terms():
     s = settings("--preset", "94-muon")
     assert s["preset"] == "94-muon" and s["arch"] == AIRBENCH94_MUON["arch"]
-    assert (s["batch_size"], s["epochs"]) == (2000, 8)
+    assert (s["batch_size"], s["epochs"], s["recompute"]) == (2000, 10, True)
     assert (s["num_training"], s["num_test"]) == (50000, 10000)
     assert s["schedule"] == {"name": "linear", "warmup": 0.0, "start": 0.0, "end": 0.0}
     assert s["label_smoothing"] == 0.2 and s["tta"] == "mirror_translate"

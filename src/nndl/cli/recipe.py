@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..io.jsonfile import JSONLimitError, loads_bounded
+from ..models import MODELS
 from ..optim import RULE_DEFAULTS, UPDATE_RULES, resolve_param_groups
 from ..train.schedules import make_schedule
 from .errors import CLIError
@@ -130,6 +131,9 @@ def check_combination(settings: Mapping[str, Any], name: Callable[[str], str]) -
     for key in ("lookahead", "ema_power"):
         if s.get(key) and s.get("ema") is None:
             raise CLIError(f"{name(key)} needs {name('ema')} DECAY")
+    if s.get("recompute") and not hasattr(MODELS.get(s.get("model")), "recompute"):
+        networks = sorted(k for k, m in MODELS.items() if hasattr(m, "recompute"))
+        raise CLIError(f"{name('recompute')} applies to {networks}, not {s.get('model')}")
     if s.get("test_at_end") and s.get("num_test") == 0:
         raise CLIError(f"{name('test_at_end')} needs test images ({name('num_test')} is 0)")
     rule = s.get("update_rule")

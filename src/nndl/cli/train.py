@@ -219,6 +219,8 @@ def _solver_for(args, run: RunFolder, settings: dict, explicit: dict, data: dict
         print(f"the spec's last linear layer has 10 units (CIFAR-10's classes); built with "
               f"{len(info['class_names'])} for {info['dataset']}", file=sys.stderr)
     model = build_model(settings["model"], **kwargs)
+    if settings.get("recompute"):
+        model.recompute = True  # a network model (check_combination refused the others)
     dropout_param = getattr(model, "dropout_param", None)
     if dropout_param:
         # A classic seed pins the dropout mask for gradient checks; training wants a

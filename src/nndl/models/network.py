@@ -52,10 +52,13 @@ class Network(Model):
 
     Attributes: ``root`` (the bound :class:`nndl.nn.Sequential`), ``param_specs``
     (key -> :class:`nndl.nn.ParamSpec`), ``buffers`` (key -> running statistics),
-    ``data_init_params`` (keys still waiting for :meth:`init_from_data`).
+    ``data_init_params`` (keys still waiting for :meth:`init_from_data`), ``recompute``
+    (False; True keeps less in memory during training: each conv layer caches its input
+    and its backward pass rebuilds the transformed copy, with the same results).
     """
 
     name = "network"
+    recompute: bool = False  # see the class docstring; the CLI's --recompute sets it
 
     def __init__(
         self,
@@ -173,7 +176,8 @@ class Network(Model):
         train = y is not None
         ctx = Context(self.params, self.buffers, {} if train else None,
                       "train" if train else "test", self._rng(train),
-                      need_input_grad=False, frozen=self._skip)  # fmt: skip
+                      need_input_grad=False, frozen=self._skip,
+                      recompute=self.recompute)  # fmt: skip
         scores, cache = self.root.forward(X, ctx)
         if not train:
             return scores

@@ -111,7 +111,8 @@ class ConvBlock(Sequential):
         if bn is not None:
             gamma, beta = bn.affine(ctx, x)
             bn_param = bn.bn_param(ctx)
-        out, cache = conv_block_forward(x, W, b, conv.conv_param, gamma, beta, bn_param,
+        conv_param = conv.conv_param_for(ctx)
+        out, cache = conv_block_forward(x, W, b, conv_param, gamma, beta, bn_param,
                                         pool_param, self.activation, self.pool_first)  # fmt: skip
         if bn is not None:
             bn.update_buffers(ctx, bn_param)

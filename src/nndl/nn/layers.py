@@ -138,9 +138,13 @@ class Conv2d(Module):
         if self.bias:
             ctx.grads[self.key("b")] = db
 
+    def conv_param_for(self, ctx: Context) -> dict[str, Any]:
+        """The fast conv's ``conv_param`` for this pass (``recompute`` from ``ctx``)."""
+        return {**self.conv_param, "recompute": True} if ctx.recompute else self.conv_param
+
     def forward(self, x, ctx: Context):
         W, b = self.weights(ctx, x)
-        return conv_forward_fast(x, W, b, self.conv_param)
+        return conv_forward_fast(x, W, b, self.conv_param_for(ctx))
 
     def backward(self, dout, cache, ctx: Context):
         learns_w = self.trainable and self.key("W") not in ctx.frozen

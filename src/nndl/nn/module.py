@@ -88,7 +88,10 @@ class Context:
     ``frozen`` names the parameters (model-level keys) whose gradients nobody reads in
     this pass, though they are trainable: a Solver's parameter groups that this step does
     not update. Containers treat a layer whose parameters are all in it as frozen, and
-    Conv2d computes no filter gradient for a filter bank in it.
+    Conv2d computes no filter gradient for a filter bank in it. With ``recompute`` the
+    conv layers cache their input instead of its transformed copy (the Winograd tiles or
+    im2col columns, 2.25-9x its size) and rebuild it in the backward pass: the same
+    results in less memory, for a little more time.
     """
 
     params: Mapping[str, Any]
@@ -98,6 +101,7 @@ class Context:
     rng: np.random.Generator | None = None
     need_input_grad: bool = True
     frozen: frozenset[str] = field(default_factory=frozenset)
+    recompute: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in BN_MODES:

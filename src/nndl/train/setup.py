@@ -36,7 +36,7 @@ by :func:`check_options`), four extras, all off by default:
   (one permutation per epoch from its own Generator), bit for bit as before.
 
 This module holds :class:`ParamPlan` (per parameter: frozen or not, its starting
-config, its learning rate at any iteration) and the EMA helpers.
+config, its learning rate at any iteration), :func:`step_loss` and the EMA helpers.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ __all__ = [
     "check_options",
     "check_data",
     "ParamPlan",
+    "step_loss",
     "EMA_DEFAULTS",
     "check_ema_spec",
     "make_ema",
@@ -268,6 +269,18 @@ class ParamPlan:
             horizon = max(round(epochs * iterations_per_epoch), 1)
             if iteration < horizon:
                 yield name, self.multiplier(iteration, horizon, iterations_per_epoch)
+
+
+def step_loss(model: Any, X: np.ndarray, y: np.ndarray, updated: set[str]) -> tuple[Any, dict]:
+    """The model's ``(loss, grads)`` for a step that updates only ``updated``, telling a
+    model that can skip gradients (``skip_grads``: :class:`nndl.network.Network`) which
+    ones nobody will read, so that it need not compute them."""
+    skip = getattr(model, "skip_grads", None) or (lambda names: None)
+    skip(model.params.keys() - updated)
+    try:
+        return model.loss(X, y)
+    finally:
+        skip(())
 
 
 # --- the EMA of the weights -------------------------------------------------------------

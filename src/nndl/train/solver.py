@@ -46,6 +46,7 @@ from .setup import (
     ema_step,
     make_ema,
     positive_int,
+    step_loss,
 )
 
 __all__ = ["Solver"]
@@ -192,7 +193,7 @@ class Solver:
         params, plan = self.model.params, self.plan
         factor = plan.multiplier(self.iteration, self.num_iterations, self.iterations_per_epoch)
         updates = list(plan.updates(self.iteration, factor, self.iterations_per_epoch))
-        loss, grads = self._loss_for(X, y, {p for p, _ in updates})
+        loss, grads = step_loss(self.model, X, y, {p for p, _ in updates})
         loss = float(loss)
         if not math.isfinite(loss):
             self.stop_reason = (
@@ -214,18 +215,6 @@ class Solver:
         if self.ema is not None:
             ema_step(self.ema, self.ema_spec, self.model, self.iteration + 1, self.num_iterations)
         return loss
-
-    def _loss_for(self, X: np.ndarray, y: np.ndarray, updated: set[str]) -> tuple[Any, dict]:
-        """The model's ``(loss, grads)``, telling a model that can skip gradients
-        (``skip_grads``, :class:`nndl.network.Network`) which ones this step will not read."""
-        skip = getattr(self.model, "skip_grads", None)
-        if skip is None:
-            return self.model.loss(X, y)
-        skip(self.model.params.keys() - updated)
-        try:
-            return self.model.loss(X, y)
-        finally:
-            skip(())
 
     def averaged(self) -> Any:
         """A context in which the model holds the EMA's averages (a no-op without an EMA):
