@@ -50,6 +50,7 @@ from nndl.cli.presets import MUON_FILTERS, airbench_spec
 from nndl.cnn import ConvNet
 from nndl.kernels import parallel
 from nndl.network import Network
+from nndl.train.setup import step_loss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_layers import _blas_call, blas_threads  # noqa: E402 - a sibling script
@@ -87,6 +88,7 @@ class Net:
     classes: int = 10
     quick_batch: int | None = None
     muon: bool = False  # airbench94_muon's split: Muon on the conv filters, whiten.W frozen
+    recompute: bool = False  # Network.recompute, as the preset's --recompute
 
 
 def _block(filters: int, pool: bool = False) -> dict:
@@ -144,7 +146,8 @@ NETS: dict[str, Net] = {
     "preset-94-muon": Net(
         "the 94-muon preset (airbench94_muon): the airbench94 net, head / 256, the whitening bias "
         "trained (its first 3 epochs); Muon (3 Newton-Schulz steps) on the six conv filter "
-        "banks, sgdw (Nesterov 0.85) on the biases and the head; label smoothing 0.2",
+        "banks, sgdw (Nesterov 0.85) on the biases and the head; label smoothing 0.2; "
+        "--recompute",
         batch=2000,
         update="sgdw",
         spec=_random_init(airbench_spec(head_scale=1 / 256, whiten_trainable=True)),
@@ -152,6 +155,7 @@ NETS: dict[str, Net] = {
         label_smoothing=0.2,
         quick_batch=500,
         muon=True,
+        recompute=True,
     ),
     "preset-65": Net(
         "the 65 preset (plain 'nndl train'): ConvNet 3 x (conv3x3-BN-ReLU-pool2) with 16, 32, "
@@ -224,6 +228,7 @@ class _NndlNet:
         rng = np.random.default_rng(seed)
         self.net = net
         self.model = _network(net, seed)
+        self.model.recompute = net.recompute
         self.X = rng.standard_normal((batch, *net.input_shape)).astype(np.float32)
         self.y = rng.integers(0, net.classes, batch)
         base = {"learning_rate": net.lr}
@@ -261,7 +266,8 @@ class _NndlNet:
         return [f"{m.name} ({m.type_name})" for m in self.model.root.layers]
 
     def step(self) -> float:
-        loss, grads = self.model.loss(self.X, self.y)
+        # As the Solver: the parameters without a rule (frozen) get no gradient computed.
+        loss, grads = step_loss(self.model, self.X, self.y, set(self.rules))
         params = self.model.params
         spent: dict[str, float] = {}
         for k, (name, rule) in self.rules.items():
