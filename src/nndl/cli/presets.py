@@ -24,9 +24,9 @@ recipe shortened (and narrowed, for ``80``). Where nndl differs from airbench94:
 ``94-muon`` follows airbench94_muon (K. Jordan, 2024: the same net and data recipe,
 trained at batch 2000 with Muon on the conv filters and the whitening bias trained for
 its first 3 epochs; nndl trains 10 epochs where airbench94_muon trains 8), without
-airbench94's lookahead; its derivation is
-beside :data:`AIRBENCH94_MUON`. It is faster than ``94`` and, measured so far, a little
-short of 94% on average; it becomes ``94`` once it keeps that promise on every seed.
+airbench94's lookahead; its derivation is beside :data:`AIRBENCH94_MUON`. It is faster
+than ``94``; it becomes ``94`` once it reaches 94% on every seed within the time the issue
+allows (0.29 PFLOP at the machine's GEMM rate), which it does not yet (docs/results.md).
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ AIRBENCH94: dict[str, Any] = {
 # seed in three ended below 93.8% (the margin costs time that the skipped gradients of
 # the whitening conv pay for: docs/results.md); GELU's tanh form; float32. The conv
 # layers recompute their Winograd tiles in the backward pass (--recompute: 0.9 GB less at
-# batch 2000 for about 1% of a step).
+# batch 2000 for 3-9% of a training pass, benchmarks/bench_passes.py).
 MUON_BATCH = 2000
 MUON_BIAS_LR = 0.053  # per summed-loss step, as airbench94_muon gives it
 MUON_HEAD_LR = 0.67
