@@ -4,6 +4,7 @@ and gradients, bit for bit, in less memory; ``nndl train --recompute`` sets it."
 
 from __future__ import annotations
 
+import json
 import sys
 import tracemalloc
 from pathlib import Path
@@ -83,8 +84,6 @@ def test_the_flag_recomputes_and_is_recorded(cifar, tmp_path):
                                "16", "16", flag, *SMALL)  # fmt: skip
         assert code == 0, err
         runs[flag] = run
-    import json
-
     configs = {f: json.loads((r / "config.json").read_text()) for f, r in runs.items()}
     assert configs["--recompute"]["settings"]["recompute"] is True
     assert configs["--no-recompute"]["settings"]["recompute"] is False

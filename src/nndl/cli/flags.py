@@ -237,8 +237,8 @@ FLAGS: tuple[Flag, ...] = (
          _BOOLEAN, options=_BOOL, new=True),
     Flag("recompute", OPT, "keep less in memory: each conv layer caches its input and its "
          "backward pass rebuilds the transformed copy (network models; the same results, a "
-         "step up to a tenth slower)", False, _BOOLEAN, run_control=True, options=_BOOL,
-         new=True),
+         "slower step: 3-20 percent measured)", False, _BOOLEAN, run_control=True,
+         options=_BOOL, new=True),
     Flag("seed", OPT, "seed of initialisation and shuffling", 0, _int(0), options={"type": int}),
     Flag("time_limit", OPT, "stop training after this many seconds (checked every iteration)",
          rule=_real(0, optional=True, what="a number >= 0 (seconds)"), setting=False,
