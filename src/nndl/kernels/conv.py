@@ -136,6 +136,16 @@ def conv_backward_fast(dout, cache, input_grad: bool = True):
     return (None if dx is None else from_internal(dx)), dw, db
 
 
+def conv_bias_backward(dout):
+    """db (F,) of the fast conv alone, from dout (N, F, H', W'): for a layer whose filters
+    and input need no gradient (a frozen filter bank with a trained bias), the bias sum
+    :func:`conv_backward_fast` takes on its im2col path, without the filter gradient."""
+    check_ndim("conv_bias_backward", "dout", dout, 4, "(N, F, H', W')")
+    db = get_array_module(dout).empty(dout.shape[1], dtype=dout.dtype)
+    sum_rows(to_internal(dout), db)
+    return db
+
+
 # --- convolution then max pool -----------------------------------------------------------
 
 
@@ -195,6 +205,7 @@ __all__ = [
     "COL_BUFFER_BYTES",
     "WINOGRAD_MIN_CHANNELS",
     "conv_backward_fast",
+    "conv_bias_backward",
     "conv_forward_fast",
     "conv_pool_backward_fast",
     "conv_pool_forward_fast",

@@ -13,7 +13,7 @@ from ..backend import get_array_module
 from ..functional.dropout import dropout_backward, dropout_forward
 from ..functional.linear import affine_backward, affine_forward
 from ..functional.norm import batchnorm_backward, batchnorm_forward
-from ..kernels.conv import conv_backward_fast, conv_forward_fast
+from ..kernels.conv import conv_backward_fast, conv_bias_backward, conv_forward_fast
 from ..kernels.fused import spatial_batchnorm_backward_fast, spatial_batchnorm_forward_fast
 from ..validation import bool_arg, float_arg, int_arg, output_size
 from .init import check_init
@@ -152,8 +152,8 @@ class Conv2d(Module):
         if not (learns_w or learns_b or ctx.need_input_grad):
             return None  # a frozen first layer (patch whitening): nothing to compute
         if not (learns_w or ctx.need_input_grad):
-            # Only the bias learns (airbench94_muon's whitening conv): db is dout's sum.
-            ctx.grads[self.key("b")] = dout.sum(axis=(0, 2, 3))
+            # Only the bias learns (airbench94_muon's whitening conv): no filter gradient.
+            ctx.grads[self.key("b")] = conv_bias_backward(dout)
             return None
         dx, dw, db = conv_backward_fast(dout, cache, ctx.need_input_grad)
         self.store_grads(ctx, dw, db)
