@@ -73,3 +73,36 @@ def test_stacked_matmul_over_threads_equals_numpy(threads):
             np.testing.assert_array_equal(out, np.matmul(a, rhs))
     finally:
         parallel.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_stacked_matmul_add_over_threads_equals_numpy(threads):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((7, 5, 4)).astype(np.float32)
+    bt = rng.standard_normal((7, 6, 4)).astype(np.float32).transpose(0, 2, 1)  # strided
+    acc0 = rng.standard_normal((7, 5, 6)).astype(np.float32)
+    before = parallel.get_num_threads()
+    try:
+        parallel.set_num_threads(threads)
+        acc, tmp = acc0.copy(), np.full((7, 5, 6), np.nan, np.float32)
+        assert parallel.matmul_add(a, bt, acc, tmp) is acc
+        np.testing.assert_array_equal(acc, acc0 + np.matmul(a, bt))
+    finally:
+        parallel.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_to_internal_copies_in_blocks_and_equals_the_transpose(threads, monkeypatch):
+    from nndl.kernels.layout import to_internal
+
+    monkeypatch.setattr(parallel, "BLOCK_BYTES", 64)  # many blocks of rows
+    x = np.random.default_rng(2).standard_normal((5, 3, 4, 6)).astype(np.float32)
+    before = parallel.get_num_threads()
+    try:
+        parallel.set_num_threads(threads)
+        y = to_internal(x)
+        assert y.flags.c_contiguous and y.shape == (3, 4, 6, 5)
+        np.testing.assert_array_equal(y, x.transpose(1, 2, 3, 0))
+        assert np.shares_memory(to_internal(y.transpose(3, 0, 1, 2)), y)  # no copy
+    finally:
+        parallel.set_num_threads(before)

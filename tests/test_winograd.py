@@ -162,3 +162,29 @@ def test_compiled_f4_in_chunks_of_one_tile_equals_the_numpy_path(recompute, dtyp
     for a, c in zip(*results, strict=True):
         assert np.abs(a - c).max() <= tol * np.abs(a).max()
     assert winograd_backward(dout, cache, need_dx=False)[0] is None
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30])
+def test_compiled_f4_input_gradient_needs_no_zeroed_buffer(chunk_bytes, monkeypatch):
+    # The padded input gradient is a reused scratch buffer that input_grad4 writes
+    # whole (first tile writes, later tiles add): stale values in it must not leak,
+    # whether the tiles come in chunks of one or all at once.
+    pytest.importorskip("numba")
+    from nndl.kernels import winograd_compiled as _winograd_compiled
+    from nndl.kernels.scratch import scratch
+
+    monkeypatch.setattr(_winograd_compiled, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 11, 9, 2))
+    w = rng.standard_normal((4, 3, 3, 3))
+    dout = rng.standard_normal((4, 11, 9, 2))
+    monkeypatch.setenv("NNDL_NUMBA", "0")
+    _, cache = winograd_forward(x, w, np.zeros(4), 1, 4, False)
+    expected = winograd_backward(dout, cache)[0]
+    monkeypatch.setenv("NNDL_NUMBA", "1")
+    _, cache = winograd_forward(x, w, np.zeros(4), 1, 4, False)
+    Hp, Wp = cache[0].padded
+    scratch(np, "wino_dxp", (3, Hp, Wp, 2), np.float64)[...] = np.nan
+    dx = winograd_backward(dout, cache)[0]
+    assert np.isfinite(dx).all()
+    assert np.abs(dx - expected).max() <= 1e-12 * np.abs(expected).max()

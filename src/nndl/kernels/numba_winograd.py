@@ -189,9 +189,14 @@ def dout_transform4(dout, dM, TY, TX, k0, k1, f0, f1):  # pragma: no cover - com
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def input_grad4(dV, dxp, TY, TX, k0, k1, c0, c1):  # pragma: no cover - compiled
-    """Add the adjoint of input_transform4 applied to dV (36, C, (k1 - k0) * N) into dxp
+    """Write the adjoint of input_transform4 applied to dV (36, C, (k1 - k0) * N) into dxp
     (C, 4 TY + 2, 4 TX + 2, N), the gradient of the zero-padded input: per tile
-    B dV B^T, added over the overlapping tiles."""
+    B dV B^T, summed over the overlapping tiles.
+
+    Tiles overlap their left and upper neighbours by two rows or columns. Called for the
+    chunks k0 = 0, ... in order, a position's first tile in row-major order writes it
+    and later tiles add to it, so dxp needs no zeroing first (the tiles cover all of it).
+    """
     N = dxp.shape[3]
     for c in range(c0, c1):
         r = np.empty((6, 6, N), dxp.dtype)
@@ -206,16 +211,28 @@ def input_grad4(dV, dxp, TY, TX, k0, k1, c0, c1):  # pragma: no cover - compiled
                             dV[q + 4, c, t], dV[q + 5, c, t])  # fmt: skip
                     r[i, 0, n], r[i, 1, n], r[i, 2, n] = v[0], v[1], v[2]
                     r[i, 3, n], r[i, 4, n], r[i, 5, n] = v[3], v[4], v[5]
-            for j in range(6):  # columns: dxp[:, j] += B r[:, j]
+            for j in range(6):  # columns: dxp[:, j] (+)= B r[:, j]
                 w = w0 + j
+                fresh = w0 == 0 or j >= 2  # no tile to the left wrote this column
+                top = fresh and h0 == 0  # ... nor one above its first two rows
                 for n in range(N):
                     v = _b6(r[0, j, n], r[1, j, n], r[2, j, n], r[3, j, n], r[4, j, n], r[5, j, n])
-                    dxp[c, h0, w, n] += v[0]
-                    dxp[c, h0 + 1, w, n] += v[1]
-                    dxp[c, h0 + 2, w, n] += v[2]
-                    dxp[c, h0 + 3, w, n] += v[3]
-                    dxp[c, h0 + 4, w, n] += v[4]
-                    dxp[c, h0 + 5, w, n] += v[5]
+                    if top:
+                        dxp[c, h0, w, n] = v[0]
+                        dxp[c, h0 + 1, w, n] = v[1]
+                    else:
+                        dxp[c, h0, w, n] += v[0]
+                        dxp[c, h0 + 1, w, n] += v[1]
+                    if fresh:
+                        dxp[c, h0 + 2, w, n] = v[2]
+                        dxp[c, h0 + 3, w, n] = v[3]
+                        dxp[c, h0 + 4, w, n] = v[4]
+                        dxp[c, h0 + 5, w, n] = v[5]
+                    else:
+                        dxp[c, h0 + 2, w, n] += v[2]
+                        dxp[c, h0 + 3, w, n] += v[3]
+                        dxp[c, h0 + 4, w, n] += v[4]
+                        dxp[c, h0 + 5, w, n] += v[5]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

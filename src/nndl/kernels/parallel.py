@@ -155,6 +155,26 @@ def matmul(a, b, out):
     return out
 
 
+def matmul_add(a, b, acc, tmp):
+    """``acc[i] += a[i] @ b[i]`` for stacked matrices, the product going through ``tmp``
+    (acc's shape): as :func:`matmul`, and each thread adds its own products, so the
+    sum runs on every core instead of after the products on one."""
+    n = min(get_num_threads(), a.shape[0])
+    controller = _blas_controller() if n > 1 else None
+    if controller is None or get_array_module(a) is not np:
+        acc += np.matmul(a, b, out=tmp)
+        return acc
+    k = a.shape[0]
+
+    def part(i0: int, i1: int) -> None:
+        np.matmul(a[i0:i1], b[i0:i1], out=tmp[i0:i1])
+        acc[i0:i1] += tmp[i0:i1]
+
+    with controller.limit(limits=1, user_api="blas"):
+        run(part, [(i * k // n, (i + 1) * k // n) for i in range(n)])
+    return acc
+
+
 _numba_state: dict[str, Any] = {}
 
 
@@ -216,6 +236,7 @@ __all__ = [
     "compiled",
     "get_num_threads",
     "matmul",
+    "matmul_add",
     "run",
     "run_compiled",
     "set_num_threads",

@@ -15,7 +15,7 @@ is never written.
 
 Memory: the cache keeps the transformed input V (2.25x x's size) unless ``recompute``;
 per chunk (scratch, about :data:`CHUNK_BYTES` each): V (with ``recompute``), the products
-M, or backward dM, dU and dV; backward also a zero-padded dx buffer (scratch).
+M, or backward dM, dU and dV; backward also the padded input's gradient (scratch).
 """
 
 from __future__ import annotations
@@ -82,8 +82,7 @@ def backward4(k, dout, cache, need_dx: bool, ix=None):
     dU = np.zeros((36, g.F, g.C), dtype=dtype)
     Hp, Wp = g.padded
     if need_dx:
-        dxp = scratch(np, "wino_dxp", (g.C, Hp, Wp, N), dtype)
-        dxp[...] = 0
+        dxp = scratch(np, "wino_dxp", (g.C, Hp, Wp, N), dtype)  # input_grad4 fills it all
     for k0, k1 in tile_chunks(g, dtype.itemsize):
         cols = (k1 - k0) * N
         dMc = scratch(np, "wino_dM", (36, g.F, cols), dtype)
@@ -97,7 +96,7 @@ def backward4(k, dout, cache, need_dx: bool, ix=None):
             run(k.input_transform4, g.C, xd, Vc, g.pad, g.TY, g.TX, k0, k1)
         else:
             Vc = V[:, :, k0 * N : k1 * N].astype(dtype, copy=False)
-        dU += parallel.matmul(dMc, Vc.transpose(0, 2, 1), scratch(np, "wino_dU", dU.shape, dtype))
+        parallel.matmul_add(dMc, Vc.transpose(0, 2, 1), dU, scratch(np, "wino_dU", dU.shape, dtype))
         if need_dx:
             dVc = parallel.matmul(Ut, dMc, scratch(np, "wino_dV", (36, g.C, cols), dtype))
             run(k.input_grad4, g.C, dVc, dxp, g.TY, g.TX, k0, k1)
