@@ -216,10 +216,13 @@ _FINITE_BLOCK = 1 << 22
 def check_finite(fn: str, name: str, a: Any) -> None:
     """Raise :class:`NonFiniteError` naming the first index of ``a`` that is NaN or infinite.
 
-    Integer and boolean arrays are finite by construction and are not scanned; a float
-    array is scanned once, a block of rows at a time, and the index is only looked for in
-    the block that fails.
+    Integer and boolean arrays are finite by construction and are not scanned, nor is an
+    array-like that says so (``all_finite``, as :class:`nndl.datasets.StandardizedImages`); a
+    float array is scanned once, a block of rows at a time, and the index is only looked
+    for in the block that fails.
     """
+    if getattr(a, "all_finite", False) is True:
+        return
     a = np.asarray(a)
     if a.dtype.kind not in "fc" or a.size == 0:
         return

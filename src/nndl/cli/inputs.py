@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..data import channel_mean_std, data_fingerprint
-from ..datasets import is_named, load_dataset_info
+from ..datasets import StandardizedImages, is_named, load_dataset_info
 from ..datasets.images import MAX_PIXELS, ImageTooLargeError, open_image
 from ..io.jsonfile import JSONLimitError, loads_bounded
 from ..nn.spec import check_spec
@@ -93,6 +93,10 @@ def load_data(
         pre.update(mean=mean.astype(np.float32), std=std.astype(np.float32))
     dtype = np.dtype(settings["dtype"])
     for key in ("X_train", "X_val", "X_test"):
+        raw = _pixels(data[key]) if channel and key == "X_train" else None
+        if raw is not None:  # 8-bit pixels, standardised batch by batch: a quarter the memory
+            data[key] = StandardizedImages(raw, pre["mean"], pre["std"], dtype)
+            continue
         if channel:  # in place, in float32, as apply_preprocess computes it
             data[key] -= pre["mean"][:, None, None]
             data[key] /= pre["std"][:, None, None]
@@ -116,6 +120,14 @@ def load_data(
 
 
 load_cifar = load_data  # the name before other data sets
+
+
+def _pixels(X: np.ndarray) -> np.ndarray | None:
+    """X as uint8 if it holds whole numbers 0-255 (raw pixels), else None."""
+    if X.ndim != 4 or not len(X):
+        return None
+    raw = X.astype(np.uint8)
+    return raw if np.array_equal(raw, X) else None
 
 
 # Pillow modes beyond 8 bits per channel, converted by their own range (Pillow's

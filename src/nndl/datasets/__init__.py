@@ -5,7 +5,9 @@ MNIST, Fashion-MNIST) and folders of your own images, all returned by
 One module per format: :mod:`~nndl.datasets.cifar` (the CIFAR python pickles),
 :mod:`~nndl.datasets.idx` (IDX gzip), :mod:`~nndl.datasets.folder` (image folders,
 decoded with :mod:`~nndl.datasets.images`, cached); :mod:`~nndl.datasets.fetch` finds
-and downloads the named sets, :mod:`~nndl.datasets.splits` splits and preprocesses.
+and downloads the named sets, :mod:`~nndl.datasets.splits` splits and preprocesses,
+:mod:`~nndl.datasets.standardized` keeps training images as 8-bit pixels, standardised
+batch by batch.
 """
 
 from .folder import load_folder, scan_folder
@@ -20,10 +22,12 @@ from .registry import (
     load_dataset_info,
     prepare_dataset,
 )
+from .standardized import StandardizedImages
 
 __all__ = [
     "DATASETS",
     "Dataset",
+    "StandardizedImages",
     "dataset_shape",
     "decode_image",
     "is_named",

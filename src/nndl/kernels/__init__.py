@@ -16,6 +16,7 @@ module                                          what
 :mod:`.layout`, :mod:`.scratch`,                the (C, H, W, N) layout, per-thread scratch
 :mod:`.parallel`                                buffers, the thread pool and the one switch
                                                 for the numba kernels (``NNDL_NUMBA=0``)
+:mod:`.allocator`                               freed memory kept for the next step (glibc)
 ==============================================  =============================================
 
 The classic modules :mod:`nndl.fast_layers` and :mod:`nndl.conv_layer_utils` re-export the
