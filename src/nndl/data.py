@@ -388,4 +388,3 @@ def apply_preprocess(X: np.ndarray, pre: dict[str, Any]) -> np.ndarray:
         X -= np.asarray(pre["mean"], np.float32)[:, None, None]
         X /= np.asarray(pre["std"], np.float32)[:, None, None]
     return X.astype(pre.get("dtype", "float32"), copy=False)
-

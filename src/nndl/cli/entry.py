@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     internal error (exit 1; ``NNDL_DEBUG=1`` shows the traceback).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    keep_freed_memory()  # each training step reuses the last one's memory (a sixth faster)
+    keep_freed_memory()  # each training step reuses the last one's pages: a faster step
     if argv[:1] == ["tune"]:
         # nndl tune passes everything after '--' on to nndl train, which argparse's
         # subcommands cannot express; it parses its own command line.

@@ -126,7 +126,8 @@ def _pixels(X: np.ndarray) -> np.ndarray | None:
     """X as uint8 if it holds whole numbers 0-255 (raw pixels), else None."""
     if X.ndim != 4 or not len(X):
         return None
-    raw = X.astype(np.uint8)
+    with np.errstate(invalid="ignore"):  # NaN: not pixels (check_data names it later)
+        raw = X.astype(np.uint8)
     return raw if np.array_equal(raw, X) else None
 
 
