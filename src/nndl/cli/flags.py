@@ -236,8 +236,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("lookahead", AVG, "write the average back into the weights (and at the end)", False,
          _BOOLEAN, options=_BOOL, new=True),
     Flag("recompute", OPT, "keep less in memory: each conv layer caches its input and its "
-         "backward pass rebuilds the transformed copy (network models; the same results, a "
-         "slower step: 3-20 percent measured)", False, _BOOLEAN, run_control=True,
+         "backward pass rebuilds the transformed copy (network models; the same results; "
+         "its time cost depends on the net and batch: see the Results page)", False, _BOOLEAN,
+         run_control=True,
          options=_BOOL, new=True),
     Flag("seed", OPT, "seed of initialisation and shuffling", 0, _int(0), options={"type": int}),
     Flag("time_limit", OPT, "stop training after this many seconds (checked every iteration)",

@@ -155,10 +155,11 @@ AIRBENCH94: dict[str, Any] = {
 # seeds 0-2 at 8 epochs ended at 0.9413, 0.9393, 0.9377; without it at 0.9397, 0.9370,
 # 0.9417: the same mean). Where nndl differs from airbench94_muon: 10 epochs (250 steps)
 # instead of 8, because airbench94_muon's 94.01% is a mean over runs and at 8 epochs one
-# seed in three ended below 93.8% (the margin costs time: two 10-epoch runs took 1.04 and
-# 1.09 of the time limit, docs/results.md); GELU's tanh form; float32. The conv
-# layers recompute their Winograd tiles in the backward pass (--recompute: 0.9 GB less at
-# batch 2000 for 3-9% of a training pass, benchmarks/bench_passes.py).
+# seed in three ended below 93.8% (10 epochs fit the time limit once nndl kept
+# freed memory for the next step, nndl.kernels.allocator: docs/results.md); GELU's tanh
+# form; float32. The conv layers recompute their Winograd tiles in the backward pass
+# (--recompute: 0.9 GB less at batch 2000; its time, benchmarks/bench_passes.py), which
+# with the 8-bit training images keeps a run under 3 GB.
 MUON_BATCH = 2000
 MUON_BIAS_LR = 0.053  # per summed-loss step, as airbench94_muon gives it
 MUON_HEAD_LR = 0.67
