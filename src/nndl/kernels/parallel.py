@@ -131,6 +131,20 @@ def _blas_controller():
     return _blas_state["controller"] or None
 
 
+def _split_products(a, part: Callable[[int, int], None]) -> bool:
+    """Run ``part(i0, i1)`` over equal shares of the stacked products of ``a`` on nndl's
+    threads, each BLAS call single-threaded; False (nothing run) with one thread, without
+    threadpoolctl, or for arrays other than NumPy's."""
+    n = min(get_num_threads(), a.shape[0])
+    controller = _blas_controller() if n > 1 else None
+    if controller is None or get_array_module(a) is not np:
+        return False
+    k = a.shape[0]
+    with controller.limit(limits=1, user_api="blas"):
+        run(part, [(i * k // n, (i + 1) * k // n) for i in range(n)])
+    return True
+
+
 def matmul(a, b, out):
     """``out[i] = a[i] @ b[i]`` for stacked matrices a (k, m, n), b (k, n, p) -> out.
 
@@ -141,17 +155,12 @@ def matmul(a, b, out):
     product is computed whole by one thread either way, so the results do not depend on
     the thread count. Otherwise one NumPy call.
     """
-    n = min(get_num_threads(), a.shape[0])
-    controller = _blas_controller() if n > 1 else None
-    if controller is None or get_array_module(a) is not np:
-        return np.matmul(a, b, out=out)
-    k = a.shape[0]
 
     def part(i0: int, i1: int) -> None:
         np.matmul(a[i0:i1], b[i0:i1], out=out[i0:i1])
 
-    with controller.limit(limits=1, user_api="blas"):
-        run(part, [(i * k // n, (i + 1) * k // n) for i in range(n)])
+    if not _split_products(a, part):
+        np.matmul(a, b, out=out)
     return out
 
 
@@ -159,19 +168,13 @@ def matmul_add(a, b, acc, tmp):
     """``acc[i] += a[i] @ b[i]`` for stacked matrices, the product going through ``tmp``
     (acc's shape): as :func:`matmul`, and each thread adds its own products, so the
     sum runs on every core instead of after the products on one."""
-    n = min(get_num_threads(), a.shape[0])
-    controller = _blas_controller() if n > 1 else None
-    if controller is None or get_array_module(a) is not np:
-        acc += np.matmul(a, b, out=tmp)
-        return acc
-    k = a.shape[0]
 
     def part(i0: int, i1: int) -> None:
         np.matmul(a[i0:i1], b[i0:i1], out=tmp[i0:i1])
         acc[i0:i1] += tmp[i0:i1]
 
-    with controller.limit(limits=1, user_api="blas"):
-        run(part, [(i * k // n, (i + 1) * k // n) for i in range(n)])
+    if not _split_products(a, part):
+        acc += np.matmul(a, b, out=tmp)
     return acc
 
 
