@@ -382,8 +382,13 @@ def apply_preprocess(X: np.ndarray, pre: dict[str, Any]) -> np.ndarray:
     ``pre['mean_image']`` (C, H, W), then, with per-channel statistics (``pre['mean']``
     and ``pre['std']``, ``--normalize channel``), ``(x - mean) / std``; computed in float32
     (as training did), returned in ``pre['dtype']`` (default float32). ``pre`` is a run's
-    preprocess.npz or the ``preprocess`` of :func:`nndl.models.pretrained`."""
-    X = np.asarray(X, dtype=np.float32) - pre["mean_image"]
+    preprocess.npz or the ``preprocess`` of :func:`nndl.models.pretrained`; without a
+    ``mean_image`` (as :class:`nndl.datasets.StandardizedImages` passes it) none is
+    subtracted, and ``X`` is copied, never changed."""
+    if pre.get("mean_image") is None:
+        X = np.array(X, dtype=np.float32)
+    else:
+        X = np.asarray(X, dtype=np.float32) - pre["mean_image"]
     if pre.get("mean") is not None:
         X -= np.asarray(pre["mean"], np.float32)[:, None, None]
         X /= np.asarray(pre["std"], np.float32)[:, None, None]

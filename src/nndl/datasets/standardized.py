@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data import apply_preprocess
+
 __all__ = ["StandardizedImages"]
 
 
@@ -41,8 +43,8 @@ class StandardizedImages:
         if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
             raise ValueError(f"{fn}: expected finite means and positive finite std, got {std}")
         self.raw = raw
-        self.mean, self.std = mean[:, None, None], std[:, None, None]
         self.dtype = np.dtype(dtype)
+        self._pre = {"mean": mean, "std": std, "dtype": self.dtype}
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -56,10 +58,7 @@ class StandardizedImages:
         return len(self.raw)
 
     def __getitem__(self, idx: Any) -> np.ndarray:
-        x = self.raw[idx].astype(np.float32)
-        x -= self.mean
-        x /= self.std
-        return x.astype(self.dtype, copy=False)
+        return apply_preprocess(self.raw[idx], self._pre)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[:]

@@ -9,8 +9,8 @@ allocations (``M_MMAP_MAX = 0``) and stops glibc from trimming the top of the he
 (``M_TRIM_THRESHOLD``), so freed blocks stay mapped and the next step reuses them.
 
 Measured (``benchmarks/bench_passes.py``, docs/results.md): the 94-muon training pass at
-batch 2000 takes about a sixth less time, at the same peak memory; the process keeps its
-high-water mark of heap memory until it exits.
+batch 2000 with ``--recompute`` takes 17-25% less time, at the same peak memory; the
+process keeps its high-water mark of heap memory until it exits.
 
 ``nndl``'s command line calls it at start; a script that trains with the library may call
 it too. It changes the whole process, so the library never calls it on import. Elsewhere
