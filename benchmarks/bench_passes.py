@@ -6,10 +6,10 @@ malloc told to keep freed memory for the next pass (``nndl.kernels.allocator``, 
 ``nndl``'s command line turns on; ``default`` is glibc's own setting).
 
     python benchmarks/bench_passes.py                     # both nets, every configuration
-    python benchmarks/bench_passes.py --nets 94-muon --reps 2 --steps 5
-    python benchmarks/bench_passes.py --nets 94-muon --phases late --recompute on
+    python benchmarks/bench_passes.py --nets 94 --reps 2 --steps 5
+    python benchmarks/bench_passes.py --nets 94 --phases late --recompute on
 
-Nets: ``94-muon`` (the preset's net at batch 2000, its whitening bias trainable) in three
+Nets: ``94`` (the preset's net at batch 2000, its whitening bias trainable) in three
 phases of its run: ``all`` (every gradient computed, as before the Solver skipped any),
 ``early`` (the whitening filters skipped: epochs 1-3) and ``late`` (the whole whitening
 conv skipped: after epoch 3); ``airbench94`` (batch 1024, nothing to skip). Each
@@ -41,7 +41,7 @@ from nndl.cli.presets import AIRBENCH94, AIRBENCH94_MUON
 from nndl.kernels.allocator import keep_freed_memory
 from nndl.network import Network
 
-NETS = {"94-muon": (AIRBENCH94_MUON, 2000), "airbench94": (AIRBENCH94, 1024)}
+NETS = {"94": (AIRBENCH94_MUON, 2000), "airbench94": (AIRBENCH94, 1024)}
 PHASES = {"all": set(), "early": {"whiten.W"}, "late": {"whiten.W", "whiten.b"}}
 ALLOCATORS = ("default", "keep")
 RECOMPUTE = {"off": (False,), "on": (True,), "both": (False, True)}
@@ -51,7 +51,7 @@ def configurations(nets, phases=tuple(PHASES), recompute="both", allocators=ALLO
     """(net, phase, recompute, allocator) for each configuration measured."""
     out = []
     for net in nets:
-        net_phases = [p for p in PHASES if p in phases] if net == "94-muon" else ["all"]
+        net_phases = [p for p in PHASES if p in phases] if net == "94" else ["all"]
         out += [(net, phase, rc, alloc) for phase in net_phases for rc in RECOMPUTE[recompute]
                 for alloc in allocators]  # fmt: skip
     return out
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=1, help="rounds over the configurations")
     p.add_argument("--steps", type=int, default=4, help="passes per process (first untimed)")
     p.add_argument("--phases", nargs="+", choices=list(PHASES), default=list(PHASES),
-                   help="94-muon's phases to measure")  # fmt: skip
+                   help="the 94 net's phases to measure")  # fmt: skip
     p.add_argument("--recompute", choices=list(RECOMPUTE), default="both")
     p.add_argument("--allocators", nargs="+", choices=ALLOCATORS, default=list(ALLOCATORS))
     p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)

@@ -143,8 +143,8 @@ NETS: dict[str, Net] = {
         label_smoothing=0.2,
         quick_batch=256,
     ),
-    "preset-94-muon": Net(
-        "the 94-muon preset (airbench94_muon): the airbench94 net, head / 256, the whitening bias "
+    "preset-94": Net(
+        "the 94 preset (airbench94_muon): the airbench94 net, head / 256, the whitening bias "
         "trained (its first 3 epochs); Muon (3 Newton-Schulz steps) on the six conv filter "
         "banks, sgdw (Nesterov 0.85) on the biases and the head; label smoothing 0.2; "
         "--recompute",

@@ -88,7 +88,7 @@ def test_plain_nndl_train_is_the_65_preset_and_the_default_run():
     assert all(kwargs[k] is None for k in ("schedule", "param_groups", "ema", "augment"))
 
 
-@pytest.mark.parametrize("name", ["80", "90", "94"])
+@pytest.mark.parametrize("name", ["80", "90", "94-sgd"])
 def test_the_ladder_presets_resolve_to_the_airbench_recipe(name):
     s = settings("--preset", name)
     assert s["preset"] == name and s["model"] == "network"
@@ -101,9 +101,9 @@ def test_the_ladder_presets_resolve_to_the_airbench_recipe(name):
     assert s["arch"] == PRESETS[name].settings["arch"]
 
 
-def test_the_94_muon_preset_resolves_to_airbench94_muon_in_mean_loss_terms():
-    s = settings("--preset", "94-muon")
-    assert s["preset"] == "94-muon" and s["arch"] == AIRBENCH94_MUON["arch"]
+def test_the_94_preset_resolves_to_airbench94_muon_in_mean_loss_terms():
+    s = settings("--preset", "94")
+    assert s["preset"] == "94" and s["arch"] == AIRBENCH94_MUON["arch"]
     assert (s["batch_size"], s["epochs"], s["recompute"]) == (2000, 10, True)
     assert (s["num_training"], s["num_test"]) == (50000, 10000)
     assert s["schedule"] == {"name": "linear", "warmup": 0.0, "start": 0.0, "end": 0.0}
@@ -172,7 +172,7 @@ def test_airbench_spec_is_the_benchmark_net_with_the_recipe_inits():
 def test_help_lists_the_presets_and_the_new_flags():
     code, out, _ = run_cli("train", "--help")
     assert code == 0
-    for text in ("presets (--preset NAME", "94: airbench94", "--schedule", "--ema-power",
+    for text in ("presets (--preset NAME", "94: airbench94_muon", "94-sgd: airbench94", "--schedule", "--ema-power",
                  "--bn-bias-lr", "--normalize", "--test-at-end", "--crop-pad"):  # fmt: skip
         assert text in out, text
 

@@ -8,7 +8,7 @@ time when the layers first write them. :func:`keep_freed_memory` turns ``mmap`` 
 allocations (``M_MMAP_MAX = 0``) and stops glibc from trimming the top of the heap
 (``M_TRIM_THRESHOLD``), so freed blocks stay mapped and the next step reuses them.
 
-Measured (``benchmarks/bench_passes.py``, docs/results.md): the 94-muon training pass at
+Measured (``benchmarks/bench_passes.py``, docs/results.md): the 94 preset's training pass at
 batch 2000 with ``--recompute`` takes 17-25% less time, at the same peak memory; the
 process keeps its high-water mark of heap memory until it exits.
 
