@@ -27,6 +27,7 @@ from nndl import __version__  # noqa: E402
 from nndl.cli.entry import build_parser  # noqa: E402
 from nndl.cli.flags import DEFAULTS, settings_from_args  # noqa: E402
 from nndl.cli.model_plan import build_kwargs  # noqa: E402
+from nndl.cli.presets import MAIN_JOB  # noqa: E402
 from nndl.data import get_CIFAR10_data  # noqa: E402
 from nndl.models import load_model  # noqa: E402
 
@@ -151,7 +152,7 @@ def test_best_and_last_models_are_loadable(trained):
 def test_defaults_without_model_flags_are_the_default_cnn():
     args = build_parser().parse_args(["train"])
     settings = settings_from_args(args)
-    assert settings == {k: v for k, v in DEFAULTS.items()}
+    assert settings == {**DEFAULTS, **MAIN_JOB}  # the 65 preset: the defaults and an average
     kwargs = build_kwargs(settings, (3, 32, 32), 10)
     assert kwargs["num_filters"] == tuple(DEFAULTS["num_filters"])
     assert kwargs["use_batchnorm"] is DEFAULTS["batchnorm"]

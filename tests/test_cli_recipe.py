@@ -80,16 +80,24 @@ def test_plain_nndl_train_is_the_65_preset_and_the_default_run():
     plain = settings()
     assert plain == settings("--preset", "65")
     assert plain["preset"] == "65"
+    changed = {"ema": 0.99}  # the 65 preset's own
     for key, value in DEFAULTS.items():
-        assert plain[key] == value, key
+        assert plain[key] == changed.get(key, value), key
     kwargs = solver_kwargs(plain, Network(ARCH, seed=0).param_specs)
-    # The classic Solver: Adam at 2e-3 halved per epoch, SPEC's shuffle, nothing else.
+    # The classic Solver (Adam at 2e-3 halved per epoch, SPEC's shuffle) and an average of
+    # the weights for every accuracy check and the best model.
     assert kwargs["optim_config"] == {"learning_rate": 2e-3} and kwargs["lr_decay"] == 0.5
-    assert all(kwargs[k] is None for k in ("schedule", "param_groups", "ema", "augment"))
+    assert kwargs["batch_size"] == 64 and kwargs["ema"]["decay"] == 0.99
+    assert all(kwargs[k] is None for k in ("schedule", "param_groups", "augment"))
 
 
-@pytest.mark.parametrize("name", ["80", "90", "94-sgd"])
-def test_the_ladder_presets_resolve_to_the_airbench_recipe(name):
+def test_a_flag_turns_the_main_jobs_average_off():
+    assert settings("--ema", "0")["ema"] == 0.0
+    assert solver_kwargs(settings("--ema", "0"), Network(ARCH, seed=0).param_specs)["ema"] is None
+
+
+def test_the_94_sgd_preset_resolves_to_the_airbench_recipe():
+    name = "94-sgd"
     s = settings("--preset", name)
     assert s["preset"] == name and s["model"] == "network"
     for key in ("lr", "momentum", "weight_decay", "coupled_decay", "schedule", "ema",
@@ -141,8 +149,33 @@ def test_the_94_preset_resolves_to_airbench94_muon_in_mean_loss_terms():
     assert head["scale"] == 1 / 256
 
 
+def test_the_90_preset_is_the_94_recipe_shortened():
+    s, s94 = settings("--preset", "90"), settings("--preset", "94")
+    assert s["epochs"] == 3
+    assert {k: v for k, v in s.items() if k not in ("preset", "epochs")} == {
+        k: v for k, v in s94.items() if k not in ("preset", "epochs")}
+
+
+def test_the_80_preset_is_the_94_recipe_narrower_with_the_whitening_conv_frozen():
+    s = settings("--preset", "80")
+    assert (s["epochs"], s["tta"], s["batch_size"]) == (2, "mirror", 2000)
+    net = Network(s["arch"], seed=0)
+    assert not net.param_specs["whiten.W"].trainable and not net.param_specs["whiten.b"].trainable
+    assert [net.params[f"block{i}b.conv.W"].shape[0] for i in (1, 2, 3)] == [64, 128, 128]
+    head = [layer for layer in s["arch"] if layer.get("name") == "head"][0]
+    assert head["scale"] == 1 / 128
+    kwargs = solver_kwargs(s, net.param_specs)
+    plan = ParamPlan(net, kwargs["optim_config"], "sgdw", kwargs["param_groups"],
+                     make_schedule(s["schedule"]), UPDATE_RULES["sgdw"])  # fmt: skip
+    filters = {k for k in net.params if k.endswith("conv.W")}
+    assert len(filters) == 6 and all(plan.rule_name[k] == "muon" for k in filters)
+    assert plan.rule_name["head.W"] == "sgdw"
+    assert {k for k in net.params if k.endswith(".beta")} <= set(plan.rule_name)
+    assert plan.frozen == {"whiten.W", "whiten.b"}  # the whitening conv never steps
+
+
 def test_flags_override_a_preset_and_the_model_plans():
-    s = settings("--preset", "90", "--epochs", "3", "--tta", "none", "--no-lookahead")
+    s = settings("--preset", "94-sgd", "--epochs", "3", "--tta", "none", "--no-lookahead")
     assert (s["epochs"], s["tta"], s["lookahead"]) == (3, "none", False)
     assert s["batch_size"] == 1024  # the rest is the preset's
     net = Network(s["arch"], seed=0)
@@ -172,8 +205,9 @@ def test_airbench_spec_is_the_benchmark_net_with_the_recipe_inits():
 def test_help_lists_the_presets_and_the_new_flags():
     code, out, _ = run_cli("train", "--help")
     assert code == 0
-    for text in ("presets (--preset NAME", "94: airbench94_muon", "94-sgd: airbench94", "--schedule", "--ema-power",
-                 "--bn-bias-lr", "--normalize", "--test-at-end", "--crop-pad"):  # fmt: skip
+    for text in ("presets (--preset NAME", "94: airbench94_muon", "94-sgd: airbench94",
+                 "--schedule", "--ema-power", "--bn-bias-lr", "--normalize", "--test-at-end",
+                 "--crop-pad"):  # fmt: skip
         assert text in out, text
 
 

@@ -154,7 +154,8 @@ D, AUG, EV, R = "data", "augmentation", "evaluation", "run folder and output"
 _BOOL = {"action": argparse.BooleanOptionalAction}
 # The default run: chosen for time to 65% validation accuracy on a 2-core CPU, as
 # benchmarks/bench_train.py measures it. A narrow conv net (16-32-64 filters, batch
-# norm) passes 65% after two epochs of about 40 s; 32-64-128 takes twice as long a step.
+# norm); 32-64-128 takes twice as long a step. The 65 preset (nndl.cli.presets.MAIN_JOB)
+# evaluates it through an average of the weights.
 FLAGS: tuple[Flag, ...] = (
     Flag("preset", P, "start from the settings of a preset (listed below); flags given "
          "override it", DEFAULT_PRESET, _one_of(lambda: list(PRESETS)),
@@ -226,7 +227,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("warmup", AVG, "fraction of training the schedule warms up for", None,
          _real(0, 1, optional=True), options={"type": finite_float, "metavar": "F"}, new=True),
     Flag("ema", AVG, "evaluate (and keep as best) an exponential moving average of the "
-         "weights with this decay per average", None,
+         "weights with this decay per average; 0: none", None,
          _real(0, 1, optional=True, below=True, what="a number in [0, 1)"),
          options={"type": finite_float, "metavar": "DECAY"}, new=True),
     Flag("ema_every", AVG, "average every N steps", 1, _int(1), options={"type": int},

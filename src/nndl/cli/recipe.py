@@ -129,8 +129,8 @@ def check_combination(settings: Mapping[str, Any], name: Callable[[str], str]) -
     if s.get("warmup") is not None and s.get("schedule") is None:
         raise CLIError(f"{name('warmup')} needs {name('schedule')}")
     for key in ("lookahead", "ema_power"):
-        if s.get(key) and s.get("ema") is None:
-            raise CLIError(f"{name(key)} needs {name('ema')} DECAY")
+        if s.get(key) and not s.get("ema"):  # --ema 0 keeps no average
+            raise CLIError(f"{name(key)} needs {name('ema')} DECAY above 0")
     if s.get("recompute") and not hasattr(MODELS.get(s.get("model")), "recompute"):
         networks = sorted(k for k, m in MODELS.items() if hasattr(m, "recompute"))
         raise CLIError(f"{name('recompute')} applies to {networks}, not {s.get('model')}")
@@ -186,9 +186,10 @@ def param_groups(settings: Mapping[str, Any], specs: Mapping[str, Any]) -> list 
 
 
 def ema_spec(settings: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The Solver's ``ema`` dict, or None without ``--ema``. The decay's warm-up is on
-    for a constant decay and off when ``--ema-power`` schedules it."""
-    if settings.get("ema") is None:
+    """The Solver's ``ema`` dict, or None without ``--ema`` or with ``--ema 0`` (an
+    average of decay 0 is the weights themselves, so none is kept: the same run). The
+    decay's warm-up is on for a constant decay and off when ``--ema-power`` schedules it."""
+    if not settings.get("ema"):
         return None
     power = float(settings.get("ema_power") or 0.0)
     return {"decay": settings["ema"], "every": settings.get("ema_every") or 1,
