@@ -233,7 +233,7 @@ DEFAULT_PRESET = "65"
 PRESETS: dict[str, Preset] = {
     "65": Preset(
         "the default run: a 16-32-64 ConvNet, Adam, an average of the weights, 3 epochs; "
-        ">= 65% validation accuracy after the first epoch, about 20 s on 2 cores",
+        ">= 65% validation accuracy after the first epoch, about 25 s on 2 cores",
         MAIN_JOB,
     ),
     "80": Preset(
