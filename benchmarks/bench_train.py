@@ -211,9 +211,9 @@ def _budget(results: list[dict], rates: list[float], pflop: float | None) -> Non
     limit = pflop * 1e15 / (rate * 1e9)
     within = sum(r["wall_s"] <= limit for r in results)
     worst = max(r["wall_s"] for r in results)
-    print(f"budget: {pflop} PFLOP at {rate:.1f} GFLOP/s = {limit:.0f} s ({limit / 60:.1f} min); "
-          f"{within} of {len(results)} runs within it, the longest {worst:.0f} s "
-          f"({worst / limit:.2f} of the limit; stretch target 0.67)")
+    print(f"budget: {pflop:.3g} PFLOP at {rate:.1f} GFLOP/s = {limit:.0f} s "
+          f"({limit / 60:.1f} min); {within} of {len(results)} runs within it, "
+          f"the longest {worst:.0f} s ({worst / limit:.2f} of the limit; stretch target 0.67)")
 
 
 def _seed_table(results: list[dict], target: float) -> None:
