@@ -42,6 +42,7 @@ from nndl.network import Network
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_step import _torch_module  # noqa: E402 - a sibling script
+from bench_train import tta_view_count  # noqa: E402 - a sibling script
 
 try:
     from torch_muon import airbench_muon_optimizers
@@ -54,7 +55,6 @@ try:
 except ImportError:  # PyTorch is an optional peer, never a dependency.
     torch = None
 
-TTA_VIEWS = {"none": 1, "mirror": 2, "mirror_translate": 6}
 TRAIN_ACC_SAMPLES = 1000  # the Solver's per-epoch training-accuracy check
 
 
@@ -137,7 +137,7 @@ def extrapolate(settings: dict, m: dict) -> dict:
                     steps)  # fmt: skip
     images = settings["epochs"] * TRAIN_ACC_SAMPLES
     if settings.get("test_at_end"):
-        images += settings["num_test"] * TTA_VIEWS[settings.get("tta", "none")]
+        images += settings["num_test"] * tta_view_count(settings.get("tta", "none"))
     train_s = early * m["step_s"] + (steps - early) * m.get("late_step_s", 0.0)
     eval_s = images * m["forward_per_image_s"]
     return {"steps": steps, "train_s": train_s, "eval_s": eval_s, "total_s": train_s + eval_s}
