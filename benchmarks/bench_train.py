@@ -171,13 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         seeds: list = list(range(args.first_seed, args.first_seed + args.seeds))
     else:
         seeds = [None] * args.runs
-    if args.pflop is None and args.preset is not None:
-        args.pflop = PFLOP_BUDGET.get(args.preset) or preset_pflop(args.preset)
     if args.seeds is not None:
-        # Only here: bench_step brings NumPy, nndl and (if installed) PyTorch with it, which
-        # a watcher of plain runs does not need.
+        # Only here: bench_step brings NumPy, nndl and (if installed) PyTorch with it, and
+        # the budget builds the preset's net, which a watcher of plain runs does not need.
         sys.path.insert(0, str(Path(__file__).parent))
         from bench_step import gemm_gflops
+
+        if args.pflop is None and args.preset is not None:
+            args.pflop = PFLOP_BUDGET.get(args.preset) or preset_pflop(args.preset)
     rates = [gemm_gflops(2048, 9)] if args.seeds is not None else []
     for i, seed in enumerate(seeds):
         extra = [] if seed is None else ["--seed", str(seed)]
