@@ -20,6 +20,7 @@ from ..datasets import DATASETS, is_named
 from ..models import MODELS, build_model
 from ..train.interrupts import Terminated
 from ..train.solver import Solver
+from ..train.warmup import KernelWarmup
 from .errors import CLIError, cli_path
 from .evaluate import evaluate_model
 from .flags import (
@@ -74,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         require_matplotlib("--no-plots")
     with folder.lock():
         config, settings, resume = _open_run(args, folder, settings, explicit)
-        data, info = _load_data(args, folder, config, settings, resume)
+        with _kernel_warmup(settings, explicit):
+            data, info = _load_data(args, folder, config, settings, resume)
         solver, recorder = _solver_for(args, folder, settings, explicit, data, info)
         if resume:
             _continue_run(folder, config, settings, solver, recorder, info)
@@ -172,6 +174,15 @@ def _open_run(args: argparse.Namespace, run: RunFolder, settings: dict | None, e
     # The stopping rules belong to this invocation; a resumed run does not inherit them.
     settings.update(time_limit=args.time_limit, target_acc=args.target_acc)
     return config, settings, args.resume and run.holds_run()
+
+
+def _kernel_warmup(settings: dict[str, Any], explicit: dict) -> KernelWarmup:
+    """The kernels of the run's steps compiled (or read from numba's cache) in the
+    background while the data loads (:mod:`nndl.train.warmup`)."""
+    input_dim, num_classes = planned_input(settings)
+    kwargs = preflight(settings, explicit, input_dim, num_classes)
+    return KernelWarmup(settings["model"], kwargs, input_dim, settings["dtype"],
+                        recompute=bool(settings.get("recompute")))  # fmt: skip
 
 
 def _load_data(args, run: RunFolder, config: dict | None, settings: dict, resume: bool):

@@ -18,9 +18,10 @@ turns instead of competing for the cores.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -104,10 +105,12 @@ def run(fn: Callable[[int, int], None], spans: Sequence[tuple[int, int]]) -> Non
 
     Each call must write only its own part of the output. Exceptions are re-raised in
     the caller. Runs serially with one thread, one span, or when called from inside a
-    pool thread (nesting would wait on itself).
+    pool thread (nesting would wait on itself), and within :func:`record_compiled` (a dry
+    run stays in its thread, under that thread's ``np.errstate``).
     """
     n = get_num_threads()
-    if n == 1 or len(spans) <= 1 or getattr(_inside, "active", False):
+    serial = getattr(_inside, "active", False) or getattr(_recording, "calls", None) is not None
+    if n == 1 or len(spans) <= 1 or serial:
         for span in spans:
             fn(*span)
         return
@@ -214,6 +217,10 @@ def run_compiled(kernel: Callable[..., None], n: int, *args) -> None:
     without the GIL): each of nndl's threads runs one equal share at once. Every index's
     work is done whole by one call, so results do not depend on the split.
     """
+    calls = getattr(_recording, "calls", None)
+    if calls is not None:
+        calls.append((kernel, (*args, 0, n)))
+        return
     t = min(get_num_threads(), n)
     if t <= 1:
         if n > 0:
@@ -224,6 +231,27 @@ def run_compiled(kernel: Callable[..., None], n: int, *args) -> None:
         kernel(*args, i0, i1)
 
     run(part, [(i * n // t, (i + 1) * n // t) for i in range(t)])
+
+
+_recording = threading.local()
+
+
+@contextlib.contextmanager
+def record_compiled() -> Iterator[list[tuple[Callable[..., None], tuple]]]:
+    """A dry run: within it, :func:`run_compiled` (in this thread) runs nothing and appends
+    ``(kernel, args)`` to the list it yields, ``args`` with the range ``0, n`` last.
+
+    Which compiled kernels a pass calls, with which argument types, in call order, found
+    without running (or compiling) any: the arrays the skipped kernels would have written
+    keep whatever they held, so the pass's values are meaningless
+    (:mod:`nndl.train.warmup` compiles the kernels it lists ahead of a run).
+    """
+    previous = getattr(_recording, "calls", None)
+    _recording.calls = []
+    try:
+        yield _recording.calls
+    finally:
+        _recording.calls = previous
 
 
 def numba_unavailable() -> str | None:
@@ -240,6 +268,7 @@ __all__ = [
     "get_num_threads",
     "matmul",
     "matmul_add",
+    "record_compiled",
     "run",
     "run_compiled",
     "set_num_threads",
