@@ -1,5 +1,5 @@
-"""Training images kept as 8-bit pixels and standardised batch by batch
-(:class:`nndl.datasets.StandardizedImages`): every read is bit for bit what standardising the
+"""Training images kept as 8-bit pixels and preprocessed batch by batch
+(:class:`nndl.datasets.StandardizedImages`): every read is bit for bit what preprocessing the
 whole float32 array gives, so a run trains exactly as before on a quarter of the memory."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from nndl.cli.inputs import load_data
-from nndl.datasets import StandardizedImages
+from nndl.data import CIFAR10_pixels, data_fingerprint, get_CIFAR10_data, pixel_mean
+from nndl.datasets import StandardizedImages, load_dataset
 from nndl.network import Network
 from nndl.solver import Solver
 from nndl.validation import check_finite
@@ -43,6 +44,17 @@ def test_every_read_equals_the_whole_array_standardised(dtype):
     assert X.raw.nbytes * 4 == full.astype(np.float32).nbytes
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_read_with_a_mean_image_equals_the_whole_array_minus_it(dtype):
+    raw = _raw()
+    mean_image = np.random.default_rng(3).uniform(0, 255, raw.shape[1:]).astype(np.float32)
+    X = StandardizedImages(raw, dtype=dtype, mean_image=mean_image)
+    full = raw.astype(np.float32)
+    full -= mean_image  # what get_CIFAR10_data computes
+    for idx in (3, slice(2, 9), np.array([7, 0, 7, 11])):
+        np.testing.assert_array_equal(X[idx], full[idx].astype(dtype))  # bit for bit
+
+
 def test_bad_inputs_are_refused_with_the_class_named():
     with pytest.raises(TypeError, match="StandardizedImages: expected raw images as a uint8"):
         StandardizedImages(_raw().astype(np.float32), MEAN, STD)
@@ -50,6 +62,12 @@ def test_bad_inputs_are_refused_with_the_class_named():
         StandardizedImages(_raw(), MEAN[:2], STD)
     with pytest.raises(ValueError, match="positive finite std"):
         StandardizedImages(_raw(), MEAN, np.array([1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="expected mean and std .per channel., mean_image"):
+        StandardizedImages(_raw())
+    with pytest.raises(ValueError, match="expected mean and std .per channel., mean_image"):
+        StandardizedImages(_raw(), MEAN)
+    with pytest.raises(ValueError, match=r"a finite mean_image of shape \(3, 4, 5\), got \(3, 4\)"):
+        StandardizedImages(_raw(), mean_image=np.zeros((3, 4), np.float32))
 
 
 def test_it_is_finite_without_a_scan():
@@ -76,9 +94,47 @@ def test_load_data_keeps_cifar_training_pixels_as_bytes(tiny_cifar):
     assert isinstance(pixels["X_train"], np.ndarray)  # unstandardised: float pixels as before
     np.testing.assert_array_equal(pixels["X_train"], X.raw)
     assert pixels_info["fingerprint"] == info["fingerprint"]  # of the float32 pixels: runs resume
-    mean_image = {**settings, "normalize": "mean_image"}
-    assert isinstance(load_data(mean_image, str(tiny_cifar), progress=False)[0]["X_train"],
-                      np.ndarray)  # mean-image subtraction stays float  # fmt: skip
+
+
+
+def test_load_data_keeps_mean_image_runs_as_bytes_with_the_float_runs_values(tiny_cifar):
+    settings = {"num_training": 80, "num_validation": 20, "num_test": 20, "dtype": "float32",
+                "normalize": "mean_image"}  # fmt: skip
+    data, info = load_data(settings, str(tiny_cifar), progress=False)
+    ref = get_CIFAR10_data(80, 20, 20, data_dir=tiny_cifar)  # what runs trained on before
+    assert isinstance(data["X_train"], StandardizedImages)
+    assert data["X_train"].raw.dtype == np.uint8
+    for key in ("X_train", "X_val", "X_test", "mean_image"):
+        got = data[key] if key != "mean_image" else info[key]
+        np.testing.assert_array_equal(np.asarray(got), ref[key])  # bit for bit
+    # the fingerprint of the float32 arrays: runs trained before resume on this data
+    assert info["fingerprint"] == data_fingerprint(ref)
+
+
+def test_the_pixel_fingerprint_is_the_float_arrays_over_several_blocks():
+    rng = np.random.default_rng(5)
+    pixels = {"X_train": rng.integers(0, 256, (2500, 3, 2, 2), dtype=np.uint8),
+              "y_train": rng.integers(10, size=2500), "X_val": _raw(7),
+              "y_val": rng.integers(10, size=7)}  # fmt: skip
+    mean_image = pixel_mean(pixels["X_train"])
+    floats = {**pixels, "X_train": pixels["X_train"].astype(np.float32) - mean_image,
+              "X_val": pixels["X_val"].astype(np.float32) - mean_image}  # fmt: skip
+    assert data_fingerprint(pixels, mean_image=mean_image) == data_fingerprint(floats)
+    pixels["X_train"][2400, 1, 0, 1] ^= 1  # one pixel of the last block
+    assert data_fingerprint(pixels, mean_image=mean_image) != data_fingerprint(floats)
+
+
+def test_cifar10_is_read_as_pixels_and_other_sets_refuse(tiny_cifar):
+    data = load_dataset("cifar10", tiny_cifar, num_training=80, num_validation=20, num_test=20,
+                        subtract_mean=False, dtype=np.uint8)  # fmt: skip
+    ref = CIFAR10_pixels(80, 20, 20, tiny_cifar)
+    for key in ("X_train", "X_val", "X_test", "y_train"):
+        np.testing.assert_array_equal(data[key], ref[key])
+    assert data["X_train"].dtype == np.uint8 and not data["mean_image"].any()
+    with pytest.raises(ValueError, match="load_dataset: dtype uint8 gives the pixels as read"):
+        load_dataset("cifar10", tiny_cifar, dtype=np.uint8)
+    with pytest.raises(ValueError, match="available for cifar10, not mnist"):
+        load_dataset("mnist", tiny_cifar, dtype=np.uint8, subtract_mean=False)
 
 
 SPEC = [{"type": "conv_bn_act", "name": "block", "filters": 4}, {"type": "flatten"},

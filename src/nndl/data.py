@@ -43,6 +43,8 @@ __all__ = [
     "load_CIFAR_batch",
     "load_CIFAR10",
     "get_CIFAR10_data",
+    "CIFAR10_pixels",
+    "pixel_mean",
     "data_fingerprint",
     "channel_mean_std",
     "apply_preprocess",
@@ -271,7 +273,48 @@ def get_CIFAR10_data(
     and ``download`` is true, by :func:`resolve_data_dir`; only as many training batches
     as the split needs are read.
     """
-    fn = "get_CIFAR10_data"
+    splits = CIFAR10_pixels(
+        num_training, num_validation, num_test, data_dir,
+        download=download, progress=progress, fn="get_CIFAR10_data",
+    )  # fmt: skip
+    train_u8 = splits["X_train"]
+    X_train = train_u8.astype(np.float32)
+    X_val = splits["X_val"].astype(np.float32)
+    X_test = splits["X_test"].astype(np.float32)
+    if subtract_mean:
+        mean_image = pixel_mean(train_u8)
+        X_train -= mean_image
+        X_val -= mean_image
+        X_test -= mean_image
+    else:
+        mean_image = np.zeros(IMAGE_SHAPE, np.float32)
+    return {
+        "X_train": X_train,
+        "y_train": splits["y_train"],
+        "X_val": X_val,
+        "y_val": splits["y_val"],
+        "X_test": X_test,
+        "y_test": splits["y_test"],
+        "mean_image": mean_image,
+        "class_names": splits["class_names"],
+    }
+
+
+def CIFAR10_pixels(
+    num_training: int = 49000,
+    num_validation: int = 1000,
+    num_test: int = 1000,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    progress: bool = False,
+    fn: str = "CIFAR10_pixels",
+) -> dict[str, Any]:
+    """The splits of :func:`get_CIFAR10_data` as read: ``X_train (num_training, 3, 32,
+    32)``, ``X_val`` and ``X_test`` uint8 pixels (nothing subtracted), ``y_train``,
+    ``y_val``, ``y_test`` int64 and ``class_names``. A quarter of the float32 arrays'
+    memory, for a caller that preprocesses batch by batch
+    (:class:`nndl.datasets.StandardizedImages`)."""
     num_training = check_count(fn, "num_training", num_training, 1)
     num_validation = check_count(fn, "num_validation", num_validation, 0)
     num_test = check_count(fn, "num_test", num_test, 0)
@@ -293,44 +336,57 @@ def get_CIFAR10_data(
         raise ValueError(
             f"{fn}: num_test = {num_test}, more than the {len(x_test_all)} test images in {root}"
         )
-    train_u8 = x_train_all[:num_training]
-    X_train = train_u8.astype(np.float32)
-    X_val = x_train_all[num_training:needed].astype(np.float32)
-    X_test = x_test_all[:num_test].astype(np.float32)
-    if subtract_mean:
-        # Accumulate in float64 so the mean of 49000 images is exact to float32 precision.
-        mean_image = train_u8.mean(axis=0, dtype=np.float64).astype(np.float32)
-        X_train -= mean_image
-        X_val -= mean_image
-        X_test -= mean_image
-    else:
-        mean_image = np.zeros(IMAGE_SHAPE, np.float32)
     return {
-        "X_train": X_train,
+        "X_train": x_train_all[:num_training],
         "y_train": y_train_all[:num_training].copy(),
-        "X_val": X_val,
+        "X_val": x_train_all[num_training:needed],
         "y_val": y_train_all[num_training:needed].copy(),
-        "X_test": X_test,
+        "X_test": x_test_all[:num_test],
         "y_test": y_test_all[:num_test].copy(),
-        "mean_image": mean_image,
         "class_names": class_names,
     }
 
 
+def pixel_mean(X: np.ndarray) -> np.ndarray:
+    """The mean image (C, H, W) of 8-bit images X (N, C, H, W), float32: accumulated in
+    float64, so the mean of 49,000 images is exact to float32 precision (what
+    :func:`get_CIFAR10_data` subtracts)."""
+    return X.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
 def data_fingerprint(
-    data: Mapping[str, np.ndarray], keys: Sequence[str] = ("X_train", "y_train", "X_val", "y_val")
+    data: Mapping[str, np.ndarray],
+    keys: Sequence[str] = ("X_train", "y_train", "X_val", "y_val"),
+    mean_image: np.ndarray | None = None,
 ) -> str:
     """``"sha256:<hex>"`` of the arrays ``data[key]`` (their dtype, shape and bytes).
 
     Two data sets with the same fingerprint hold the same examples in the same order; a
-    resumed run checks it so that it never continues on other data.
+    resumed run checks it so that it never continues on other data. With ``mean_image``
+    (float32, one image's shape), 8-bit arrays stand for the float32 arrays ``X -
+    mean_image`` and get those arrays' fingerprint, computed a block of images at a time
+    (:func:`CIFAR10_pixels` and :func:`get_CIFAR10_data`'s float arrays agree).
     """
     h = hashlib.sha256()
     for key in keys:
         a = np.ascontiguousarray(data[key])
+        if mean_image is not None and a.dtype == np.uint8:
+            h.update(f"{key} {np.dtype(np.float32).str} {a.shape}\n".encode())
+            _hash_minus_mean(h, a, np.asarray(mean_image, np.float32))
+            continue
         h.update(f"{key} {a.dtype.str} {a.shape}\n".encode())
         h.update(a.reshape(-1).view(np.uint8))  # the bytes, without a copy
     return "sha256:" + h.hexdigest()
+
+
+def _hash_minus_mean(h: Any, X: np.ndarray, mean_image: np.ndarray, block: int = 1024) -> None:
+    """h.update with the bytes of float32 ``X - mean_image``, 1024 images at a time
+    (12 MB for CIFAR-10) instead of all at once."""
+    buf = np.empty((min(block, len(X)), *X.shape[1:]), np.float32)
+    for i in range(0, len(X), block):
+        part = buf[: len(X[i : i + block])]
+        np.subtract(X[i : i + block], mean_image, out=part)
+        h.update(part.reshape(-1).view(np.uint8))
 
 
 def channel_mean_std(

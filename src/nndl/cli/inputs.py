@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import channel_mean_std, data_fingerprint
-from ..datasets import StandardizedImages, is_named, load_dataset_info
+from ..data import apply_preprocess, channel_mean_std, data_fingerprint, pixel_mean
+from ..datasets import DATASETS, StandardizedImages, is_named, load_dataset_info
 from ..datasets.images import MAX_PIXELS, ImageTooLargeError, open_image
 from ..io.jsonfile import JSONLimitError, loads_bounded
 from ..nn.spec import check_spec
@@ -74,6 +74,9 @@ def load_data(
     """
     channel = subtract_mean and settings.get("normalize", "mean_image") == "channel"
     dataset = settings.get("dataset", "cifar10")
+    # A run reads the 8-bit pixels where the data set's loader gives them, and keeps its
+    # training set so (StandardizedImages): no float32 copy of it is ever built.
+    pixels = subtract_mean and is_named(dataset) and DATASETS[dataset].pixels
     sizes = {k: None if k in fit else settings[k] for k in DATA_SIZES}
     data, found = load_dataset_info(
         dataset,
@@ -81,26 +84,23 @@ def load_data(
         **sizes,
         image_size=settings.get("image_size"),
         channels=settings.get("channels"),
-        subtract_mean=subtract_mean and not channel,
+        subtract_mean=subtract_mean and not channel and not pixels,
+        dtype=np.uint8 if pixels else np.float32,
         seed=settings.get("seed", 0),
         progress=progress,
     )
     root = found["path"]
-    fingerprint = data_fingerprint(data)  # of the float32 arrays, whatever the dtype
+    if pixels and not channel:
+        data["mean_image"] = pixel_mean(data["X_train"])
     pre: dict[str, Any] = {"mean_image": np.asarray(data["mean_image"], np.float32)}
+    # of the float32 arrays, whatever the dtype (8-bit pixels hashed as X - mean_image)
+    fingerprint = data_fingerprint(data, mean_image=pre["mean_image"])
     if channel:
         mean, std = channel_mean_std(data["X_train"])
         pre.update(mean=mean.astype(np.float32), std=std.astype(np.float32))
     dtype = np.dtype(settings["dtype"])
     for key in ("X_train", "X_val", "X_test"):
-        raw = _pixels(data[key]) if channel and key == "X_train" else None
-        if raw is not None:  # 8-bit pixels, standardised batch by batch: a quarter the memory
-            data[key] = StandardizedImages(raw, pre["mean"], pre["std"], dtype)
-            continue
-        if channel:  # in place, in float32, as apply_preprocess computes it
-            data[key] -= pre["mean"][:, None, None]
-            data[key] /= pre["std"][:, None, None]
-        data[key] = data[key].astype(dtype, copy=False)
+        data[key] = _prepared(data[key], key, pre if subtract_mean else None, channel, dtype)
     info = {
         "dataset": found["dataset"],
         "data_dir": str(Path(root).resolve()),
@@ -120,6 +120,24 @@ def load_data(
 
 
 load_cifar = load_data  # the name before other data sets
+
+
+def _prepared(X: np.ndarray, key: str, pre: dict | None, channel: bool, dtype: np.dtype):
+    """One split preprocessed (``pre``: the run's preprocessing, None for raw pixels):
+    8-bit training pixels as :class:`StandardizedImages` (a quarter of the memory,
+    preprocessed batch by batch), 8-bit validation and test pixels preprocessed whole,
+    float splits in place as before. The same float32 operations every way."""
+    raw = X if X.dtype == np.uint8 else _pixels(X) if channel and key == "X_train" else None
+    if raw is not None and pre is not None:
+        if key == "X_train":
+            mean_image = None if channel else pre["mean_image"]
+            return StandardizedImages(raw, pre.get("mean"), pre.get("std"), dtype,
+                                      mean_image=mean_image)  # fmt: skip
+        return apply_preprocess(raw, {**pre, "dtype": dtype})
+    if channel:  # in place, in float32, as apply_preprocess computes it
+        X -= pre["mean"][:, None, None]
+        X /= pre["std"][:, None, None]
+    return X.astype(dtype, copy=False)
 
 
 def _pixels(X: np.ndarray) -> np.ndarray | None:

@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from ..data import _as_str, _read_dict, get_CIFAR10_data, resolve_data_dir
+from ..data import (
+    IMAGE_SHAPE,
+    CIFAR10_pixels,
+    _as_str,
+    _read_dict,
+    get_CIFAR10_data,
+    resolve_data_dir,
+)
 from .fetch import ensure_archive
 from .splits import check_label_range, make_splits
 
@@ -26,16 +33,25 @@ def load_cifar10(root: Any = None, *, download: bool = True, progress: bool = Fa
                  num_training=None, num_validation=None, num_test=None, subtract_mean=True,
                  dtype: Any = np.float32) -> tuple[dict[str, Any], Path]:  # fmt: skip
     """(splits, folder) from :func:`nndl.data.get_CIFAR10_data`; None sizes: all of
-    the training images but 1000 for validation, all 10,000 test images."""
+    the training images but 1000 for validation, all 10,000 test images. ``dtype=np.uint8``
+    (with ``subtract_mean=False``): the 8-bit pixels as read (:func:`nndl.data.CIFAR10_pixels`),
+    ``mean_image`` zeros."""
     folder = resolve_data_dir(root, download=download, progress=progress)
     num_validation = 1000 if num_validation is None else num_validation
-    data = get_CIFAR10_data(
-        num_training=50000 - num_validation if num_training is None else num_training,
-        num_validation=num_validation,
-        num_test=10000 if num_test is None else num_test,
-        subtract_mean=subtract_mean,
-        data_dir=folder,
-    )
+    sizes = {
+        "num_training": 50000 - num_validation if num_training is None else num_training,
+        "num_validation": num_validation,
+        "num_test": 10000 if num_test is None else num_test,
+    }
+    if np.dtype(dtype) == np.uint8:
+        if subtract_mean:
+            raise ValueError(
+                "load_dataset: dtype uint8 gives the pixels as read; the mean image is "
+                "subtracted from float images (subtract_mean=False)"
+            )
+        data = CIFAR10_pixels(**sizes, data_dir=folder, fn="load_dataset")
+        return {**data, "mean_image": np.zeros(IMAGE_SHAPE, np.float32)}, folder
+    data = get_CIFAR10_data(**sizes, subtract_mean=subtract_mean, data_dir=folder)
     if np.dtype(dtype) != np.float32:
         for key in ("X_train", "X_val", "X_test", "mean_image"):
             data[key] = data[key].astype(dtype)

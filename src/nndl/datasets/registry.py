@@ -42,7 +42,10 @@ class Dataset:
     """A named data set: its input shape per example, classes and loader.
 
     ``loader(root, download=, progress=, num_training=, num_validation=, num_test=,
-    subtract_mean=, dtype=)`` returns (splits, folder read).
+    subtract_mean=, dtype=)`` returns (splits, folder read). With ``pixels``, the loader
+    also takes ``dtype=np.uint8`` (and ``subtract_mean=False``) and returns the 8-bit pixels
+    as read, which a training run keeps at a quarter of the float32 arrays' memory and
+    standardises batch by batch (:class:`nndl.datasets.StandardizedImages`).
     """
 
     name: str
@@ -50,11 +53,12 @@ class Dataset:
     input_shape: tuple[int, int, int]
     num_classes: int
     loader: Callable[..., tuple[dict[str, Any], Path]]
+    pixels: bool = False
 
 
 DATASETS: dict[str, Dataset] = {
     "cifar10": Dataset("cifar10", "CIFAR-10, 32x32 colour, 10 classes (official python "
-                       "version)", (3, 32, 32), 10, load_cifar10),
+                       "version)", (3, 32, 32), 10, load_cifar10, pixels=True),
     "cifar100": Dataset("cifar100", "CIFAR-100 with its 100 fine labels", (3, 32, 32), 100,
                         partial(load_cifar100, labels="fine")),
     "cifar100_coarse": Dataset("cifar100_coarse", "CIFAR-100 with its 20 coarse labels",
@@ -145,6 +149,11 @@ def load_dataset_info(
             raise ValueError(
                 f"load_dataset: {ds.name} images have {ds.input_shape[0]} "
                 f"channel(s); channels={channels} applies to folders"
+            )
+        if np.dtype(dtype) == np.uint8 and not ds.pixels:
+            raise ValueError(
+                f"load_dataset: dtype uint8 (the pixels as read) is available for "
+                f"{', '.join(n for n, d in DATASETS.items() if d.pixels)}, not {ds.name}"
             )
         data, folder = ds.loader(root, download=download, progress=progress, **sizes)
         info = {"dataset": ds.name, "path": str(Path(folder).resolve())}
