@@ -114,7 +114,8 @@ def test_load_data_keeps_mean_image_runs_as_bytes_with_the_float_runs_values(tin
 def test_the_pixel_fingerprint_is_the_float_arrays_over_several_blocks():
     rng = np.random.default_rng(5)
     pixels = {"X_train": rng.integers(0, 256, (2500, 3, 2, 2), dtype=np.uint8),
-              "y_train": rng.integers(10, size=2500), "X_val": _raw(7),
+              "y_train": rng.integers(10, size=2500),
+              "X_val": rng.integers(0, 256, (7, 3, 2, 2), dtype=np.uint8),
               "y_val": rng.integers(10, size=7)}  # fmt: skip
     mean_image = pixel_mean(pixels["X_train"])
     floats = {**pixels, "X_train": pixels["X_train"].astype(np.float32) - mean_image,

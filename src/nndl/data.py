@@ -273,43 +273,26 @@ def get_CIFAR10_data(
     and ``download`` is true, by :func:`resolve_data_dir`; only as many training batches
     as the split needs are read.
     """
-    splits = CIFAR10_pixels(
+    pixels = CIFAR10_pixels(
         num_training, num_validation, num_test, data_dir,
         download=download, progress=progress, fn="get_CIFAR10_data",
     )  # fmt: skip
-    train_u8 = splits["X_train"]
-    X_train = train_u8.astype(np.float32)
-    X_val = splits["X_val"].astype(np.float32)
-    X_test = splits["X_test"].astype(np.float32)
-    if subtract_mean:
-        mean_image = pixel_mean(train_u8)
-        X_train -= mean_image
-        X_val -= mean_image
-        X_test -= mean_image
-    else:
-        mean_image = np.zeros(IMAGE_SHAPE, np.float32)
-    return {
-        "X_train": X_train,
-        "y_train": splits["y_train"],
-        "X_val": X_val,
-        "y_val": splits["y_val"],
-        "X_test": X_test,
-        "y_test": splits["y_test"],
-        "mean_image": mean_image,
-        "class_names": splits["class_names"],
-    }
+    # The mean of the num_training images; zeros without subtract_mean (nothing subtracted).
+    zeros = np.zeros(IMAGE_SHAPE, np.float32)
+    mean_image = pixel_mean(pixels["X_train"]) if subtract_mean else zeros
+    data = {k: v for k, v in pixels.items() if k != "class_names"}
+    for key in ("X_train", "X_val", "X_test"):
+        data[key] = data[key].astype(np.float32)
+        if subtract_mean:
+            data[key] -= mean_image
+    return {**data, "mean_image": mean_image, "class_names": pixels["class_names"]}
 
 
 def CIFAR10_pixels(
-    num_training: int = 49000,
-    num_validation: int = 1000,
-    num_test: int = 1000,
-    data_dir: str | os.PathLike[str] | None = None,
-    *,
-    download: bool = True,
-    progress: bool = False,
-    fn: str = "CIFAR10_pixels",
-) -> dict[str, Any]:
+    num_training: int = 49000, num_validation: int = 1000, num_test: int = 1000,
+    data_dir: str | os.PathLike[str] | None = None, *, download: bool = True,
+    progress: bool = False, fn: str = "CIFAR10_pixels",
+) -> dict[str, Any]:  # fmt: skip
     """The splits of :func:`get_CIFAR10_data` as read: ``X_train (num_training, 3, 32,
     32)``, ``X_val`` and ``X_test`` uint8 pixels (nothing subtracted), ``y_train``,
     ``y_val``, ``y_test`` int64 and ``class_names``. A quarter of the float32 arrays'
@@ -370,23 +353,17 @@ def data_fingerprint(
     h = hashlib.sha256()
     for key in keys:
         a = np.ascontiguousarray(data[key])
-        if mean_image is not None and a.dtype == np.uint8:
-            h.update(f"{key} {np.dtype(np.float32).str} {a.shape}\n".encode())
-            _hash_minus_mean(h, a, np.asarray(mean_image, np.float32))
+        if mean_image is None or a.dtype != np.uint8:
+            h.update(f"{key} {a.dtype.str} {a.shape}\n".encode())
+            h.update(a.reshape(-1).view(np.uint8))  # the bytes, without a copy
             continue
-        h.update(f"{key} {a.dtype.str} {a.shape}\n".encode())
-        h.update(a.reshape(-1).view(np.uint8))  # the bytes, without a copy
+        h.update(f"{key} {np.dtype(np.float32).str} {a.shape}\n".encode())
+        buf = np.empty((min(1024, len(a)), *a.shape[1:]), np.float32)  # 12 MB for CIFAR-10
+        for i in range(0, len(a), len(buf)):
+            part = buf[: len(a[i : i + len(buf)])]
+            np.subtract(a[i : i + len(buf)], mean_image, out=part, dtype=np.float32)
+            h.update(part.reshape(-1).view(np.uint8))
     return "sha256:" + h.hexdigest()
-
-
-def _hash_minus_mean(h: Any, X: np.ndarray, mean_image: np.ndarray, block: int = 1024) -> None:
-    """h.update with the bytes of float32 ``X - mean_image``, 1024 images at a time
-    (12 MB for CIFAR-10) instead of all at once."""
-    buf = np.empty((min(block, len(X)), *X.shape[1:]), np.float32)
-    for i in range(0, len(X), block):
-        part = buf[: len(X[i : i + block])]
-        np.subtract(X[i : i + block], mean_image, out=part)
-        h.update(part.reshape(-1).view(np.uint8))
 
 
 def channel_mean_std(
