@@ -123,6 +123,10 @@ def test_the_pixel_fingerprint_is_the_float_arrays_over_several_blocks():
     assert data_fingerprint(pixels, mean_image=mean_image) == data_fingerprint(floats)
     pixels["X_train"][2400, 1, 0, 1] ^= 1  # one pixel of the last block
     assert data_fingerprint(pixels, mean_image=mean_image) != data_fingerprint(floats)
+    empty = {**pixels, "X_val": pixels["X_val"][:0], "y_val": pixels["y_val"][:0]}  # no val split
+    floats_empty = {**empty, "X_val": np.zeros((0, 3, 2, 2), np.float32)}
+    val = ["X_val"]
+    assert data_fingerprint(empty, val, mean_image) == data_fingerprint(floats_empty, val)
 
 
 def test_cifar10_is_read_as_pixels_and_other_sets_refuse(tiny_cifar):

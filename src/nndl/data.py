@@ -358,7 +358,7 @@ def data_fingerprint(
             h.update(a.reshape(-1).view(np.uint8))  # the bytes, without a copy
             continue
         h.update(f"{key} {np.dtype(np.float32).str} {a.shape}\n".encode())
-        buf = np.empty((min(1024, len(a)), *a.shape[1:]), np.float32)  # 12 MB for CIFAR-10
+        buf = np.empty((max(1, min(1024, len(a))), *a.shape[1:]), np.float32)  # CIFAR-10: 12 MB
         for i in range(0, len(a), len(buf)):
             part = buf[: len(a[i : i + len(buf)])]
             np.subtract(a[i : i + len(buf)], mean_image, out=part, dtype=np.float32)
