@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -51,7 +51,7 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_state: dict[str, Any] = {"threads": None, "pool": None}
+_state: dict[str, Any] = {"threads": None, "jobs": None}
 _lock = threading.Lock()
 _inside = threading.local()
 
@@ -67,17 +67,59 @@ def set_num_threads(n: int) -> None:
     """Use ``n`` threads (>= 1) for the fast layers' element-wise passes from now on."""
     n = check_count("set_num_threads", "n", n, 1)
     with _lock:
-        if n != _state["threads"] and _state["pool"] is not None:
-            _state["pool"].shutdown(wait=True)
-            _state["pool"] = None
+        if n != _state["threads"] and _state["jobs"] is not None:
+            for _ in range(_state["threads"] - 1):
+                _state["jobs"].put(None)  # each old helper thread ends at its next get
+            _state["jobs"] = None
         _state["threads"] = n
 
 
-def _pool(n: int) -> ThreadPoolExecutor:
+class _Job:
+    """One :func:`run` call: its spans, taken one at a time by whichever thread is free."""
+
+    def __init__(self, fn: Callable[[int, int], None], spans: Sequence[tuple[int, int]]):
+        self.fn, self.spans = fn, spans
+        self.taken = 0
+        self.left = len(spans)
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+
+    def work(self) -> None:
+        """Run spans until none is left to take; the last one to finish sets ``finished``."""
+        while True:
+            with self.lock:
+                if self.taken == len(self.spans):
+                    return
+                span = self.spans[self.taken]
+                self.taken += 1
+            try:
+                self.fn(*span)
+            except BaseException as exc:  # re-raised in run's caller
+                self.error = self.error or exc
+            with self.lock:
+                self.left -= 1
+                if self.left == 0:
+                    self.finished.set()
+
+
+def _helpers(n: int) -> queue.SimpleQueue:
+    """The queue of jobs that ``n - 1`` helper threads take from (started on first use)."""
     with _lock:
-        if _state["pool"] is None:
-            _state["pool"] = ThreadPoolExecutor(n, thread_name_prefix="nndl")
-        return _state["pool"]
+        if _state["jobs"] is None:
+            jobs: queue.SimpleQueue = queue.SimpleQueue()
+            for i in range(n - 1):
+                helper = threading.Thread(target=_helper, args=(jobs,), name=f"nndl_{i}")
+                helper.daemon = True
+                helper.start()
+            _state["jobs"] = jobs
+        return _state["jobs"]
+
+
+def _helper(jobs: queue.SimpleQueue) -> None:
+    _inside.active = True  # a run() inside a span runs serially
+    while (job := jobs.get()) is not None:
+        job.work()
 
 
 def blocks(n: int, bytes_per_item: int, block_bytes: int | None = None) -> list[tuple[int, int]]:
@@ -92,21 +134,17 @@ def blocks(n: int, bytes_per_item: int, block_bytes: int | None = None) -> list[
     return [(i, min(n, i + per)) for i in range(0, n, per)]
 
 
-def _call(fn: Callable[[int, int], None], span: tuple[int, int]) -> None:
-    _inside.active = True
-    try:
-        fn(*span)
-    finally:
-        _inside.active = False
-
-
 def run(fn: Callable[[int, int], None], spans: Sequence[tuple[int, int]]) -> None:
-    """Call ``fn(start, stop)`` for every span, on the pool's threads.
+    """Call ``fn(start, stop)`` for every span: the caller and the pool's helper threads
+    take the spans one at a time until none is left.
 
-    Each call must write only its own part of the output. Exceptions are re-raised in
-    the caller. Runs serially with one thread, one span, or when called from inside a
-    pool thread (nesting would wait on itself), and within :func:`record_compiled` (a dry
-    run stays in its thread, under that thread's ``np.errstate``).
+    Each call must write only its own part of the output. The first exception is
+    re-raised in the caller. The caller works too and waits only for spans a helper has
+    taken: waking a helper thread costs about 80 us on these VMs, so a helper that wakes
+    after the caller has done every span adds nothing, and a lost helper (after a fork)
+    cannot hang a run. Runs serially with one thread, one span, or when called from
+    inside a span (nesting), and within :func:`record_compiled` (a dry run stays in its
+    thread, under that thread's ``np.errstate``).
     """
     n = get_num_threads()
     serial = getattr(_inside, "active", False) or getattr(_recording, "calls", None) is not None
@@ -114,9 +152,18 @@ def run(fn: Callable[[int, int], None], spans: Sequence[tuple[int, int]]) -> Non
         for span in spans:
             fn(*span)
         return
-    futures = [_pool(n).submit(_call, fn, span) for span in spans]
-    for f in futures:
-        f.result()
+    job = _Job(fn, spans)
+    jobs = _helpers(n)
+    for _ in range(min(n, len(spans)) - 1):
+        jobs.put(job)
+    _inside.active = True
+    try:
+        job.work()
+    finally:
+        _inside.active = False
+    job.finished.wait()
+    if job.error is not None:
+        raise job.error
 
 
 _blas_state: dict[str, Any] = {"controller": None}
