@@ -33,8 +33,11 @@ def test_the_plan_adds_up_its_parts():
     plan = memory_plan.plan_memory(settings, preflight(settings))
     assert plan["total"] == sum(v for k, v in plan.items() if k != "total")
     assert set(plan) == {"runtime", "parameters", "activations", "data", "total"}
-    # 49000 + 1000 + 1000 images as float32 plus the 60000 raw uint8 ones
-    assert plan["data"] == 51_000 * 3072 * 4 + 60_000 * 3072
+    # 49000 training images kept as bytes, 1000 + 1000 as float32, the 60000 raw uint8 read
+    assert plan["data"] == 49_000 * 3072 + 2_000 * 3072 * 4 + 60_000 * 3072
+    # a data set read as floats (its training images standardised as floats first)
+    floats = memory_plan.plan_memory(_settings(dataset="mnist"), preflight(settings), (1, 28, 28))
+    assert floats["data"] == 51_000 * 784 * 4 + 60_000 * 784
 
 
 def test_activations_follow_the_layer_outputs_of_the_batch():

@@ -11,8 +11,9 @@ The plan is an estimate from shapes alone (nothing is allocated for a spec-built
 - the activations of one training step: the layer outputs ``summary()`` counts for the
   batch, times :data:`ACTIVATION_FACTOR` (the backward pass's gradients of the same size
   and the fast paths' scratch, measured on the default run);
-- the data: every image loaded as float32 (and in the run's dtype, if it is not float32)
-  plus the raw 8-bit batches the loader reads.
+- the data: every image loaded as float32 (and in the run's dtype, if it is not float32),
+  but the training images of a data set read as 8-bit pixels (``Dataset.pixels``:
+  CIFAR-10), which stay so, one byte each; plus the raw 8-bit batches the loader reads.
 
 A refusal names the figure and ``--no-memory-check``, which starts the run anyway.
 """
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import DATASETS, is_named
 from ..export.trees import layer_tree
 from ..models import MODELS, build_model
 from ..nn import build, summarize
@@ -83,14 +85,17 @@ def plan_memory(
     step = summarize(root, dtype, settings["batch_size"])
     evaluation = summarize(root, dtype, _EVAL_BATCH)["activation_bytes"]
     copies = 3 + _state_copies(settings["update_rule"], None) + bool(settings.get("ema"))
-    images = settings["num_training"] + settings["num_validation"] + settings["num_test"]
+    dataset = settings.get("dataset", "cifar10")
+    pixels = is_named(dataset) and DATASETS[dataset].pixels  # training set kept as bytes
+    held = settings["num_validation"] + settings["num_test"]
     per_image = math.prod(input_dim)
     as_float = 4 + (dtype.itemsize if dtype != np.float32 else 0)
+    train = settings["num_training"] * per_image * (1 if pixels else as_float)
     plan = {
         "runtime": RUNTIME_BYTES,
         "parameters": step["param_bytes"] * copies,
         "activations": max(step["activation_bytes"] * ACTIVATION_FACTOR, evaluation),
-        "data": images * per_image * as_float + _RAW_IMAGES * per_image,
+        "data": train + held * per_image * as_float + _RAW_IMAGES * per_image,
     }
     plan["total"] = sum(plan.values())
     return plan
