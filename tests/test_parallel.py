@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -104,5 +105,26 @@ def test_to_internal_copies_in_blocks_and_equals_the_transpose(threads, monkeypa
         assert y.flags.c_contiguous and y.shape == (3, 4, 6, 5)
         np.testing.assert_array_equal(y, x.transpose(1, 2, 3, 0))
         assert np.shares_memory(to_internal(y.transpose(3, 0, 1, 2)), y)  # no copy
+    finally:
+        parallel.set_num_threads(before)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_starts_its_own_helper_threads():
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(2)
+    try:
+        spans = [(0, 1), (1, 2)]
+        parallel.run(lambda a, b: None, spans)  # the parent's helper thread exists now
+        parent_jobs = parallel._state["jobs"]
+        pid = os.fork()
+        if pid == 0:  # the child: no thread takes from the parent's queue here
+            seen = []
+            for _ in range(50):
+                parallel.run(lambda a, b: seen.append(a), spans)
+            own = parallel._state["jobs"] is not parent_jobs
+            os._exit(0 if own and sorted(seen) == [0] * 50 + [1] * 50 else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
     finally:
         parallel.set_num_threads(before)

@@ -116,6 +116,16 @@ def _helpers(n: int) -> queue.SimpleQueue:
         return _state["jobs"]
 
 
+def _forget_helpers() -> None:
+    """In a forked child: the parent's helper threads do not exist there, so start anew
+    (jobs put for them would never be taken, and would keep their arrays alive)."""
+    _state["jobs"] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helpers)
+
+
 def _helper(jobs: queue.SimpleQueue) -> None:
     _inside.active = True  # a run() inside a span runs serially
     while (job := jobs.get()) is not None:
