@@ -1,6 +1,7 @@
 """The cost of handing work to nndl's threads (``nndl.kernels.parallel.run``) side by side
 with the way nndl did it before (one ``concurrent.futures`` future per span, the caller
-waiting): the main job's training step, and one ``run`` of two spans of small work.
+waiting): the main job's training step (and how many hand-outs it makes), and one ``run``
+of two spans of small work.
 
     NNDL_DATA_DIR=../shared/cifar10 python benchmarks/bench_dispatch.py --rounds 3
 
@@ -58,18 +59,27 @@ def child(which: str, num_training: int) -> None:
 
     from nndl.kernels import parallel
 
-    if which == "futures":
-        parallel.run = _futures_run()
+    dispatch = _futures_run() if which == "futures" else parallel.run
+    handouts = [0]
+
+    def counted(fn, spans):
+        handouts[0] += 1
+        dispatch(fn, spans)
+
+    parallel.run = counted
     import nndl.train.solver as solver_module
     from nndl.cli.entry import main
 
     times: list[float] = []
     step = solver_module.Solver._step
 
+    counts: list[int] = []
+
     def timed(self, X, y):
-        t = time.perf_counter()
+        before, t = handouts[0], time.perf_counter()
         out = step(self, X, y)
         times.append(time.perf_counter() - t)
+        counts.append(handouts[0] - before)
         return out
 
     solver_module.Solver._step = timed
@@ -86,9 +96,10 @@ def child(which: str, num_training: int) -> None:
     for _ in range(5):
         t = time.perf_counter()
         for _ in range(500):
-            parallel.run(work, [(0, 1), (1, 2)])
+            dispatch(work, [(0, 1), (1, 2)])
         runs.append((time.perf_counter() - t) / 500)
-    print(f"{statistics.median(times[20:]) * 1e3:.3f} {statistics.median(runs) * 1e6:.1f}")
+    print(f"{statistics.median(times[20:]) * 1e3:.3f} {statistics.median(runs) * 1e6:.1f} "
+          f"{statistics.median(counts[20:]):.0f}")
 
 
 def main() -> None:
@@ -103,10 +114,10 @@ def main() -> None:
             done = subprocess.run([sys.executable, __file__, "--num-training",
                                    str(args.num_training)], env=env, capture_output=True,
                                   text=True, check=True)  # fmt: skip
-            step_ms, run_us = map(float, done.stdout.split()[-2:])
+            step_ms, run_us, per_step = map(float, done.stdout.split()[-3:])
             results[which].append((step_ms, run_us))
-            print(f"round {r + 1} {which:8s} step {step_ms:6.2f} ms  two-span run {run_us:6.1f} us",
-                  flush=True)  # fmt: skip
+            print(f"round {r + 1} {which:8s} step {step_ms:6.2f} ms  two-span run {run_us:6.1f} us"
+                  f"  hand-outs a step {per_step:.0f}", flush=True)  # fmt: skip
     med = {k: [statistics.median(x[i] for x in v) for i in (0, 1)] for k, v in results.items()}
     for k, (s, u) in med.items():
         print(f"median {k:8s} step {s:6.2f} ms  two-span run {u:6.1f} us")

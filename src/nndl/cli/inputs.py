@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..data import apply_preprocess, channel_mean_std, data_fingerprint, pixel_mean
-from ..datasets import DATASETS, StandardizedImages, is_named, load_dataset_info
+from ..datasets import StandardizedImages, is_named, load_dataset_info, reads_pixels
 from ..datasets.images import MAX_PIXELS, ImageTooLargeError, open_image
 from ..io.jsonfile import JSONLimitError, loads_bounded
 from ..nn.spec import check_spec
@@ -76,7 +76,7 @@ def load_data(
     dataset = settings.get("dataset", "cifar10")
     # A run reads the 8-bit pixels where the data set's loader gives them, and keeps its
     # training set so (StandardizedImages): no float32 copy of it is ever built.
-    pixels = subtract_mean and is_named(dataset) and DATASETS[dataset].pixels
+    pixels = subtract_mean and reads_pixels(dataset)
     sizes = {k: None if k in fit else settings[k] for k in DATA_SIZES}
     data, found = load_dataset_info(
         dataset,

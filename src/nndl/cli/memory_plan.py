@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import DATASETS, is_named
+from ..datasets import reads_pixels
 from ..export.trees import layer_tree
 from ..models import MODELS, build_model
 from ..nn import build, summarize
@@ -85,8 +85,7 @@ def plan_memory(
     step = summarize(root, dtype, settings["batch_size"])
     evaluation = summarize(root, dtype, _EVAL_BATCH)["activation_bytes"]
     copies = 3 + _state_copies(settings["update_rule"], None) + bool(settings.get("ema"))
-    dataset = settings.get("dataset", "cifar10")
-    pixels = is_named(dataset) and DATASETS[dataset].pixels  # training set kept as bytes
+    pixels = reads_pixels(settings.get("dataset", "cifar10"))  # training set kept as bytes
     held = settings["num_validation"] + settings["num_test"]
     per_image = math.prod(input_dim)
     as_float = 4 + (dtype.itemsize if dtype != np.float32 else 0)

@@ -21,6 +21,7 @@ from .registry import (
     load_dataset,
     load_dataset_info,
     prepare_dataset,
+    reads_pixels,
 )
 from .standardized import StandardizedImages
 
@@ -31,6 +32,7 @@ __all__ = [
     "dataset_shape",
     "decode_image",
     "is_named",
+    "reads_pixels",
     "load_dataset",
     "load_dataset_info",
     "load_folder",

@@ -18,7 +18,7 @@ from .folder import load_folder, peek_folder
 from .idx import FASHION_MNIST_CLASSES, MNIST_CLASSES, load_idx_dataset
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "load_dataset_info", "dataset_shape",
-           "is_named", "prepare_dataset"]  # fmt: skip
+           "is_named", "reads_pixels", "prepare_dataset"]  # fmt: skip
 
 _MNIST_MD5 = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -77,6 +77,12 @@ DATASETS: dict[str, Dataset] = {
 def is_named(name_or_path: str | os.PathLike[str]) -> bool:
     """Whether ``name_or_path`` names a data set of :data:`DATASETS` (else a folder)."""
     return isinstance(name_or_path, str) and name_or_path in DATASETS
+
+
+def reads_pixels(name_or_path: str | os.PathLike[str]) -> bool:
+    """Whether a training run reads ``name_or_path`` as 8-bit pixels and keeps its training
+    set so (a named set whose loader gives them: :attr:`Dataset.pixels`)."""
+    return is_named(name_or_path) and DATASETS[name_or_path].pixels
 
 
 def _check_size(image_size: Any) -> tuple[int, int] | None:

@@ -150,10 +150,11 @@ def run(fn: Callable[[int, int], None], spans: Sequence[tuple[int, int]]) -> Non
 
     Each call must write only its own part of the output. The first exception is
     re-raised in the caller. The caller works too and waits only for spans a helper has
-    taken: waking a helper thread costs about 80 us on these VMs, so a helper that wakes
-    after the caller has done every span adds nothing, and a lost helper (after a fork)
-    cannot hang a run. Runs serially with one thread, one span, or when called from
-    inside a span (nesting), and within :func:`record_compiled` (a dry run stays in its
+    taken: a helper that wakes after the caller has done every span adds nothing (a
+    hand-out of two small spans: a quarter of the time a future per span took,
+    ``benchmarks/bench_dispatch.py``), and a lost helper (after a fork) cannot hang a
+    run. Runs serially with one thread, one span, or when called from inside a span
+    (nesting), and within :func:`record_compiled` (a dry run stays in its
     thread, under that thread's ``np.errstate``).
     """
     n = get_num_threads()

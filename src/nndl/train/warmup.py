@@ -59,7 +59,10 @@ def kernel_calls(model: Any, input_shape: Sequence[int], dtype: Any) -> list[tup
     calls, in the order of their first calls, each once; found by a dry run of
     :func:`warm_step` in which no kernel runs or compiles (its values are meaningless, so
     floating-point warnings are off). Empty without numba."""
-    import numba
+    try:
+        import numba
+    except ImportError:
+        return []
 
     with parallel.record_compiled() as calls, np.errstate(all="ignore"):
         warm_step(model, input_shape, dtype)
